@@ -1,0 +1,190 @@
+"""The `zoo` command: one sub-command per verb. User mistakes become one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from zoo import __version__
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse prints the whole usage block by default)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+TRAIN_EPILOG = """\
+hyperparameters are merged in this order, later wins:
+  hyperparams/<algo>.yml sections `default` < `atari` (or `atari_ram`) < the env's own section
+  < --hyperparams-file < -n/--n-envs/--seed < --set
+examples:
+  zoo train --algo dqn --env Breakout
+  zoo train --algo a2c --env pong --n-envs 8 --set learning_rate=1e-4
+  zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
+  zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="zoo",
+        description="Train reinforcement-learning agents on Atari games with Stable-Baselines3.",
+        epilog="Run `zoo COMMAND --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_train(commands)
+    envs = commands.add_parser("envs", help="list the Atari games zoo knows by short name")
+    envs.set_defaults(handler=_run_envs)
+    return parser
+
+
+def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from zoo.schema import SCHEMAS
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent and save it in a new run folder",
+        description="Train an agent; everything it needs is saved in logs/<algo>/<env>_<n>/.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "--algo", required=True, choices=list(SCHEMAS), help="the learning algorithm"
+    )
+    train.add_argument(
+        "--env",
+        required=True,
+        help="game or env: a short case-insensitive name (Breakout, pong, SpaceInvaders-ram) "
+        "or a gymnasium id (BreakoutNoFrameskip-v4, ALE/Breakout-v5, CartPole-v1)",
+    )
+    train.add_argument(
+        "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"
+    )
+    train.add_argument(
+        "--seed", type=int, help="random seed (default: drawn at random and saved in config.yml)"
+    )
+    train.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the networks run (default: auto)",
+    )
+    train.add_argument("--n-envs", type=int, metavar="N", help="number of parallel envs (n_envs)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one hyperparameter; VALUE is YAML (1e-4, true, [64, 64], {eps: 1e-5}); "
+        "KEY may be dotted (policy_kwargs.net_arch=[64,64]); repeatable",
+    )
+    train.add_argument(
+        "--hyperparams-file",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of hyperparameters, flat or in sections like hyperparams/*.yml "
+        "(a run's config.yml works as is)",
+    )
+    train.add_argument(
+        "--log-dir",
+        type=Path,
+        default=Path("logs"),
+        metavar="DIR",
+        help="where run folders go (default: logs)",
+    )
+    train.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no messages, only errors"
+    )
+    train.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    # Imported here so that `zoo --help` stays fast.
+    from zoo.config import build_config
+    from zoo.runs import create_run, write_run_files
+    from zoo.train import TrainOptions, progress_stream, resolve_device, train
+
+    say = _printer(args.quiet)
+    config = build_config(
+        args.algo,
+        args.env,
+        hyperparams_file=args.hyperparams_file,
+        overrides=args.set,
+        flags=[
+            ("-n/--timesteps", "n_timesteps", args.timesteps),
+            ("--n-envs", "n_envs", args.n_envs),
+            ("--seed", "seed", args.seed),
+        ],
+    )
+    device = resolve_device(args.device)
+    run = create_run(args.log_dir, config.algo, config.env.folder_name)
+    write_run_files(run, config.to_dict(), config.algo, config.env.name, device, sys.argv[1:])
+    say(
+        f"Training {config.algo} on {config.env.name} for {config.n_timesteps:,} steps (seed {config.seed})"
+    )
+    say(f"Run folder: {run.path}")
+    learning_starts = config.hyperparams.get("learning_starts")
+    if learning_starts is not None and learning_starts >= config.n_timesteps:
+        say(
+            f"note: learning_starts ({learning_starts:,}) >= n_timesteps: the agent only plays at random"
+        )
+    result = train(
+        config, run, TrainOptions(device=device, progress_stream=progress_stream(args.quiet))
+    )
+    if result.interrupted:
+        say(
+            f"Interrupted at step {result.timesteps:,}: model saved to {run.final_model}, config in {run.config_file}"
+        )
+        return EXIT_INTERRUPTED
+    say(f"Done: {result.timesteps:,} steps. Model: {run.final_model}")
+    say(f"Curves: tensorboard --logdir {args.log_dir}")
+    return 0
+
+
+def _run_envs(args: argparse.Namespace) -> int:
+    from zoo.envs import atari_game_names
+
+    names = atari_game_names()
+    width = max(map(len, names)) + 2
+    per_line = max(1, 100 // width)
+    for start in range(0, len(names), per_line):
+        print("".join(name.ljust(width) for name in names[start : start + per_line]).rstrip())
+    print(
+        f"\n{len(names)} games; add -ram for the RAM variant (SpaceInvaders-ram); full gymnasium ids work too."
+    )
+    return 0
+
+
+def _printer(quiet: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, flush=True)
+
+    return say
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from zoo.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UserError as error:
+        print(f"zoo: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("zoo: interrupted before training started; nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

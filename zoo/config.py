@@ -1,0 +1,255 @@
+"""Hyperparameters: YAML sections merged in a fixed order, validated, then frozen.
+
+Order (later wins): `default` < `atari` (or `atari_ram`) < the env's own section
+< `--hyperparams-file` < dedicated CLI flags (-n, --n-envs, --seed) < `--set`.
+Every value is checked while its layer is still known, so an error names its file and section.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from zoo import registry
+from zoo.envs import EnvSettings, EnvSpec, resolve_env
+from zoo.errors import UserError
+from zoo.schema import ATARI_TOOLKIT_DEFAULTS, SCHEMAS, TOOLKIT_DEFAULTS, FieldError, Schema
+from zoo.yamlio import parse_yaml_text, read_yaml_file
+
+GENERIC_SECTIONS = ("default", "atari", "atari_ram")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of hyperparameters and where it came from, for error messages."""
+
+    origin: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated, fully resolved configuration; never mutated after `build_config`."""
+
+    algo: str
+    env: EnvSpec
+    hyperparams: Mapping[str, Any]
+
+    @property
+    def schema(self) -> Schema:
+        return SCHEMAS[self.algo]
+
+    @property
+    def n_timesteps(self) -> int:
+        return int(self.hyperparams["n_timesteps"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.hyperparams["seed"])
+
+    @property
+    def policy(self) -> str:
+        return str(self.hyperparams["policy"])
+
+    def env_settings(self) -> EnvSettings:
+        return EnvSettings.from_hyperparams(self.hyperparams)
+
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the SB3 constructor, with registry names resolved to classes."""
+        kwargs = {
+            key: copy.deepcopy(value)
+            for key, value in self.hyperparams.items()
+            if key in self.schema.algorithm
+        }
+        if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
+            kwargs["train_freq"] = tuple(kwargs["train_freq"])
+        if "policy_kwargs" in kwargs:
+            kwargs["policy_kwargs"] = registry.resolve_policy_kwargs(kwargs["policy_kwargs"])
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready hyperparameters; usable again as `--hyperparams-file`."""
+        return copy.deepcopy(dict(self.hyperparams))
+
+
+def shipped_hyperparams_file(algo: str) -> Path:
+    """The YAML file shipped for `algo` (top-level `hyperparams/`, installed as zoo.hyperparams)."""
+    in_repo = Path(__file__).resolve().parent.parent / "hyperparams" / f"{algo}.yml"
+    if in_repo.is_file():
+        return in_repo
+    return Path(str(resources.files("zoo.hyperparams").joinpath(f"{algo}.yml")))
+
+
+def build_config(
+    algo: str,
+    env_name: str,
+    hyperparams_file: Path | None = None,
+    overrides: Sequence[str] = (),
+    flags: Sequence[tuple[str, str, Any]] = (),
+) -> Config:
+    """Merge and validate every source of hyperparameters for one run.
+
+    `flags` are (origin, key, value) triples from dedicated CLI options such as `--n-envs`.
+    """
+    if algo not in SCHEMAS:
+        raise UserError(f"unknown algo {algo!r}: choose one of {', '.join(SCHEMAS)}")
+    schema = SCHEMAS[algo]
+    env = resolve_env(env_name)
+    layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
+    if hyperparams_file is not None:
+        layers.extend(file_layers(hyperparams_file, env, schema))
+    layers.extend(Layer(origin, {key: value}) for origin, key, value in flags if value is not None)
+    layers.extend(parse_set_argument(text) for text in overrides)
+
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for layer in layers:
+        for key, value in validate_layer(layer, schema).items():
+            merged[key] = _merge_value(merged.get(key), value)
+            origins[key] = layer.origin
+    hyperparams = _with_defaults(merged, algo, env)
+    _check_combinations(hyperparams, origins, env)
+    return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
+
+
+def file_layers(path: Path, env: EnvSpec, schema: Schema) -> Iterable[Layer]:
+    """The layers one YAML file contributes for `env`: a flat file is one layer, a
+    sectioned file gives its `default`, `atari`/`atari_ram` and env sections in that order."""
+    data = read_yaml_file(path)
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path}: expected a mapping of sections or hyperparameters, got {type(data).__name__}"
+        )
+    if any(key in schema.fields for key in data):
+        return [Layer(str(path), data)]
+    env_sections = _sections_for(path, data, env)
+    generic = [name for name in ("default", env.kind) if name in data]
+    return [_section_layer(path, data, name) for name in (*generic, *env_sections)]
+
+
+def _sections_for(path: Path, data: Mapping[str, Any], env: EnvSpec) -> list[str]:
+    matching = []
+    for name in data:
+        if name in GENERIC_SECTIONS:
+            continue
+        try:
+            resolved = resolve_env(str(name))
+        except UserError:
+            close = difflib.get_close_matches(
+                str(name), [*GENERIC_SECTIONS, *SCHEMAS["dqn"].fields], n=1
+            )
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(
+                f"{path}: section {name!r} is not a known env, nor one of "
+                f"{', '.join(GENERIC_SECTIONS)}{hint}"
+            ) from None
+        if resolved.name == env.name:
+            matching.append(name)
+    return matching
+
+
+def _section_layer(path: Path, data: Mapping[str, Any], name: str) -> Layer:
+    values = data[name]
+    origin = f"{path}, section {name!r}"
+    if values is None:
+        return Layer(origin, {})
+    if not isinstance(values, dict):
+        raise UserError(
+            f"{origin}: expected a mapping of hyperparameters, got {type(values).__name__}"
+        )
+    return Layer(origin, values)
+
+
+def parse_set_argument(text: str) -> Layer:
+    """`--set KEY=VALUE`: VALUE is a YAML scalar or flow mapping; KEY may be dotted
+    (`policy_kwargs.net_arch=[64, 64]`)."""
+    origin = f"--set {text}"
+    key, separator, raw_value = text.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise UserError(f"{origin}: expected KEY=VALUE, e.g. --set learning_rate=1e-4")
+    value = parse_yaml_text(raw_value, origin) if raw_value.strip() else None
+    for part in reversed(key.split(".")[1:]):
+        value = {part: value}
+    return Layer(origin, {key.split(".")[0]: value})
+
+
+def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
+    """Check every key and value of one layer; the first problem is one UserError line."""
+    checked: dict[str, Any] = {}
+    fields = schema.fields
+    for key, value in layer.values.items():
+        if key not in fields:
+            raise UserError(f"{layer.origin}: {_unknown_key_text(key, fields)}")
+        try:
+            checked[key] = fields[key].check(value)
+        except FieldError as error:
+            raise UserError(f"{layer.origin}: key {key!r}: {error}") from None
+    return checked
+
+
+def _unknown_key_text(key: Any, fields: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(key), list(fields), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}; valid keys: {', '.join(fields)}"
+
+
+def _merge_value(old: Any, new: Any) -> Any:
+    """Mappings (policy_kwargs, env_kwargs) merge entry by entry; anything else replaces."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = dict(old)
+        for key, value in new.items():
+            merged[key] = _merge_value(old.get(key), value)
+        return merged
+    return copy.deepcopy(new)
+
+
+def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[str, Any]:
+    """Fill every key the run depends on, so config.yml shows (and pins) all of them."""
+    schema = SCHEMAS[algo]
+    defaults: dict[str, Any] = dict(TOOLKIT_DEFAULTS)
+    if env.is_atari:
+        defaults.update(ATARI_TOOLKIT_DEFAULTS)
+    defaults["seed"] = secrets.randbelow(2**31)
+    signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
+    for key in schema.algorithm:
+        parameter = signature.parameters.get(key)
+        if parameter is not None and parameter.default is not None:
+            defaults[key] = parameter.default
+    full = {**defaults, **merged}
+    order = [*schema.toolkit, *schema.algorithm]
+    return {key: full[key] for key in order if key in full}
+
+
+def _check_combinations(
+    hyperparams: Mapping[str, Any], origins: Mapping[str, str], env: EnvSpec
+) -> None:
+    def fail(key: str, message: str) -> None:
+        origin = origins.get(key, "defaults")
+        raise UserError(f"{origin}: key {key!r}: {message}")
+
+    if hyperparams["policy"] == "CnnPolicy" and env.kind != "atari":
+        fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
+    buffer_size = hyperparams.get("buffer_size")
+    if buffer_size is not None and hyperparams.get("n_steps", 1) > buffer_size:
+        fail(
+            "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
+        )
+    replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
+    if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
+        "handle_timeout_termination", True
+    ):
+        fail(
+            "optimize_memory_usage",
+            "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
+        )

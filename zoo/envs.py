@@ -1,0 +1,251 @@
+"""Env names and env stacks: "Breakout" -> BreakoutNoFrameskip-v4 -> a preprocessed VecEnv.
+
+Pixel Atari games get SB3's AtariWrapper (no-op starts, skip with max-pooling, life loss
+ends an episode, FIRE on reset, 84x84 gray, clipped reward) and VecFrameStack, channel
+first. RAM games get the same episode semantics on the 128-byte RAM, with frames skipped
+inside ALE (max-pooling bytes of RAM means nothing) and a window of stacked RAM states.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, partial
+from typing import Any, Literal
+
+import ale_py
+import gymnasium as gym
+from stable_baselines3.common.atari_wrappers import (
+    ClipRewardEnv,
+    EpisodicLifeEnv,
+    FireResetEnv,
+    NoopResetEnv,
+)
+from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecFrameStack,
+    VecTransposeImage,
+)
+
+from zoo.errors import UserError
+
+gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on every env
+
+EnvKind = Literal["atari", "atari_ram", "other"]
+_ATARI_SUFFIX = "NoFrameskip-v4"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A resolved env: its name as users and run folders know it, and how gymnasium makes it.
+
+    ale-py registers no "-ram" ids; "SpaceInvaders-ramNoFrameskip-v4" is made as
+    SpaceInvadersNoFrameskip-v4 with obs_type="ram".
+    """
+
+    name: str
+    gym_id: str
+    kind: EnvKind
+
+    @property
+    def is_atari(self) -> bool:
+        return self.kind != "other"
+
+    @property
+    def folder_name(self) -> str:
+        """The name as a run-folder name ("ALE/Breakout-v5" -> "ALE-Breakout-v5")."""
+        return self.name.replace("/", "-")
+
+    @property
+    def skips_frames_itself(self) -> bool:
+        """Ids other than *NoFrameskip-v4 repeat actions inside ALE unless told frameskip=1."""
+        return self.is_atari and not self.gym_id.endswith(_ATARI_SUFFIX)
+
+    def make_kwargs(self) -> dict[str, Any]:
+        return {"obs_type": "ram"} if self.kind == "atari_ram" else {}
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """The env part of a resolved config."""
+
+    n_envs: int
+    vec_env: str
+    frame_stack: int
+    noop_max: int = 30
+    frame_skip: int = 4
+    screen_size: int = 84
+    terminal_on_life_loss: bool = True
+    clip_reward: bool = True
+    env_kwargs: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_hyperparams(cls, hyperparams: Mapping[str, Any]) -> EnvSettings:
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in hyperparams.items() if key in names})
+
+
+@cache
+def short_names() -> dict[str, str]:
+    """Lower-case short name -> id, for every Atari game ALE ships ("spaceinvaders")."""
+    return {
+        env_id[: -len(_ATARI_SUFFIX)].lower(): env_id
+        for env_id in gym.registry
+        if env_id.endswith(_ATARI_SUFFIX) and "/" not in env_id
+    }
+
+
+def atari_game_names() -> list[str]:
+    """Short names as users type them ("Breakout"), sorted; each also has a "-ram" form."""
+    return sorted(env_id[: -len(_ATARI_SUFFIX)] for env_id in short_names().values())
+
+
+def resolve_env(name: str) -> EnvSpec:
+    """Resolve a short or full, case-insensitive env name; unknown names suggest close ones."""
+    key = name.strip().lower()
+    wants_ram = "-ram" in key
+    gym_id = _lookup(key.replace("-ram", "", 1))
+    if gym_id is None:
+        raise UserError(_unknown_env_message(name))
+    kind = _kind_of(gym_id)
+    if wants_ram:
+        if kind != "atari":
+            raise UserError(f"{name!r}: only Atari games have a -ram variant")
+        return EnvSpec(name=_ram_name(gym_id), gym_id=gym_id, kind="atari_ram")
+    return EnvSpec(name=gym_id, gym_id=gym_id, kind=kind)
+
+
+def _lookup(key: str) -> str | None:
+    env_id = short_names().get(key)
+    if env_id is None:
+        env_id = next((i for i in gym.registry if i.lower() == key), None)
+    return env_id
+
+
+def _ram_name(gym_id: str) -> str:
+    """Insert "-ram" after the game: BreakoutNoFrameskip-v4 -> Breakout-ramNoFrameskip-v4."""
+    if gym_id.endswith(_ATARI_SUFFIX):
+        return gym_id[: -len(_ATARI_SUFFIX)] + "-ram" + _ATARI_SUFFIX
+    head, _, version = gym_id.rpartition("-")
+    return f"{head}-ram-{version}"
+
+
+def _unknown_env_message(name: str) -> str:
+    candidates = {short.lower(): short for short in atari_game_names()}
+    candidates.update({f"{short.lower()}-ram": f"{short}-ram" for short in atari_game_names()})
+    candidates.update({env_id.lower(): env_id for env_id in gym.registry})
+    close = difflib.get_close_matches(name.lower(), list(candidates), n=4, cutoff=0.6)
+    hint = f"did you mean {', '.join(candidates[c] for c in close)}? " if close else ""
+    return f"unknown env {name!r}: {hint}(`zoo envs` lists the Atari games)"
+
+
+def _kind_of(gym_id: str) -> EnvKind:
+    spec = gym.spec(gym_id)
+    if "ale_py" not in str(spec.entry_point):
+        return "other"
+    return "atari_ram" if spec.kwargs.get("obs_type") == "ram" else "atari"
+
+
+def make_vec_env_for(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int | None,
+    monitor_dir: str | None = None,
+) -> VecEnv:
+    """Build the training VecEnv described by `settings`, seeded and monitored."""
+    vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] = (
+        SubprocVecEnv if settings.vec_env == "subproc" else DummyVecEnv
+    )
+    env_kwargs = {**spec.make_kwargs(), **(settings.env_kwargs or {})}
+    if "frameskip" in env_kwargs:
+        raise UserError("env_kwargs.frameskip is not allowed: set frame_skip instead")
+    try:
+        if spec.kind == "atari":
+            return _pixel_atari(spec, settings, seed, monitor_dir, env_kwargs, vec_env_cls)
+        if spec.kind == "atari_ram":
+            return _ram_atari(spec, settings, seed, monitor_dir, env_kwargs, vec_env_cls)
+        env = make_vec_env(
+            spec.gym_id,
+            n_envs=settings.n_envs,
+            seed=seed,
+            monitor_dir=monitor_dir,
+            env_kwargs=env_kwargs,
+            vec_env_cls=vec_env_cls,
+        )
+    except (gym.error.Error, TypeError) as error:
+        raise UserError(f"cannot create env {spec.name}: {error}") from None
+    return VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
+
+
+def _pixel_atari(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int | None,
+    monitor_dir: str | None,
+    env_kwargs: dict[str, Any],
+    vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv],
+) -> VecEnv:
+    if spec.skips_frames_itself:
+        env_kwargs["frameskip"] = 1  # AtariWrapper skips; ALE must not skip again
+    env = make_atari_env(
+        spec.gym_id,
+        n_envs=settings.n_envs,
+        seed=seed,
+        monitor_dir=monitor_dir,
+        wrapper_kwargs={
+            "noop_max": settings.noop_max,
+            "frame_skip": settings.frame_skip,
+            "screen_size": settings.screen_size,
+            "terminal_on_life_loss": settings.terminal_on_life_loss,
+            "clip_reward": settings.clip_reward,
+        },
+        env_kwargs=env_kwargs,
+        vec_env_cls=vec_env_cls,
+    )
+    env = VecFrameStack(env, n_stack=settings.frame_stack)
+    return VecTransposeImage(env)  # channel-first, as PyTorch convolutions expect
+
+
+def _ram_atari(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int | None,
+    monitor_dir: str | None,
+    env_kwargs: dict[str, Any],
+    vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv],
+) -> VecEnv:
+    env_kwargs["frameskip"] = settings.frame_skip  # ALE repeats the action and sums rewards
+    env = make_vec_env(
+        partial(gym.make, spec.gym_id),
+        n_envs=settings.n_envs,
+        seed=seed,
+        monitor_dir=monitor_dir,
+        wrapper_class=_ram_wrapper(settings),
+        env_kwargs=env_kwargs,
+        vec_env_cls=vec_env_cls,
+    )
+    return VecFrameStack(env, n_stack=settings.frame_stack) if settings.frame_stack > 1 else env
+
+
+def _ram_wrapper(settings: EnvSettings) -> Callable[[gym.Env], gym.Env]:
+    # No-op starts are counted in agent steps here, since ALE already skips frames.
+    noop_steps = math.ceil(settings.noop_max / settings.frame_skip)
+
+    def wrap(env: gym.Env) -> gym.Env:
+        if noop_steps > 0:
+            env = NoopResetEnv(env, noop_max=noop_steps)
+        if settings.terminal_on_life_loss:
+            env = EpisodicLifeEnv(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]
+            env = FireResetEnv(env)
+        if settings.clip_reward:
+            env = ClipRewardEnv(env)
+        return env
+
+    return wrap

@@ -1,0 +1,5 @@
+"""The one exception type that the CLI turns into a single line and exit code 2."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (a name, a file, a value); never a bug in zoo."""

@@ -1,0 +1,71 @@
+"""Every name that may appear in YAML, mapped to the class it stands for.
+
+Configuration never reaches `eval`: a name not listed here is a validation error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch as th
+from sb3_contrib import QRDQN
+from stable_baselines3 import A2C, DQN
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
+
+from zoo.networks import ScaledFlattenExtractor
+
+ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "qrdqn": QRDQN}
+
+POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
+
+OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
+    "adam": th.optim.Adam,
+    "adamw": th.optim.AdamW,
+    "rmsprop": th.optim.RMSprop,
+    "rmsprop_tf_like": RMSpropTFLike,
+    "sgd": th.optim.SGD,
+}
+
+ACTIVATIONS: Mapping[str, type[th.nn.Module]] = {
+    "relu": th.nn.ReLU,
+    "tanh": th.nn.Tanh,
+    "elu": th.nn.ELU,
+    "leaky_relu": th.nn.LeakyReLU,
+    "gelu": th.nn.GELU,
+}
+
+FEATURES_EXTRACTORS: Mapping[str, type[th.nn.Module]] = {
+    "nature_cnn": NatureCNN,
+    "flatten": FlattenExtractor,
+    "scaled_flatten": ScaledFlattenExtractor,
+}
+
+# policy_kwargs entries whose YAML value is a name from one of the tables above.
+NAMED_POLICY_KWARGS: Mapping[str, Mapping[str, Any]] = {
+    "optimizer_class": OPTIMIZERS,
+    "activation_fn": ACTIVATIONS,
+    "features_extractor_class": FEATURES_EXTRACTORS,
+}
+
+
+def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn validated YAML policy_kwargs into SB3's: names become classes, nulls mean default."""
+    resolved: dict[str, Any] = {}
+    for key, value in policy_kwargs.items():
+        if value is None:
+            continue
+        table = NAMED_POLICY_KWARGS.get(key)
+        resolved[key] = table[value] if table is not None else _plain(value)
+    return resolved
+
+
+def _plain(value: Any) -> Any:
+    """Copy nested YAML values, dropping null entries of mappings (they mean 'SB3 default')."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,151 @@
+"""Run folders: `logs/<algo>/<Env>_<n>/`, the unit a user trains, resumes, plays and plots.
+
+A run folder holds `config.yml` (every hyperparameter, usable as --hyperparams-file),
+`run.yml` (algo, env, command line, versions, status), `monitor/` (per-env Monitor CSVs),
+TensorBoard event files and `progress.csv`, and `final_model.zip`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from zoo.errors import UserError
+from zoo.yamlio import dump_yaml, read_yaml_file
+
+CONFIG_FILE = "config.yml"
+RUN_FILE = "run.yml"
+FINAL_MODEL = "final_model.zip"
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.path / "monitor"
+
+    @property
+    def final_model(self) -> Path:
+        return self.path / FINAL_MODEL
+
+    def read_info(self) -> dict[str, Any]:
+        info = read_yaml_file(self.run_file)
+        return info if isinstance(info, dict) else {}
+
+
+def create_run(log_dir: Path, algo: str, env_folder_name: str) -> Run:
+    """Create the next free `<log_dir>/<algo>/<env>_<n>` folder; safe against concurrent runs."""
+    parent = log_dir / algo
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create log folder {parent}: {error.strerror}") from None
+    prefix = f"{env_folder_name}_"
+    taken = [p.name[len(prefix) :] for p in parent.iterdir() if p.name.startswith(prefix)]
+    number = max((int(n) for n in taken if n.isdigit()), default=0) + 1
+    while True:
+        path = parent / f"{prefix}{number}"
+        try:
+            path.mkdir()  # atomic: two processes never get the same folder
+        except FileExistsError:
+            number += 1
+            continue
+        except OSError as error:
+            raise UserError(f"cannot create run folder {path}: {error.strerror}") from None
+        return Run(path)
+
+
+def find_run(path: Path) -> Run:
+    """An existing run folder, or one clear error."""
+    run = Run(path)
+    if not path.is_dir():
+        raise UserError(f"run folder not found: {path}")
+    if not run.config_file.is_file():
+        raise UserError(f"{path} is not a zoo run folder (it has no {CONFIG_FILE})")
+    return run
+
+
+def write_run_files(
+    run: Run,
+    hyperparams: Mapping[str, Any],
+    algo: str,
+    env_name: str,
+    device: str,
+    argv: Sequence[str],
+) -> None:
+    atomic_write_text(run.config_file, dump_yaml(dict(hyperparams)))
+    info = {
+        "algo": algo,
+        "env": env_name,
+        "seed": hyperparams.get("seed"),
+        "device": device,
+        "command": shlex.join(["zoo", *argv]),
+        "cwd": os.getcwd(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+        "timesteps": 0,
+        "versions": _versions(),
+    }
+    atomic_write_text(run.run_file, dump_yaml(info))
+
+
+def update_run_status(run: Run, status: str, timesteps: int) -> None:
+    info = run.read_info()
+    info.update(status=status, timesteps=timesteps)
+    info["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(run.run_file, dump_yaml(info))
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("zoo", "stable-baselines3", "sb3-contrib", "gymnasium", "ale-py", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, flush to disk, then rename over `path`."""
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def save_model_atomically(model: BaseAlgorithm, path: Path) -> None:
+    """Save an SB3 model so that a crash mid-write never leaves a truncated zip at `path`."""
+    tmp = path.with_name(f".{path.stem}.partial.zip")
+    model.save(tmp)
+    with open(tmp, "rb") as written:
+        os.fsync(written.fileno())
+    os.replace(tmp, path)
+
+
+def command_line() -> list[str]:
+    return sys.argv[1:]

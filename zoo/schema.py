@@ -1,0 +1,305 @@
+"""The hyperparameter schema: which keys each algorithm accepts, and what values they take.
+
+A field checks one value and returns it normalised (an integral float such as `1e7` becomes
+an int); a bad value raises `FieldError` with a message that `config.py` prefixes with the
+file, section and key it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from zoo import registry
+
+
+class FieldError(ValueError):
+    """A value that does not fit its field; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One hyperparameter: a checker plus a help text for `--help` and error messages."""
+
+    check: Callable[[Any], Any]
+    help: str = ""
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def integer(
+    low: int | None = None, high: int | None = None, allow: tuple[int, ...] = ()
+) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(f"expected an integer, got {_describe(value)}")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise FieldError(f"expected an integer, got {value!r}")
+        number = int(value)
+        if number in allow:
+            return number
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise FieldError(f"must be {_range_text(low, high, allow)}, got {number}")
+        return number
+
+    return check
+
+
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+) -> Callable[[Any], float | None]:
+    def check(value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(f"expected a number, got {_describe(value)}")
+        result = float(value)
+        too_low = low is not None and (result <= low if low_open else result < low)
+        too_high = high is not None and result > high
+        if not math.isfinite(result) or too_low or too_high:
+            lower = None if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+            upper = None if high is None else f"<= {high:g}"
+            bounds = " and ".join(b for b in (lower, upper) if b)
+            raise FieldError(f"must be a finite number {bounds}, got {value!r}".replace("  ", " "))
+        return result
+
+    return check
+
+
+def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f">= {low}")
+    if high is not None:
+        parts.append(f"<= {high}")
+    text = " and ".join(parts)
+    return f"{text} (or {', '.join(map(str, allow))})" if allow else text
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def choice(
+    options: tuple[str, ...] | Mapping[str, Any], optional: bool = False
+) -> Callable[[Any], str | None]:
+    names = tuple(options)
+
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if value not in names:
+            raise FieldError(f"expected one of {', '.join(names)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def int_list(value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise FieldError(
+            f"expected a non-empty list of layer sizes such as [64, 64], got {_describe(value)}"
+        )
+    return [integer(low=1)(item) for item in value]
+
+
+def net_arch(value: Any) -> list[int] | dict[str, list[int]]:
+    """A list of layer sizes, or for actor-critic `{pi: [...], vf: [...]}`."""
+    if isinstance(value, dict):
+        unknown = set(value) - {"pi", "vf"}
+        if unknown:
+            raise FieldError(f"net_arch mapping takes keys pi and vf, got {sorted(unknown)}")
+        return {key: int_list(sizes) for key, sizes in value.items()}
+    return int_list(value)
+
+
+def train_freq(value: Any) -> int | list[Any]:
+    """`4` (steps) or `[4, step]` / `[1, episode]` as SB3 accepts."""
+    if isinstance(value, list):
+        if len(value) != 2 or value[1] not in ("step", "episode"):
+            raise FieldError(f"expected an integer or [N, step|episode], got {value!r}")
+        return [integer(low=1)(value[0]), value[1]]
+    return integer(low=1)(value)
+
+
+def scalar_mapping(value: Any) -> dict[str, Any]:
+    """A mapping of names to plain YAML scalars (numbers, booleans, strings, lists of them)."""
+    if not isinstance(value, dict):
+        raise FieldError(f"expected a mapping, got {_describe(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise FieldError(f"keys must be names, got {key!r}")
+        if isinstance(item, dict):
+            scalar_mapping(item)
+    return dict(value)
+
+
+def nested(fields: Mapping[str, Field]) -> Callable[[Any], dict[str, Any]]:
+    """A mapping with its own schema (policy_kwargs); unknown keys are errors."""
+
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise FieldError(f"expected a mapping, got {_describe(value)}")
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in fields:
+                raise FieldError(f"unknown entry {key!r}; valid entries: {', '.join(fields)}")
+            if item is None:
+                result[key] = None  # null means "SB3's default"
+                continue
+            try:
+                result[key] = fields[key].check(item)
+            except FieldError as error:
+                raise FieldError(f"{key}: {error}") from None
+        return result
+
+    return check
+
+
+@dataclass(frozen=True)
+class Schema:
+    """All keys one algorithm accepts: toolkit keys (env, run) and algorithm keyword arguments."""
+
+    toolkit: Mapping[str, Field]
+    algorithm: Mapping[str, Field]
+
+    @property
+    def fields(self) -> dict[str, Field]:
+        return {**self.toolkit, **self.algorithm}
+
+
+TOOLKIT_FIELDS: Mapping[str, Field] = {
+    "n_timesteps": Field(integer(low=1), "total agent steps to train"),
+    "policy": Field(choice(registry.POLICIES), "SB3 policy name"),
+    "seed": Field(integer(low=0, high=2**32 - 1), "random seed of envs, torch and numpy"),
+    "n_envs": Field(integer(low=1, high=1024), "number of parallel envs"),
+    "vec_env": Field(
+        choice(("dummy", "subproc")), "dummy: envs in this process; subproc: one process each"
+    ),
+    "frame_stack": Field(
+        integer(low=1, high=64), "observations stacked (4 pixel frames, 3 RAM windows)"
+    ),
+    "noop_max": Field(
+        integer(low=0, high=1000), "at most this many no-op frames at the start of a game"
+    ),
+    "frame_skip": Field(
+        integer(low=1, high=16), "agent acts every N frames (max over the last two)"
+    ),
+    "screen_size": Field(integer(low=8, high=512), "side of the square grayscale frame"),
+    "terminal_on_life_loss": Field(boolean, "a lost life ends a training episode"),
+    "clip_reward": Field(boolean, "train on the sign of the reward"),
+    "env_kwargs": Field(scalar_mapping, "extra keyword arguments for gymnasium.make"),
+}
+
+_COMMON_POLICY_KWARGS: Mapping[str, Field] = {
+    "net_arch": Field(net_arch),
+    "activation_fn": Field(choice(registry.ACTIVATIONS)),
+    "optimizer_class": Field(choice(registry.OPTIMIZERS)),
+    "optimizer_kwargs": Field(scalar_mapping),
+    "features_extractor_class": Field(choice(registry.FEATURES_EXTRACTORS)),
+    "features_extractor_kwargs": Field(scalar_mapping),
+    "normalize_images": Field(boolean),
+}
+
+_ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
+    **_COMMON_POLICY_KWARGS,
+    "ortho_init": Field(boolean),
+    "share_features_extractor": Field(boolean),
+    "log_std_init": Field(number()),
+}
+
+_Q_LEARNING_FIELDS: Mapping[str, Field] = {
+    "learning_rate": Field(number(low=0, low_open=True), "optimizer step size"),
+    "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
+    "learning_starts": Field(integer(low=0), "steps of random play before learning"),
+    "batch_size": Field(integer(low=1), "transitions per gradient step"),
+    "tau": Field(number(low=0, high=1, low_open=True), "soft target update coefficient (1 = hard)"),
+    "gamma": Field(number(low=0, high=1), "discount factor"),
+    "train_freq": Field(train_freq, "a gradient phase every N steps"),
+    "gradient_steps": Field(
+        integer(low=1, allow=(-1,)), "gradient steps per phase (-1: as many as env steps)"
+    ),
+    "n_steps": Field(integer(low=1, high=1000), "n-step return length"),
+    "target_update_interval": Field(integer(low=1), "steps between target network updates"),
+    "exploration_fraction": Field(
+        number(low=0, high=1), "share of training over which epsilon anneals"
+    ),
+    "exploration_initial_eps": Field(number(low=0, high=1), "epsilon at the start"),
+    "exploration_final_eps": Field(number(low=0, high=1), "epsilon after annealing"),
+    "optimize_memory_usage": Field(boolean, "store each frame once in the replay buffer"),
+    "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
+    "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+}
+
+SCHEMAS: Mapping[str, Schema] = {
+    "dqn": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+            "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
+        },
+    ),
+    "a2c": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            "learning_rate": Field(number(low=0, low_open=True), "optimizer step size"),
+            "n_steps": Field(
+                integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"
+            ),
+            "gamma": Field(number(low=0, high=1), "discount factor"),
+            "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
+            "ent_coef": Field(number(low=0), "entropy bonus weight"),
+            "vf_coef": Field(number(low=0), "value loss weight"),
+            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+            "rms_prop_eps": Field(
+                number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
+            ),
+            "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
+            "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
+            "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+            "policy_kwargs": Field(
+                nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
+            ),
+        },
+    ),
+    "qrdqn": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
+            "policy_kwargs": Field(
+                nested({**_COMMON_POLICY_KWARGS, "n_quantiles": Field(integer(low=1, high=1000))}),
+                "network and optimizer settings",
+            ),
+        },
+    ),
+}
+
+# Toolkit keys every resolved config carries, whatever the sections said.
+TOOLKIT_DEFAULTS: Mapping[str, Any] = {
+    "policy": "MlpPolicy",
+    "n_timesteps": 100_000,
+    "n_envs": 1,
+    "vec_env": "dummy",
+    "frame_stack": 1,
+}
+
+ATARI_TOOLKIT_DEFAULTS: Mapping[str, Any] = {
+    "noop_max": 30,
+    "frame_skip": 4,
+    "screen_size": 84,
+    "terminal_on_life_loss": True,
+    "clip_reward": True,
+}
