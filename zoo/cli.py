@@ -110,7 +110,7 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
     from zoo.config import build_config
-    from zoo.runs import create_run, write_run_files
+    from zoo.runs import start_run
     from zoo.train import TrainOptions, progress_stream, resolve_device, train
 
     say = _printer(args.quiet)
@@ -126,8 +126,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ],
     )
     device = resolve_device(args.device)
-    run = create_run(args.log_dir, config.algo, config.env.folder_name)
-    write_run_files(run, config.to_dict(), config.algo, config.env.name, device, sys.argv[1:])
+    run = start_run(args.log_dir, config, device, sys.argv[1:])
     say(
         f"Training {config.algo} on {config.env.name} for {config.n_timesteps:,} steps (seed {config.seed})"
     )

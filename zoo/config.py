@@ -21,7 +21,14 @@ from typing import Any
 from zoo import registry
 from zoo.envs import EnvSettings, EnvSpec, resolve_env
 from zoo.errors import UserError
-from zoo.schema import ATARI_TOOLKIT_DEFAULTS, SCHEMAS, TOOLKIT_DEFAULTS, FieldError, Schema
+from zoo.schema import (
+    ATARI_TOOLKIT_DEFAULTS,
+    SCHEMAS,
+    TOOLKIT_DEFAULTS,
+    Field,
+    FieldError,
+    Schema,
+)
 from zoo.yamlio import parse_yaml_text, read_yaml_file
 
 GENERIC_SECTIONS = ("default", "atari", "atari_ram")
@@ -222,13 +229,21 @@ def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[s
         defaults.update(ATARI_TOOLKIT_DEFAULTS)
     defaults["seed"] = secrets.randbelow(2**31)
     signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
-    for key in schema.algorithm:
+    for key, spec in schema.algorithm.items():
         parameter = signature.parameters.get(key)
-        if parameter is not None and parameter.default is not None:
-            defaults[key] = parameter.default
+        if parameter is not None and _accepts(spec, parameter.default):
+            defaults[key] = spec.check(parameter.default)  # normalised: 10 -> 10.0
     full = {**defaults, **merged}
     order = [*schema.toolkit, *schema.algorithm]
     return {key: full[key] for key in order if key in full}
+
+
+def _accepts(spec: Field, value: Any) -> bool:
+    try:
+        spec.check(value)
+    except FieldError:
+        return False
+    return True
 
 
 def _check_combinations(

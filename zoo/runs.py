@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -21,6 +20,7 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from zoo.config import Config
 from zoo.errors import UserError
 from zoo.yamlio import dump_yaml, read_yaml_file
 
@@ -50,7 +50,7 @@ class Run:
         return self.path / FINAL_MODEL
 
     def read_info(self) -> dict[str, Any]:
-        info = read_yaml_file(self.run_file)
+        info = read_yaml_file(self.run_file, what="run file")
         return info if isinstance(info, dict) else {}
 
 
@@ -86,19 +86,14 @@ def find_run(path: Path) -> Run:
     return run
 
 
-def write_run_files(
-    run: Run,
-    hyperparams: Mapping[str, Any],
-    algo: str,
-    env_name: str,
-    device: str,
-    argv: Sequence[str],
-) -> None:
-    atomic_write_text(run.config_file, dump_yaml(dict(hyperparams)))
+def start_run(log_dir: Path, config: Config, device: str, argv: Sequence[str]) -> Run:
+    """Create a run folder and write what reproduces it, before any env or model exists."""
+    run = create_run(log_dir, config.algo, config.env.folder_name)
+    atomic_write_text(run.config_file, dump_yaml(config.to_dict()))
     info = {
-        "algo": algo,
-        "env": env_name,
-        "seed": hyperparams.get("seed"),
+        "algo": config.algo,
+        "env": config.env.name,
+        "seed": config.seed,
         "device": device,
         "command": shlex.join(["zoo", *argv]),
         "cwd": os.getcwd(),
@@ -108,6 +103,7 @@ def write_run_files(
         "versions": _versions(),
     }
     atomic_write_text(run.run_file, dump_yaml(info))
+    return run
 
 
 def update_run_status(run: Run, status: str, timesteps: int) -> None:
@@ -145,7 +141,3 @@ def save_model_atomically(model: BaseAlgorithm, path: Path) -> None:
     with open(tmp, "rb") as written:
         os.fsync(written.fileno())
     os.replace(tmp, path)
-
-
-def command_line() -> list[str]:
-    return sys.argv[1:]

@@ -37,16 +37,16 @@ def parse_yaml_text(text: str, origin: str) -> Any:
         raise UserError(f"{origin}: invalid YAML{where}: {problem}") from None
 
 
-def read_yaml_file(path: Path) -> Any:
+def read_yaml_file(path: Path, what: str = "hyperparameter file") -> Any:
     """Read a YAML file, turning a missing or unreadable file into a UserError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"hyperparameter file not found: {path}") from None
+        raise UserError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
     return parse_yaml_text(text, str(path))
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

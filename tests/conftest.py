@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A few hundred real steps with a small replay buffer: enough for games to end and
+# gradient steps to run, small enough for CI.
+SHORT_DQN = ["--set", "buffer_size=2000", "--set", "learning_starts=200"]
+
+
+def run_zoo(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def zoo(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def call(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return run_zoo(list(args), tmp_path, timeout)
+
+    return call
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path) -> Callable[[str, str], Path]:
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,226 @@
+"""Real `zoo train` subprocess runs on Atari ROMs, and every bad input a user can type."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch as th
+import yaml
+from sb3_contrib import QRDQN
+from stable_baselines3 import A2C, DQN
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO, SHORT_DQN
+from zoo.config import build_config
+from zoo.runs import start_run
+from zoo.train import TrainOptions, train
+
+Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+SHORT_RUNS = {
+    "dqn": (DQN, ["-n", "600", *SHORT_DQN]),
+    "qrdqn": (QRDQN, ["-n", "600", *SHORT_DQN, "--set", "policy_kwargs.n_quantiles=20"]),
+    "a2c": (A2C, ["-n", "1200", "--n-envs", "2"]),
+}
+
+
+def _scalars(run_dir: Path) -> dict[str, list[int]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def _state(model_path: Path, algo: type) -> dict[str, th.Tensor]:
+    return algo.load(model_path, device="cpu").policy.state_dict()
+
+
+@pytest.mark.parametrize("algo", list(SHORT_RUNS))
+def test_short_breakout_run(algo: str, zoo: Zoo, tmp_path: Path) -> None:
+    algo_class, args = SHORT_RUNS[algo]
+    result = zoo("train", "--algo", algo, "--env", "Breakout", "--seed", "3", *args)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "logs" / algo / "BreakoutNoFrameskip-v4_1"
+    assert f"Run folder: logs/{algo}/BreakoutNoFrameskip-v4_1" in result.stdout
+
+    # plain SB3 loads the model
+    model = algo_class.load(run_dir / "final_model.zip", device="cpu")
+    assert model.observation_space.shape == (4, 84, 84)
+    assert model.num_timesteps >= int(args[1])
+
+    info = yaml.safe_load((run_dir / "run.yml").read_text())
+    assert info["status"] == "finished" and info["algo"] == algo and info["seed"] == 3
+    assert info["command"].startswith(f"zoo train --algo {algo} --env Breakout")
+    assert list((run_dir / "monitor").glob("*.monitor.csv"))
+
+    scalars = _scalars(run_dir)
+    assert scalars["episode/score"], "no finished game reached TensorBoard"
+    assert "rollout/ep_rew_mean" in scalars and "time/fps" in scalars
+
+    # config.yml reproduces the run: same resolved config, and for DQN the same weights
+    again = zoo(
+        "train",
+        "--algo",
+        algo,
+        "--env",
+        "Breakout",
+        "--hyperparams-file",
+        str(run_dir / "config.yml"),
+    )
+    assert again.returncode == 0, again.stderr
+    second = run_dir.with_name("BreakoutNoFrameskip-v4_2")
+    assert (second / "config.yml").read_text() == (run_dir / "config.yml").read_text()
+    if algo == "dqn":
+        first_state = _state(run_dir / "final_model.zip", DQN)
+        second_state = _state(second / "final_model.zip", DQN)
+        assert all(th.equal(first_state[k], second_state[k]) for k in first_state)
+
+
+def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
+    result = zoo(
+        "train", "--algo", "dqn", "--env", "SpaceInvaders-ram", "-n", "500", *SHORT_DQN, "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # --quiet
+    model = DQN.load(tmp_path / "logs/dqn/SpaceInvaders-ramNoFrameskip-v4_1/final_model.zip")
+    assert model.observation_space.shape == (384,)
+    assert [m.out_features for m in model.q_net.q_net if hasattr(m, "out_features")] == [
+        512,
+        128,
+        6,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--algo", "ppo", "--env", "Breakout"], "argument --algo: invalid choice: 'ppo'"),
+        (["--algo", "dqn", "--env", "Breakot"], "unknown env 'Breakot': did you mean Breakout"),
+        (
+            ["--algo", "dqn", "--env", "Breakout", "--set", "gama=0.9"],
+            "unknown key 'gama' (did you mean 'gamma'?)",
+        ),
+        (
+            ["--algo", "dqn", "--env", "Breakout", "--set", "gamma=high"],
+            "key 'gamma': expected a number",
+        ),
+        (
+            ["--algo", "dqn", "--env", "Breakout", "--hyperparams-file", "nope.yml"],
+            "hyperparameter file not found: nope.yml",
+        ),
+        (
+            ["--algo", "dqn", "--env", "Breakout", "-n", "0"],
+            "-n/--timesteps: key 'n_timesteps': must be >= 1, got 0",
+        ),
+        (
+            ["--algo", "dqn", "--env", "Breakout", "-n", "ten"],
+            "argument -n/--timesteps: invalid int value",
+        ),
+        (["--algo", "dqn", "--env", "Breakout", "--device", "cuda"], "--device cuda: no CUDA GPU"),
+        (["--env", "Breakout"], "the following arguments are required: --algo"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], expected: str, zoo: Zoo, tmp_path: Path
+) -> None:
+    if "cuda" in args and th.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = zoo("train", *args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs").exists()  # nothing created for a rejected command
+
+
+def test_bad_hyperparams_file_names_file_and_section(
+    zoo: Zoo, write_yaml: Callable[[str, str], Path]
+) -> None:
+    write_yaml("mine.yml", "atari:\n  batch_size: many\n")
+    result = zoo("train", "--algo", "a2c", "--env", "Breakout", "--hyperparams-file", "mine.yml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "zoo: error: mine.yml, section 'atari': unknown key 'batch_size'; valid keys: "
+        + result.stderr.split("valid keys: ")[1].strip()
+    )
+
+
+def test_help_explains_every_option(zoo: Zoo) -> None:
+    top = zoo("--help")
+    assert top.returncode == 0 and "train" in top.stdout and "envs" in top.stdout
+    train_help = zoo("train", "--help").stdout
+    for option in (
+        "--algo",
+        "--env",
+        "--timesteps",
+        "--seed",
+        "--device",
+        "--n-envs",
+        "--set",
+        "--hyperparams-file",
+        "--log-dir",
+        "--quiet",
+    ):
+        assert option in train_help
+    assert "Breakout" in zoo("envs").stdout
+
+
+def test_ctrl_c_saves_model_and_config(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zoo",
+            "train",
+            "--algo",
+            "dqn",
+            "--env",
+            "Breakout",
+            "-n",
+            "1000000",
+            *SHORT_DQN,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = tmp_path / "logs/dqn/BreakoutNoFrameskip-v4_1"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # let it learn a little
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Interrupted at step" in stdout and "final_model.zip" in stdout
+    info = yaml.safe_load((run_dir / "run.yml").read_text())
+    assert info["status"] == "interrupted" and 0 < info["timesteps"] < 1_000_000
+    assert DQN.load(run_dir / "final_model.zip").num_timesteps == info["timesteps"]
+    assert (run_dir / "config.yml").is_file()
+
+
+def test_progress_bar_shows_steps_rate_and_score(tmp_path: Path) -> None:
+    config = build_config(
+        "a2c", "CartPole-v1", overrides=["n_timesteps=3000", "n_envs=2", "seed=0"]
+    )
+    run = start_run(tmp_path, config, "cpu", ["train"])
+    stream = io.StringIO()
+    result = train(config, run, TrainOptions(device="cpu", progress_stream=stream))
+    output = stream.getvalue()
+    assert result.timesteps >= 3000
+    assert "3.00k/3.00k" in output and "step/s" in output
+    assert "score" in output and "games" in output
+
+
+def test_readme_test_command_matches_ci() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci/run").read_text()
+    assert "python -m pytest" in readme and "python -m pytest" in ci
+    assert "pip install torch==2.13.0" in readme and "pip install torch==2.13.0" in ci

@@ -1,0 +1,4 @@
+from zoo.cli import main
+import sys
+
+sys.exit(main())
