@@ -43,15 +43,21 @@ class ProgressBarCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.update(self.num_timesteps - self._bar.n)
             self._show_score()
             self._bar.close()
+            self._bar = None
 
     def _show_score(self) -> None:
         scores = [info["r"] for info in self.model.ep_info_buffer or []]
         if scores and self._bar is not None:
-            self._bar.set_postfix_str(f"score {np.mean(scores):.1f} ({len(scores)} games)", refresh=False)
+            self._bar.set_postfix_str(
+                f"score {np.mean(scores):.1f} ({len(scores)} games)", refresh=False
+            )
 
 
 class EpisodeScalarsCallback(BaseCallback):

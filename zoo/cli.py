@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zoo: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("zoo: interrupted before training started; nothing was saved", file=sys.stderr)
+        print("zoo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

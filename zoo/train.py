@@ -76,8 +76,10 @@ def train(
         model = build_model(config, env, options.device)
         model.set_logger(configure(str(run.path), ["tensorboard", "csv"]))
         callbacks: list[BaseCallback] = [EpisodeScalarsCallback(), *extra_callbacks]
+        progress = None
         if options.progress_stream is not None:
-            callbacks.append(ProgressBarCallback(config.n_timesteps, options.progress_stream))
+            progress = ProgressBarCallback(config.n_timesteps, options.progress_stream)
+            callbacks.append(progress)
         try:
             model.learn(
                 total_timesteps=config.n_timesteps,
@@ -86,6 +88,8 @@ def train(
             )
         except KeyboardInterrupt:
             interrupted = True
+            if progress is not None:
+                progress.close()  # SB3 skips _on_training_end when learn() is interrupted
         save_model_atomically(model, run.final_model)
         update_run_status(run, "interrupted" if interrupted else "finished", model.num_timesteps)
         model.logger.close()
