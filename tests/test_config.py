@@ -227,6 +227,11 @@ def test_error_names_file_and_section(write_yaml: Callable[[str, str], Path]) ->
     path = write_yaml("syntax.yml", "gamma: [0.9\n")
     with pytest.raises(UserError, match=r"syntax.yml: invalid YAML \(line 2"):
         build_config("dqn", "Breakout", hyperparams_file=path)
+    path = write_yaml("mixed.yml", "gamma: 0.9\natari:\n  tau: 0.5\n")
+    with pytest.raises(
+        UserError, match=r"mixed.yml: mixes hyperparameters with sections \(atari\)"
+    ):
+        build_config("dqn", "Breakout", hyperparams_file=path)
     with pytest.raises(UserError, match="hyperparameter file not found"):
         build_config("dqn", "Breakout", hyperparams_file=path.with_name("missing.yml"))
 

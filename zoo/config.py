@@ -138,6 +138,12 @@ def file_layers(path: Path, env: EnvSpec, schema: Schema) -> Iterable[Layer]:
             f"{path}: expected a mapping of sections or hyperparameters, got {type(data).__name__}"
         )
     if any(key in schema.fields for key in data):
+        sections = [key for key in data if key in GENERIC_SECTIONS]
+        if sections:
+            raise UserError(
+                f"{path}: mixes hyperparameters with sections ({', '.join(sections)}); "
+                "use either a flat mapping or sections only"
+            )
         return [Layer(str(path), data)]
     env_sections = _sections_for(path, data, env)
     generic = [name for name in ("default", env.kind) if name in data]
