@@ -105,8 +105,7 @@ def test_sb3_benchmark_defaults() -> None:
             "learning_starts",
             "target_update_interval",
             "train_freq",
-            "exploration_fraction",
-            "exploration_final_eps",
+            "exploration",
             "frame_stack",
         )
     } == {
@@ -117,8 +116,7 @@ def test_sb3_benchmark_defaults() -> None:
         "learning_starts": 100_000,
         "target_update_interval": 1000,
         "train_freq": 4,
-        "exploration_fraction": 0.1,
-        "exploration_final_eps": 0.01,
+        "exploration": {"type": "linear", "initial": 1.0, "final": 0.01, "fraction": 0.1},
         "frame_stack": 4,
     }
     a2c = build_config("a2c", "Breakout")
@@ -130,7 +128,7 @@ def test_sb3_benchmark_defaults() -> None:
     assert a2c.algorithm_kwargs()["policy_kwargs"]["optimizer_class"] is RMSpropTFLike
     assert a2c.hyperparams["policy_kwargs"]["optimizer_kwargs"] == {"eps": 1e-5}
     qrdqn = build_config("qrdqn", "Breakout").hyperparams
-    assert qrdqn["exploration_fraction"] == 0.025 and qrdqn["n_timesteps"] == 10_000_000
+    assert qrdqn["exploration"]["fraction"] == 0.025 and qrdqn["n_timesteps"] == 10_000_000
 
 
 def _representative_env(section: str) -> str:
@@ -181,7 +179,7 @@ def test_config_dict_round_trips_as_hyperparams_file(
         ),
         (["batch_size=0.5"], "key 'batch_size': expected an integer, got 0.5"),
         (["gamma=1.5"], "key 'gamma': must be a finite number >= 0 and <= 1, got 1.5"),
-        (["learning_rate=0"], "key 'learning_rate': must be a finite number > 0, got 0"),
+        (["learning_rate=0"], "key 'learning_rate': must be > 0, got 0"),
         (["clip_reward=1"], "key 'clip_reward': expected true or false, got 1 (int)"),
         (["policy=CNN"], "key 'policy': expected one of CnnPolicy, MlpPolicy, got 'CNN'"),
         (
@@ -218,7 +216,8 @@ def test_error_names_file_and_section(write_yaml: Callable[[str, str], Path]) ->
         build_config("dqn", "Breakout", hyperparams_file=path)
     path = write_yaml("flat.yml", "learning_rate: fast\n")
     with pytest.raises(
-        UserError, match=r"flat.yml: key 'learning_rate': expected a number, got 'fast'"
+        UserError,
+        match=r"flat.yml: key 'learning_rate': expected a number or a mapping with a type, got 'fast'",
     ):
         build_config("dqn", "Breakout", hyperparams_file=path)
     path = write_yaml("sections.yml", "Breakot:\n  gamma: 0.9\n")

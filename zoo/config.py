@@ -21,6 +21,7 @@ from typing import Any
 from zoo import registry
 from zoo.envs import EnvSettings, EnvSpec, resolve_env
 from zoo.errors import UserError
+from zoo.schedules import Schedule, build_schedule
 from zoo.schema import (
     ATARI_TOOLKIT_DEFAULTS,
     SCHEMAS,
@@ -69,13 +70,27 @@ class Config:
     def env_settings(self) -> EnvSettings:
         return EnvSettings.from_hyperparams(self.hyperparams)
 
+    def learning_rate_schedule(self) -> Schedule:
+        return build_schedule(self.hyperparams["learning_rate"], self.n_timesteps)
+
+    def exploration_schedule(self) -> Schedule | None:
+        spec = self.hyperparams.get("exploration")
+        if spec is None:
+            return None
+        return build_schedule(spec, self.n_timesteps, exploration=True)
+
     def algorithm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the SB3 constructor, with registry names resolved to classes."""
+        """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
+
+        Schedules are not constructor arguments: the model starts at their step-0 value and
+        `learning_rate_schedule` / `exploration_schedule` drive it from there.
+        """
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
-            if key in self.schema.algorithm
+            if key in self.schema.algorithm and key != "exploration"
         }
+        kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
             kwargs["train_freq"] = tuple(kwargs["train_freq"])
         if "policy_kwargs" in kwargs:
@@ -118,10 +133,14 @@ def build_config(
 
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    for layer in layers:
+    positions: dict[str, int] = {}
+    for position, layer in enumerate(layers):
         for key, value in validate_layer(layer, schema).items():
             merged[key] = _merge_value(merged.get(key), value)
             origins[key] = layer.origin
+            positions[key] = position
+    if "exploration" in schema.algorithm:
+        merged = _fold_exploration_keys(merged, algo, origins, positions)
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
@@ -227,6 +246,48 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
+SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
+
+
+def _fold_exploration_keys(
+    merged: Mapping[str, Any],
+    algo: str,
+    origins: Mapping[str, str],
+    positions: Mapping[str, int],
+) -> dict[str, Any]:
+    """One epsilon schedule: SB3's three exploration_* keys become a linear `exploration` spec,
+    unless an `exploration` schedule is set, which replaces the keys set before it."""
+    folded = {k: v for k, v in merged.items() if k not in SB3_EXPLORATION_KEYS}
+    if "exploration" in merged:
+        for key in SB3_EXPLORATION_KEYS:
+            if key in merged and positions[key] > positions["exploration"]:
+                raise UserError(
+                    f"{origins[key]}: key {key!r} conflicts with the exploration schedule set in "
+                    f"{origins['exploration']}; change the schedule instead (e.g. --set exploration.final=0.05)"
+                )
+        return folded
+    signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
+    initial, final, fraction = (
+        merged.get(key, signature.parameters[key].default) for key in SB3_EXPLORATION_KEYS
+    )
+    folded["exploration"] = {
+        "type": "linear",
+        "initial": initial,
+        "final": final,
+        "fraction": fraction,
+    }
+    if final > initial:
+        key = (
+            "exploration_final_eps"
+            if "exploration_final_eps" in merged
+            else "exploration_initial_eps"
+        )
+        raise UserError(
+            f"{origins.get(key, 'defaults')}: key {key!r}: final epsilon ({final:g}) is larger than initial ({initial:g})"
+        )
+    return folded
+
+
 def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[str, Any]:
     """Fill every key the run depends on, so config.yml shows (and pins) all of them."""
     schema = SCHEMAS[algo]
@@ -236,6 +297,8 @@ def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[s
     defaults["seed"] = secrets.randbelow(2**31)
     signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
     for key, spec in schema.algorithm.items():
+        if key in SB3_EXPLORATION_KEYS:
+            continue  # folded into `exploration`
         parameter = signature.parameters.get(key)
         if parameter is not None and _accepts(spec, parameter.default):
             defaults[key] = spec.check(parameter.default)  # normalised: 10 -> 10.0

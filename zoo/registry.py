@@ -9,15 +9,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch as th
-from sb3_contrib import QRDQN
-from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
+from zoo.algos import ScheduledA2C, ScheduledDQN, ScheduledQRDQN
 from zoo.networks import ScaledFlattenExtractor
 
-ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "qrdqn": QRDQN}
+# Subclasses of SB3's DQN, A2C and sb3-contrib's QRDQN; their zips load with the plain classes.
+ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
+    "dqn": ScheduledDQN,
+    "a2c": ScheduledA2C,
+    "qrdqn": ScheduledQRDQN,
+}
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 

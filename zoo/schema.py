@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo import registry
+from zoo.schedules import ScheduleError, build_schedule
 
 
 class FieldError(ValueError):
@@ -81,6 +82,33 @@ def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> st
         parts.append(f"<= {high}")
     text = " and ".join(parts)
     return f"{text} (or {', '.join(map(str, allow))})" if allow else text
+
+
+def schedule(
+    low: float, high: float | None = None, exploration: bool = False
+) -> Callable[[Any], Any]:
+    """A number or a schedule spec (see zoo/schedules.py) whose values lie in [low, high].
+
+    A constant learning rate must be > 0; a decay may end at 0.
+    """
+
+    def check(value: Any) -> Any:
+        try:
+            built = build_schedule(value, total_steps=1, exploration=exploration)
+        except ScheduleError as error:
+            raise FieldError(str(error)) from None
+        values = [v for _, v in built.points] or [built.initial, built.final]
+        if built.kind == "constant":
+            values = [built.initial]
+        out_of_range = [v for v in values if v < low or (high is not None and v > high)]
+        if built.kind == "constant" and not exploration and built.initial <= low:
+            raise FieldError(f"must be > {low:g}, got {built.initial:g}")
+        if out_of_range:
+            upper = f" and <= {high:g}" if high is not None else ""
+            raise FieldError(f"schedule values must be >= {low:g}{upper}, got {out_of_range[0]:g}")
+        return dict(value) if isinstance(value, dict) else float(value)
+
+    return check
 
 
 def boolean(value: Any) -> bool:
@@ -218,7 +246,7 @@ _ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
 }
 
 _Q_LEARNING_FIELDS: Mapping[str, Field] = {
-    "learning_rate": Field(number(low=0, low_open=True), "optimizer step size"),
+    "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
     "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
     "learning_starts": Field(integer(low=0), "steps of random play before learning"),
     "batch_size": Field(integer(low=1), "transitions per gradient step"),
@@ -235,6 +263,10 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
     "exploration_initial_eps": Field(number(low=0, high=1), "epsilon at the start"),
     "exploration_final_eps": Field(number(low=0, high=1), "epsilon after annealing"),
+    "exploration": Field(
+        schedule(low=0, high=1, exploration=True),
+        "epsilon schedule (replaces the three exploration_* keys)",
+    ),
     "optimize_memory_usage": Field(boolean, "store each frame once in the replay buffer"),
     "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
     "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
@@ -252,7 +284,7 @@ SCHEMAS: Mapping[str, Schema] = {
     "a2c": Schema(
         toolkit=TOOLKIT_FIELDS,
         algorithm={
-            "learning_rate": Field(number(low=0, low_open=True), "optimizer step size"),
+            "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
             "n_steps": Field(
                 integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"
             ),

@@ -53,7 +53,7 @@ def resolve_device(requested: str) -> str:
 
 def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     algorithm = registry.ALGORITHMS[config.algo]
-    return algorithm(
+    model = algorithm(
         config.policy,
         env,
         seed=config.seed,
@@ -61,6 +61,10 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
         verbose=0,
         **config.algorithm_kwargs(),
     )
+    # Functions of the global step, saved with the model so that a resumed run continues them.
+    model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
+    model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
+    return model
 
 
 def train(
