@@ -89,3 +89,22 @@ class EpisodeScalarsCallback(BaseCallback):
                 self._writer.add_scalar("episode/score", episode["r"], self.num_timesteps)
                 self._writer.add_scalar("episode/length", episode["l"], self.num_timesteps)
         return True
+
+
+class StopOnMeanScoreCallback(BaseCallback):
+    """Stops training once the last `window` full games average at least `threshold`."""
+
+    def __init__(self, threshold: float, window: int = 100) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.window = window
+        self.reached_at: int | None = None
+
+    def _on_step(self) -> bool:
+        if not any("episode" in info for info in self.locals.get("infos", [])):
+            return True
+        scores = [info["r"] for info in list(self.model.ep_info_buffer or [])[-self.window :]]
+        if len(scores) >= self.window and float(np.mean(scores)) >= self.threshold:
+            self.reached_at = self.num_timesteps
+            return False
+        return True

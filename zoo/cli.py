@@ -6,9 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from zoo import __version__
+
+if TYPE_CHECKING:
+    from zoo.config import Config
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -42,44 +45,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_train(commands)
+    _add_schedule(commands)
     envs = commands.add_parser("envs", help="list the Atari games zoo knows by short name")
     envs.set_defaults(handler=_run_envs)
     return parser
 
 
-def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options that select and adjust a configuration; `train` and `schedule` share them."""
     from zoo.schema import SCHEMAS
 
-    train = commands.add_parser(
-        "train",
-        help="train an agent and save it in a new run folder",
-        description="Train an agent; everything it needs is saved in logs/<algo>/<env>_<n>/.",
-        epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    train.add_argument(
+    parser.add_argument(
         "--algo", required=True, choices=list(SCHEMAS), help="the learning algorithm"
     )
-    train.add_argument(
+    parser.add_argument(
         "--env",
         required=True,
         help="game or env: a short case-insensitive name (Breakout, pong, SpaceInvaders-ram) "
         "or a gymnasium id (BreakoutNoFrameskip-v4, ALE/Breakout-v5, CartPole-v1)",
     )
-    train.add_argument(
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a named published setting from hyperparams/presets.yml "
+        "(nature2015, dqn2013, keras, a2c_nstep5)",
+    )
+    parser.add_argument(
         "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"
     )
-    train.add_argument(
+    parser.add_argument(
         "--seed", type=int, help="random seed (default: drawn at random and saved in config.yml)"
     )
-    train.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="where the networks run (default: auto)",
-    )
-    train.add_argument("--n-envs", type=int, metavar="N", help="number of parallel envs (n_envs)")
-    train.add_argument(
+    parser.add_argument("--n-envs", type=int, metavar="N", help="number of parallel envs (n_envs)")
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -87,12 +85,46 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="override one hyperparameter; VALUE is YAML (1e-4, true, [64, 64], {eps: 1e-5}); "
         "KEY may be dotted (policy_kwargs.net_arch=[64,64]); repeatable",
     )
-    train.add_argument(
+    parser.add_argument(
         "--hyperparams-file",
         type=Path,
         metavar="FILE",
         help="YAML file of hyperparameters, flat or in sections like hyperparams/*.yml "
         "(a run's config.yml works as is)",
+    )
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    from zoo.config import build_config
+
+    return build_config(
+        args.algo,
+        args.env,
+        hyperparams_file=args.hyperparams_file,
+        overrides=args.set,
+        flags=[
+            ("-n/--timesteps", "n_timesteps", args.timesteps),
+            ("--n-envs", "n_envs", args.n_envs),
+            ("--seed", "seed", args.seed),
+        ],
+        preset=args.preset,
+    )
+
+
+def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train an agent and save it in a new run folder",
+        description="Train an agent; everything it needs is saved in logs/<algo>/<env>_<n>/.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_options(train)
+    train.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the networks run (default: auto)",
     )
     train.add_argument(
         "--log-dir",
@@ -107,24 +139,38 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
     train.set_defaults(handler=_run_train)
 
 
+def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
+    schedule = commands.add_parser(
+        "schedule",
+        help="draw the epsilon and learning-rate schedules of a configuration",
+        description="Draw the epsilon and learning-rate curves of exactly the configuration "
+        "`zoo train` would use with the same options, over the whole run, into a PNG.",
+    )
+    _add_config_options(schedule)
+    schedule.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("schedule.png"),
+        metavar="PNG",
+        help="image file (default: schedule.png)",
+    )
+    schedule.add_argument(
+        "--width", type=int, default=1000, help="image width in pixels (default: 1000)"
+    )
+    schedule.add_argument(
+        "--height", type=int, default=700, help="image height in pixels (default: 700)"
+    )
+    schedule.set_defaults(handler=_run_schedule)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
-    from zoo.config import build_config
     from zoo.runs import start_run
     from zoo.train import TrainOptions, progress_stream, resolve_device, train
 
     say = _printer(args.quiet)
-    config = build_config(
-        args.algo,
-        args.env,
-        hyperparams_file=args.hyperparams_file,
-        overrides=args.set,
-        flags=[
-            ("-n/--timesteps", "n_timesteps", args.timesteps),
-            ("--n-envs", "n_envs", args.n_envs),
-            ("--seed", "seed", args.seed),
-        ],
-    )
+    config = _config_from_args(args)
     device = resolve_device(args.device)
     run = start_run(args.log_dir, config, device, sys.argv[1:])
     say(
@@ -144,8 +190,28 @@ def _run_train(args: argparse.Namespace) -> int:
             f"Interrupted at step {result.timesteps:,}: model saved to {run.final_model}, config in {run.config_file}"
         )
         return EXIT_INTERRUPTED
+    stop_score = config.hyperparams.get("stop_at_mean_score")
+    if stop_score is not None and result.timesteps < config.n_timesteps:
+        say(f"Stopped early: the last 100 games averaged at least {stop_score:g}")
     say(f"Done: {result.timesteps:,} steps. Model: {run.final_model}")
     say(f"Curves: tensorboard --logdir {args.log_dir}")
+    return 0
+
+
+def _run_schedule(args: argparse.Namespace) -> int:
+    from zoo.errors import UserError
+    from zoo.schedule_plot import draw
+
+    if not (100 <= args.width <= 10_000 and 100 <= args.height <= 10_000):
+        raise UserError("--width and --height must be between 100 and 10000 pixels")
+    config = _config_from_args(args)
+    try:
+        lines = draw(config, args.output, args.width, args.height)
+    except OSError as error:
+        raise UserError(f"cannot write {args.output}: {error.strerror}") from None
+    for line in lines:
+        print(line)
+    print(f"Wrote {args.output}")
     return 0
 
 

@@ -102,12 +102,30 @@ class Config:
         return copy.deepcopy(dict(self.hyperparams))
 
 
-def shipped_hyperparams_file(algo: str) -> Path:
-    """The YAML file shipped for `algo` (top-level `hyperparams/`, installed as zoo.hyperparams)."""
-    in_repo = Path(__file__).resolve().parent.parent / "hyperparams" / f"{algo}.yml"
+def shipped_hyperparams_file(name: str) -> Path:
+    """A YAML file shipped in the top-level `hyperparams/` (installed as zoo.hyperparams)."""
+    in_repo = Path(__file__).resolve().parent.parent / "hyperparams" / f"{name}.yml"
     if in_repo.is_file():
         return in_repo
-    return Path(str(resources.files("zoo.hyperparams").joinpath(f"{algo}.yml")))
+    return Path(str(resources.files("zoo.hyperparams").joinpath(f"{name}.yml")))
+
+
+def load_presets() -> dict[str, Any]:
+    presets = read_yaml_file(shipped_hyperparams_file("presets"), what="presets file")
+    return presets if isinstance(presets, dict) else {}
+
+
+def preset_layer(name: str, algo: str) -> Layer:
+    """The hyperparameters of a named preset from hyperparams/presets.yml."""
+    presets = load_presets()
+    if name not in presets:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(presets)}")
+    preset = presets[name]
+    if preset.get("algo") != algo:
+        raise UserError(f"preset {name!r} is for --algo {preset.get('algo')}, not {algo}")
+    return Layer(
+        f"{shipped_hyperparams_file('presets')}, preset {name!r}", preset.get("hyperparams") or {}
+    )
 
 
 def build_config(
@@ -116,6 +134,7 @@ def build_config(
     hyperparams_file: Path | None = None,
     overrides: Sequence[str] = (),
     flags: Sequence[tuple[str, str, Any]] = (),
+    preset: str | None = None,
 ) -> Config:
     """Merge and validate every source of hyperparameters for one run.
 
@@ -126,6 +145,8 @@ def build_config(
     schema = SCHEMAS[algo]
     env = resolve_env(env_name)
     layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
+    if preset is not None:
+        layers.append(preset_layer(preset, algo))
     if hyperparams_file is not None:
         layers.extend(file_layers(hyperparams_file, env, schema))
     layers.extend(Layer(origin, {key: value}) for origin, key, value in flags if value is not None)

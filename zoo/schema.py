@@ -226,6 +226,9 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "terminal_on_life_loss": Field(boolean, "a lost life ends a training episode"),
     "clip_reward": Field(boolean, "train on the sign of the reward"),
     "env_kwargs": Field(scalar_mapping, "extra keyword arguments for gymnasium.make"),
+    "stop_at_mean_score": Field(
+        number(optional=True), "stop once the last 100 games average this score (null: never)"
+    ),
 }
 
 _COMMON_POLICY_KWARGS: Mapping[str, Field] = {

@@ -16,7 +16,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo import registry
-from zoo.callbacks import EpisodeScalarsCallback, ProgressBarCallback
+from zoo.callbacks import EpisodeScalarsCallback, ProgressBarCallback, StopOnMeanScoreCallback
 from zoo.config import Config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
@@ -80,6 +80,9 @@ def train(
         model = build_model(config, env, options.device)
         model.set_logger(configure(str(run.path), ["tensorboard", "csv"]))
         callbacks: list[BaseCallback] = [EpisodeScalarsCallback(), *extra_callbacks]
+        stop_score = config.hyperparams.get("stop_at_mean_score")
+        if stop_score is not None:
+            callbacks.append(StopOnMeanScoreCallback(stop_score))
         progress = None
         if options.progress_stream is not None:
             progress = ProgressBarCallback(config.n_timesteps, options.progress_stream)
