@@ -162,6 +162,11 @@ def build_config(
             positions[key] = position
     if "exploration" in schema.algorithm:
         merged = _fold_exploration_keys(merged, algo, origins, positions)
+    for key in SCHEDULE_KEYS:
+        if key in merged:
+            merged[key] = validate_layer(
+                Layer(origins.get(key, "defaults"), {key: merged[key]}), schema
+            )[key]
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
@@ -244,6 +249,9 @@ def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
     for key, value in layer.values.items():
         if key not in fields:
             raise UserError(f"{layer.origin}: {_unknown_key_text(key, fields)}")
+        if key in SCHEDULE_KEYS and isinstance(value, dict) and "type" not in value:
+            checked[key] = value  # a dotted edit of a schedule; checked once merged
+            continue
         try:
             checked[key] = fields[key].check(value)
         except FieldError as error:
@@ -267,6 +275,7 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
+SCHEDULE_KEYS = ("learning_rate", "exploration")
 SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
 
 
@@ -279,6 +288,13 @@ def _fold_exploration_keys(
     """One epsilon schedule: SB3's three exploration_* keys become a linear `exploration` spec,
     unless an `exploration` schedule is set, which replaces the keys set before it."""
     folded = {k: v for k, v in merged.items() if k not in SB3_EXPLORATION_KEYS}
+    edits = merged.get("exploration")
+    if isinstance(edits, dict) and "type" not in edits:
+        # a dotted edit (--set exploration.final=0.05) of the linear schedule the keys describe
+        merged = {k: v for k, v in merged.items() if k != "exploration"}
+        folded = _fold_exploration_keys(merged, algo, origins, positions)
+        folded["exploration"] = {**folded["exploration"], **edits}
+        return folded
     if "exploration" in merged:
         for key in SB3_EXPLORATION_KEYS:
             if key in merged and positions[key] > positions["exploration"]:
