@@ -27,11 +27,12 @@ class _Parser(argparse.ArgumentParser):
 TRAIN_EPILOG = """\
 hyperparameters are merged in this order, later wins:
   hyperparams/<algo>.yml sections `default` < `atari` (or `atari_ram`) < the env's own section
-  < --hyperparams-file < -n/--n-envs/--seed < --set
+  < --preset < --hyperparams-file < -n/--n-envs/--seed < --set
 examples:
   zoo train --algo dqn --env Breakout
   zoo train --algo a2c --env pong --n-envs 8 --set learning_rate=1e-4
   zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
+  zoo train --algo dqn --env Breakout --preset keras --set exploration.final=0.05
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
 """
 
