@@ -178,6 +178,19 @@ def test_sb3_exploration_keys_are_the_linear_case() -> None:
     )
     with pytest.raises(UserError, match="conflicts with the exploration schedule"):
         build_config("dqn", "Breakout", overrides=["exploration=0.05", "exploration_final_eps=0.1"])
+    # a whole schedule replaces an earlier one of another type (it does not merge into it)
+    config = build_config(
+        "dqn",
+        "Breakout",
+        preset="keras",
+        overrides=["exploration={type: exponential, initial: 1.0, final: 0.02, tau: 1000}"],
+    )
+    assert config.hyperparams["exploration"] == {
+        "type": "exponential",
+        "initial": 1.0,
+        "final": 0.02,
+        "tau": 1000,
+    }
     # dotted --set edits one parameter of a schedule
     config = build_config("dqn", "Breakout", overrides=["exploration.final=0.05"])
     assert config.hyperparams["exploration"]["final"] == 0.05

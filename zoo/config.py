@@ -157,7 +157,8 @@ def build_config(
     positions: dict[str, int] = {}
     for position, layer in enumerate(layers):
         for key, value in validate_layer(layer, schema).items():
-            merged[key] = _merge_value(merged.get(key), value)
+            replaces = key in SCHEDULE_KEYS and isinstance(value, dict) and "type" in value
+            merged[key] = copy.deepcopy(value) if replaces else _merge_value(merged.get(key), value)
             origins[key] = layer.origin
             positions[key] = position
     if "exploration" in schema.algorithm:
