@@ -191,6 +191,8 @@ def test_sb3_exploration_keys_are_the_linear_case() -> None:
         "final": 0.02,
         "tau": 1000,
     }
+    with pytest.raises(UserError, match="key 'learning_rate': there is no schedule here to edit"):
+        build_config("a2c", "pong", overrides=["learning_rate.final=0"])
     # dotted --set edits one parameter of a schedule
     config = build_config("dqn", "Breakout", overrides=["exploration.final=0.05"])
     assert config.hyperparams["exploration"]["final"] == 0.05

@@ -165,9 +165,9 @@ def build_config(
         merged = _fold_exploration_keys(merged, algo, origins, positions)
     for key in SCHEDULE_KEYS:
         if key in merged:
-            merged[key] = validate_layer(
-                Layer(origins.get(key, "defaults"), {key: merged[key]}), schema
-            )[key]
+            merged[key] = _check_merged_schedule(
+                key, merged[key], origins.get(key, "defaults"), schema
+            )
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
@@ -241,6 +241,18 @@ def parse_set_argument(text: str) -> Layer:
     for part in reversed(key.split(".")[1:]):
         value = {part: value}
     return Layer(origin, {key.split(".")[0]: value})
+
+
+def _check_merged_schedule(key: str, value: Any, origin: str, schema: Schema) -> Any:
+    if isinstance(value, dict) and "type" not in value:
+        raise UserError(
+            f"{origin}: key {key!r}: there is no schedule here to edit; give a whole one, "
+            f"e.g. {key}={{type: linear, initial: 1e-3, final: 0}}"
+        )
+    try:
+        return schema.fields[key].check(value)
+    except FieldError as error:
+        raise UserError(f"{origin}: key {key!r}: {error}") from None
 
 
 def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
