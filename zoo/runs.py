@@ -76,16 +76,6 @@ def create_run(log_dir: Path, algo: str, env_folder_name: str) -> Run:
         return Run(path)
 
 
-def find_run(path: Path) -> Run:
-    """An existing run folder, or one clear error."""
-    run = Run(path)
-    if not path.is_dir():
-        raise UserError(f"run folder not found: {path}")
-    if not run.config_file.is_file():
-        raise UserError(f"{path} is not a zoo run folder (it has no {CONFIG_FILE})")
-    return run
-
-
 def start_run(log_dir: Path, config: Config, device: str, argv: Sequence[str]) -> Run:
     """Create a run folder and write what reproduces it, before any env or model exists."""
     run = create_run(log_dir, config.algo, config.env.folder_name)
