@@ -97,12 +97,15 @@ def schedule(
             built = build_schedule(value, total_steps=1, exploration=exploration)
         except ScheduleError as error:
             raise FieldError(str(error)) from None
-        values = [v for _, v in built.points] or [built.initial, built.final]
-        if built.kind == "constant":
-            values = [built.initial]
-        out_of_range = [v for v in values if v < low or (high is not None and v > high)]
         if built.kind == "constant" and not exploration and built.initial <= low:
             raise FieldError(f"must be > {low:g}, got {built.initial:g}")
+        if built.kind == "constant":
+            values = [built.initial]
+        elif built.kind == "piecewise":
+            values = [v for _, v in built.points]
+        else:
+            values = [built.initial, built.final]
+        out_of_range = [v for v in values if v < low or (high is not None and v > high)]
         if out_of_range:
             upper = f" and <= {high:g}" if high is not None else ""
             raise FieldError(f"schedule values must be >= {low:g}{upper}, got {out_of_range[0]:g}")
