@@ -94,9 +94,17 @@ def test_policy_kwargs_merge_entry_by_entry_and_resolve_names() -> None:
 
 
 def test_sb3_benchmark_defaults() -> None:
-    dqn = build_config("dqn", "Breakout").hyperparams
+    benchmark = build_config("dqn", "Breakout", preset="sb3_benchmark").hyperparams
+    strongest = build_config("dqn", "Breakout").hyperparams
+    variant_keys = ("double_q", "dueling", "network", "n_steps", "loss")
+    assert [benchmark[k] for k in variant_keys] == [False, False, None, 1, "huber"]
+    assert [strongest[k] for k in variant_keys] == [True, True, "nature", 3, "huber"]
+    # the default differs from the benchmark in the DQN extensions only
+    assert {k: v for k, v in benchmark.items() if k not in (*variant_keys, "seed")} == {
+        k: v for k, v in strongest.items() if k not in (*variant_keys, "seed")
+    }
     assert {
-        k: dqn[k]
+        k: benchmark[k]
         for k in (
             "n_timesteps",
             "buffer_size",

@@ -275,9 +275,9 @@ def test_a2c_learning_rate_decays_linearly_with_the_global_step(tmp_path: Path) 
     from stable_baselines3 import A2C
 
     model = A2C.load(run.final_model, device="cpu")
-    from zoo.algos import ScheduledA2C
+    from zoo.algos import ZooA2C
 
-    resumed = ScheduledA2C.load(run.final_model, device="cpu")
+    resumed = ZooA2C.load(run.final_model, device="cpu")
     resumed.set_logger(configure(None, []))
     resumed.num_timesteps = 1000
     resumed._update_learning_rate(resumed.policy.optimizer)
@@ -292,9 +292,9 @@ def test_epsilon_in_episodes(tmp_path: Path) -> None:
     )
     run = start_run(tmp_path, config, "cpu", ["train"])
     train(config, run, TrainOptions(device="cpu"))
-    from zoo.algos import ScheduledDQN
+    from zoo.algos import ZooDQN
 
-    model = ScheduledDQN.load(run.final_model, device="cpu")
+    model = ZooDQN.load(run.final_model, device="cpu")
     assert model._episode_num > 5
     assert model.exploration_rate == pytest.approx(
         config.exploration_schedule().value(model._episode_num)

@@ -1,18 +1,44 @@
-"""SB3 algorithms whose learning rate and epsilon follow zoo schedules of the global step.
+"""The algorithms `zoo` trains: SB3's DQN and A2C and sb3-contrib's QR-DQN, extended through
+their template methods.
 
-SB3 computes both from the progress of the current `learn()` call, which restarts on
-resume; these subclasses override the two template methods that set them.
+- Learning rate and epsilon follow zoo schedules of the global step. SB3 computes both from
+  the progress of the current `learn()` call, which restarts on resume.
+- DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
+  the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
+  a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
+
+Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise for the others.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
+import numpy as np
+import torch as th
+import torch.nn.functional as F
 from sb3_contrib import QRDQN
+from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3 import A2C, DQN
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import update_learning_rate
 
+from zoo.q_networks import (
+    NETWORKS,
+    CnnQPolicy,
+    CnnQuantilePolicy,
+    QPolicy,
+    QuantilePolicy,
+    variant_policy_kwargs,
+)
 from zoo.schedules import Schedule
+
+TD_LOSSES: Mapping[str, Callable[[th.Tensor, th.Tensor], th.Tensor]] = {
+    "huber": F.smooth_l1_loss,  # Huber with delta 1: the 2015 paper's error clipping
+    "mse": F.mse_loss,
+}
 
 
 class StepScheduledLearningRate:
@@ -48,13 +74,148 @@ class StepScheduledExploration(StepScheduledLearningRate):
             self.logger.record("rollout/exploration_rate", self.exploration_rate)
 
 
-class ScheduledDQN(StepScheduledExploration, DQN):
-    pass
+def next_q_values(
+    online: Callable[[th.Tensor], th.Tensor],
+    target: Callable[[th.Tensor], th.Tensor],
+    next_observations: th.Tensor,
+    double_q: bool,
+) -> th.Tensor:
+    """Value of the greedy next action, shape (batch, 1): chosen by the target network itself
+    (DQN) or by the online network (Double DQN), valued by the target network either way."""
+    target_q = target(next_observations)
+    chooser = online(next_observations) if double_q else target_q
+    return target_q.gather(dim=1, index=chooser.argmax(dim=1, keepdim=True))
 
 
-class ScheduledQRDQN(StepScheduledExploration, QRDQN):
-    pass
+def next_quantiles(
+    online: Callable[[th.Tensor], th.Tensor],
+    target: Callable[[th.Tensor], th.Tensor],
+    next_observations: th.Tensor,
+    double_q: bool,
+) -> th.Tensor:
+    """Target quantiles (batch, n_quantiles) of the greedy next action (by mean over quantiles),
+    chosen by the target network or, for Double QR-DQN, by the online network."""
+    target_quantiles = target(next_observations)  # (batch, n_quantiles, n_actions)
+    chooser = online(next_observations) if double_q else target_quantiles
+    greedy = chooser.mean(dim=1, keepdim=True).argmax(dim=2, keepdim=True)
+    greedy = greedy.expand(-1, target_quantiles.shape[1], 1)
+    return target_quantiles.gather(dim=2, index=greedy).squeeze(dim=2)
 
 
-class ScheduledA2C(StepScheduledLearningRate, A2C):
+class TemporalDifferenceTraining:
+    """Mixin replacing SB3's gradient phase of DQN-like algorithms by one that asks `td_loss`
+    for the loss of a sampled batch; everything around it is as in SB3."""
+
+    policy: Any
+    replay_buffer: Any
+    logger: Any
+    max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
+    _n_updates: int
+    _vec_normalize_env: Any
+    _update_learning_rate: Callable[[Any], None]
+
+    def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        raise NotImplementedError
+
+    def discounts(self, batch: ReplayBufferSamples) -> th.Tensor | float:
+        """gamma, or gamma**k per sample from SB3's n-step buffer (k < n when a game ended)."""
+        gamma: float = self.gamma  # type: ignore[attr-defined]
+        return batch.discounts if batch.discounts is not None else gamma
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            loss = self.td_loss(batch)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            if self.max_grad_norm is not None:
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+
+
+def _check_variant(network: str | None, loss: str | None = None) -> None:
+    if network is not None and network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+    if loss is not None and loss not in TD_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TD_LOSSES)}")
+
+
+class ZooDQN(TemporalDifferenceTraining, StepScheduledExploration, DQN):
+    """SB3's DQN with Double Q-learning, a Dueling head, the paper networks and a loss choice."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": QPolicy,
+        "CnnPolicy": CnnQPolicy,
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        double_q: bool = False,
+        dueling: bool = False,
+        network: str | None = None,
+        loss: str = "huber",
+        **kwargs: Any,
+    ) -> None:
+        _check_variant(network, loss)
+        self.double_q, self.dueling, self.network, self.loss = double_q, dueling, network, loss
+        kwargs["policy_kwargs"] = variant_policy_kwargs(
+            kwargs.get("policy_kwargs"), dueling, network
+        )
+        super().__init__(*args, **kwargs)
+
+    def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        with th.no_grad():
+            next_values = next_q_values(
+                self.q_net, self.q_net_target, batch.next_observations, self.double_q
+            )
+            targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
+        current = self.q_net(batch.observations).gather(dim=1, index=batch.actions.long())
+        return TD_LOSSES[self.loss](current, targets)
+
+
+class ZooQRDQN(TemporalDifferenceTraining, StepScheduledExploration, QRDQN):
+    """sb3-contrib's QR-DQN with Double Q-learning, a Dueling head and the paper networks.
+    The loss is always the quantile Huber loss of the QR-DQN paper."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": QuantilePolicy,
+        "CnnPolicy": CnnQuantilePolicy,
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        double_q: bool = False,
+        dueling: bool = False,
+        network: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _check_variant(network)
+        self.double_q, self.dueling, self.network = double_q, dueling, network
+        kwargs["policy_kwargs"] = variant_policy_kwargs(
+            kwargs.get("policy_kwargs"), dueling, network
+        )
+        super().__init__(*args, **kwargs)
+
+    def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        with th.no_grad():
+            next_values = next_quantiles(
+                self.quantile_net, self.quantile_net_target, batch.next_observations, self.double_q
+            )
+            targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
+        quantiles = self.quantile_net(batch.observations)  # (batch, n_quantiles, n_actions)
+        actions = batch.actions[..., None].long().expand(-1, self.n_quantiles, 1)
+        current = quantiles.gather(dim=2, index=actions).squeeze(dim=2)
+        return quantile_huber_loss(current, targets, sum_over_quantiles=True)
+
+
+class ZooA2C(StepScheduledLearningRate, A2C):
     pass

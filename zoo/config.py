@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -260,6 +259,10 @@ def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     fields = schema.fields
     for key, value in layer.values.items():
+        if key in schema.not_applicable:
+            raise UserError(
+                f"{layer.origin}: key {key!r} does not apply here: {schema.not_applicable[key]}"
+            )
         if key not in fields:
             raise UserError(f"{layer.origin}: {_unknown_key_text(key, fields)}")
         if key in SCHEDULE_KEYS and isinstance(value, dict) and "type" not in value:
@@ -316,10 +319,8 @@ def _fold_exploration_keys(
                     f"{origins['exploration']}; change the schedule instead (e.g. --set exploration.final=0.05)"
                 )
         return folded
-    signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
-    initial, final, fraction = (
-        merged.get(key, signature.parameters[key].default) for key in SB3_EXPLORATION_KEYS
-    )
+    sb3_defaults = registry.constructor_defaults(registry.ALGORITHMS[algo])
+    initial, final, fraction = (merged.get(key, sb3_defaults[key]) for key in SB3_EXPLORATION_KEYS)
     folded["exploration"] = {
         "type": "linear",
         "initial": initial,
@@ -345,13 +346,12 @@ def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[s
     if env.is_atari:
         defaults.update(ATARI_TOOLKIT_DEFAULTS)
     defaults["seed"] = secrets.randbelow(2**31)
-    signature = inspect.signature(registry.ALGORITHMS[algo].__init__)
+    constructor_defaults = registry.constructor_defaults(registry.ALGORITHMS[algo])
     for key, spec in schema.algorithm.items():
-        if key in SB3_EXPLORATION_KEYS:
-            continue  # folded into `exploration`
-        parameter = signature.parameters.get(key)
-        if parameter is not None and _accepts(spec, parameter.default):
-            defaults[key] = spec.check(parameter.default)  # normalised: 10 -> 10.0
+        if key in SB3_EXPLORATION_KEYS or key not in constructor_defaults:
+            continue  # the exploration_* keys are folded into `exploration`
+        if _accepts(spec, constructor_defaults[key]):
+            defaults[key] = spec.check(constructor_defaults[key])  # normalised: 10 -> 10.0
     full = {**defaults, **merged}
     order = [*schema.toolkit, *schema.algorithm]
     return {key: full[key] for key in order if key in full}
@@ -379,6 +379,12 @@ def _check_combinations(
         fail(
             "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
         )
+    if hyperparams.get("n_steps", 1) > 1 and hyperparams.get("optimize_memory_usage"):
+        fail(
+            "optimize_memory_usage",
+            "SB3's n-step replay buffer cannot store frames once; set it false or n_steps: 1",
+        )
+    _check_network(hyperparams, fail)
     replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
     if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
         "handle_timeout_termination", True
@@ -386,4 +392,23 @@ def _check_combinations(
         fail(
             "optimize_memory_usage",
             "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
+        )
+
+
+def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
+    network = hyperparams.get("network")
+    if network is None:
+        return
+    if hyperparams["policy"] != "CnnPolicy":
+        fail(
+            "network",
+            f"{network} is a pixel network for CnnPolicy; with {hyperparams['policy']} "
+            "size the layers with policy_kwargs.net_arch",
+        )
+    extractor = (hyperparams.get("policy_kwargs") or {}).get("features_extractor_class")
+    if extractor is not None:
+        fail(
+            "network",
+            f"{network} conflicts with policy_kwargs.features_extractor_class ({extractor}); "
+            "set one of them",
         )

@@ -5,6 +5,7 @@ Configuration never reaches `eval`: a name not listed here is a validation error
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,15 +14,20 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-from zoo.algos import ScheduledA2C, ScheduledDQN, ScheduledQRDQN
+from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor
+from zoo.q_networks import NETWORKS
 
 # Subclasses of SB3's DQN, A2C and sb3-contrib's QRDQN; their zips load with the plain classes.
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
-    "dqn": ScheduledDQN,
-    "a2c": ScheduledA2C,
-    "qrdqn": ScheduledQRDQN,
+    "dqn": ZooDQN,
+    "a2c": ZooA2C,
+    "qrdqn": ZooQRDQN,
 }
+
+# Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
+Q_NETWORKS: tuple[str, ...] = tuple(NETWORKS)
+LOSSES: tuple[str, ...] = tuple(TD_LOSSES)
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 
@@ -73,3 +79,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def constructor_defaults(algorithm: type[BaseAlgorithm]) -> dict[str, Any]:
+    """Default of every keyword argument the algorithm's constructor takes, through the class
+    hierarchy: zoo's subclasses add keywords and pass the rest on to SB3's constructor."""
+    defaults: dict[str, Any] = {}
+    for cls in reversed(algorithm.__mro__):
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for name, parameter in inspect.signature(init).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[name] = parameter.default
+    return defaults

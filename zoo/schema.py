@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from zoo import registry
@@ -202,6 +203,8 @@ class Schema:
 
     toolkit: Mapping[str, Field]
     algorithm: Mapping[str, Field]
+    # Keys other algorithms take that make no sense here, with the reason.
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fields(self) -> dict[str, Field]:
@@ -276,6 +279,14 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "optimize_memory_usage": Field(boolean, "store each frame once in the replay buffer"),
     "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
     "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+    "double_q": Field(
+        boolean, "Double DQN: the online network picks the next action, the target net values it"
+    ),
+    "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
+    "network": Field(
+        choice(registry.Q_NETWORKS, optional=True),
+        "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
+    ),
 }
 
 SCHEMAS: Mapping[str, Schema] = {
@@ -283,6 +294,7 @@ SCHEMAS: Mapping[str, Schema] = {
         toolkit=TOOLKIT_FIELDS,
         algorithm={
             **_Q_LEARNING_FIELDS,
+            "loss": Field(choice(registry.LOSSES), "TD loss: huber (error clipping) or mse"),
             "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
             "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
         },
@@ -322,6 +334,9 @@ SCHEMAS: Mapping[str, Schema] = {
                 "network and optimizer settings",
             ),
         },
+        not_applicable=MappingProxyType(
+            {"loss": "QR-DQN always minimises the quantile Huber loss of its paper"}
+        ),
     ),
 }
 

@@ -1,0 +1,238 @@
+"""Q-networks of the DQN write-ups as SB3 policies: the 2013 and 2015 DeepMind networks and a
+Dueling head, for DQN and QR-DQN.
+
+Each network is a convolutional trunk (a features extractor) followed by fully connected
+hidden layers (`net_arch`) and the output layer. A Dueling head splits where the trunk ends:
+a value stream and an advantage stream, each with its own `net_arch` hidden layers, combined as
+Q = V + A - mean(A) (Wang et al. 2016). The policies are ordinary SB3 policy classes, so a saved
+zip loads with plain `DQN.load` / `QRDQN.load` once `zoo` is importable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.qrdqn.policies import QRDQNPolicy, QuantileNetwork
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+# (out_channels, kernel_size, stride) of each convolution.
+ConvSpec = tuple[tuple[int, int, int], ...]
+
+
+class AtariConvTrunk(BaseFeaturesExtractor):
+    """The convolutional layers of an Atari Q-network; its features are the flattened maps."""
+
+    CONV_LAYERS: ClassVar[ConvSpec] = ()
+    HIDDEN_LAYERS: ClassVar[tuple[int, ...]] = ()  # the paper's fully connected layers
+
+    def __init__(self, observation_space: gym.spaces.Box) -> None:
+        channels = int(observation_space.shape[0])
+        layers: list[nn.Module] = []
+        for out_channels, kernel, stride in self.CONV_LAYERS:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride), nn.ReLU()]
+            channels = out_channels
+        convs = nn.Sequential(*layers, nn.Flatten())
+        with th.no_grad():
+            sample = th.as_tensor(observation_space.sample()[None]).float()
+            features_dim = int(convs(sample).shape[1])
+        super().__init__(observation_space, features_dim)
+        self.convs = convs
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        result: th.Tensor = self.convs(observations)
+        return result
+
+
+class Nature2015Trunk(AtariConvTrunk):
+    """Mnih et al. 2015: 32 8x8/4, 64 4x4/2, 64 3x3/1 convolutions, then 512 units."""
+
+    CONV_LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+    HIDDEN_LAYERS = (512,)
+
+
+class DQN2013Trunk(AtariConvTrunk):
+    """Mnih et al. 2013: 16 8x8/4 and 32 4x4/2 convolutions, then 256 units."""
+
+    CONV_LAYERS = ((16, 8, 4), (32, 4, 2))
+    HIDDEN_LAYERS = (256,)
+
+
+NETWORKS: Mapping[str, type[AtariConvTrunk]] = {
+    "nature": Nature2015Trunk,
+    "dqn2013": DQN2013Trunk,
+}
+
+
+def default_net_arch(features_extractor_class: type[BaseFeaturesExtractor]) -> list[int]:
+    """Hidden layers after the extractor when `net_arch` is not given."""
+    if issubclass(features_extractor_class, AtariConvTrunk):
+        return list(features_extractor_class.HIDDEN_LAYERS)
+    if issubclass(features_extractor_class, NatureCNN):
+        return []  # NatureCNN already ends with its 512-unit layer
+    return [64, 64]
+
+
+def dueling_combine(value: th.Tensor, advantage: th.Tensor, action_dim: int) -> th.Tensor:
+    """Q = V + A - mean over actions of A; `action_dim` names the actions axis of `advantage`."""
+    return value + advantage - advantage.mean(dim=action_dim, keepdim=True)
+
+
+class DuelingQNetwork(QNetwork):
+    """QNetwork whose `q_net` is the advantage stream, plus a value stream of the same shape."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.value_net = nn.Sequential(
+            *create_mlp(self.features_dim, 1, self.net_arch, self.activation_fn)
+        )
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:  # type: ignore[override]
+        features = self.extract_features(obs, self.features_extractor)
+        return dueling_combine(self.value_net(features), self.q_net(features), action_dim=1)
+
+
+class DuelingQuantileNetwork(QuantileNetwork):
+    """Dueling over quantiles: each quantile of Q is V's quantile + A's - mean of A's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.value_net = nn.Sequential(
+            *create_mlp(self.features_dim, self.n_quantiles, self.net_arch, self.activation_fn)
+        )
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:  # type: ignore[override]
+        features = self.extract_features(obs, self.features_extractor)
+        advantage = self.quantile_net(features).view(-1, self.n_quantiles, int(self.action_space.n))
+        value = self.value_net(features).view(-1, self.n_quantiles, 1)
+        return dueling_combine(value, advantage, action_dim=2)
+
+
+class QPolicy(DQNPolicy):
+    """DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        dueling: bool = False,
+        net_arch: list[int] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        **kwargs: Any,
+    ) -> None:
+        self.dueling = dueling
+        if net_arch is None:
+            net_arch = default_net_arch(features_extractor_class)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=net_arch,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+    def make_q_net(self) -> QNetwork:
+        if not self.dueling:
+            return super().make_q_net()
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQNetwork(**net_args).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "dueling": self.dueling}
+
+
+class CnnQPolicy(QPolicy):
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+
+class QuantilePolicy(QRDQNPolicy):
+    """QR-DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        dueling: bool = False,
+        net_arch: list[int] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        **kwargs: Any,
+    ) -> None:
+        self.dueling = dueling
+        if net_arch is None:
+            net_arch = default_net_arch(features_extractor_class)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=net_arch,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+    def make_quantile_net(self) -> QuantileNetwork:
+        if not self.dueling:
+            return super().make_quantile_net()
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQuantileNetwork(**net_args).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "dueling": self.dueling}
+
+
+class CnnQuantilePolicy(QuantilePolicy):
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+
+def variant_policy_kwargs(
+    policy_kwargs: Mapping[str, Any] | None, dueling: bool, network: str | None
+) -> dict[str, Any]:
+    """policy_kwargs with the Dueling switch and the named network's trunk folded in."""
+    merged = dict(policy_kwargs or {})
+    merged["dueling"] = dueling
+    if network is not None:
+        if "features_extractor_class" in merged:
+            raise ValueError("give either network or policy_kwargs.features_extractor_class")
+        merged["features_extractor_class"] = NETWORKS[network]
+    return merged
