@@ -35,8 +35,9 @@ def algorithm_of(path: Path) -> type[BaseAlgorithm]:
     raise UserError(f"{path}: holds no DQN, QR-DQN or A2C policy; point at a .zip a run saved")
 
 
-def load_model(path: Path, device: str = "auto") -> BaseAlgorithm:
+def load_model(path: str | Path, device: str = "auto") -> BaseAlgorithm:
     """The model in `path` with its network, variant switches and schedules, ready to act."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
     algorithm = algorithm_of(path)
