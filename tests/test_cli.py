@@ -123,7 +123,7 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
             "argument -n/--timesteps: invalid int value",
         ),
         (["--algo", "dqn", "--env", "Breakout", "--device", "cuda"], "--device cuda: no CUDA GPU"),
-        (["--env", "Breakout"], "the following arguments are required: --algo"),
+        (["--env", "Breakout"], "train needs --algo and --env"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

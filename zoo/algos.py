@@ -22,8 +22,9 @@ from sb3_contrib import QRDQN
 from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import ReplayBufferSamples, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.q_networks import (
     NETWORKS,
@@ -102,14 +103,41 @@ def next_quantiles(
     return target_quantiles.gather(dim=2, index=greedy).squeeze(dim=2)
 
 
+class ExactStepBudget:
+    """Mixin for off-policy algorithms: the last rollout is cut short so that training stops
+    at the step budget (rounded up to a multiple of n_envs) instead of a whole `train_freq`
+    past it, so a run and its checkpoints end exactly where -n says."""
+
+    num_timesteps: int
+    _total_timesteps: int
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: Any, train_freq: TrainFreq, *args: Any, **kwargs: Any
+    ) -> Any:
+        remaining = self._total_timesteps - self.num_timesteps
+        if train_freq.unit == TrainFrequencyUnit.STEP and remaining < (
+            train_freq.frequency * env.num_envs
+        ):
+            steps = max(1, -(-remaining // env.num_envs))
+            train_freq = TrainFreq(steps, train_freq.unit)
+        return super().collect_rollouts(env, callback, train_freq, *args, **kwargs)  # type: ignore[misc]
+
+
 class TemporalDifferenceTraining:
     """Mixin replacing SB3's gradient phase of DQN-like algorithms by one that asks `td_loss`
-    for the loss of a sampled batch; everything around it is as in SB3."""
+    for the loss of a sampled batch; everything around it is as in SB3.
+
+    Gradient steps wait until the buffer holds `learning_starts` transitions, which only
+    matters when a run resumes without its saved buffer. With `random_warmup` false the
+    policy (with its epsilon) acts before `learning_starts` instead of uniform random play.
+    """
 
     policy: Any
     replay_buffer: Any
     logger: Any
     max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
+    learning_starts: int
+    random_warmup: bool = True
     _n_updates: int
     _vec_normalize_env: Any
     _update_learning_rate: Callable[[Any], None]
@@ -117,12 +145,27 @@ class TemporalDifferenceTraining:
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         raise NotImplementedError
 
+    def _stored_transitions(self) -> int:
+        return int(self.replay_buffer.size()) * int(self.replay_buffer.n_envs)
+
+    def _transitions_before_learning(self) -> int:
+        capacity = int(self.replay_buffer.buffer_size) * int(self.replay_buffer.n_envs)
+        return max(1, min(int(self.learning_starts), capacity))
+
+    def _sample_action(self, learning_starts: int, *args: Any, **kwargs: Any) -> Any:
+        # random_warmup false (a warm start): the policy acts while the buffer fills.
+        if not self.random_warmup:
+            learning_starts = 0
+        return super()._sample_action(learning_starts, *args, **kwargs)  # type: ignore[misc]
+
     def discounts(self, batch: ReplayBufferSamples) -> th.Tensor | float:
         """gamma, or gamma**k per sample from SB3's n-step buffer (k < n when a game ended)."""
         gamma: float = self.gamma  # type: ignore[attr-defined]
         return batch.discounts if batch.discounts is not None else gamma
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        if self._stored_transitions() < self._transitions_before_learning():
+            return  # a run resumed without its replay buffer refills it first
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         losses = []
@@ -147,7 +190,7 @@ def _check_variant(network: str | None, loss: str | None = None) -> None:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TD_LOSSES)}")
 
 
-class ZooDQN(TemporalDifferenceTraining, StepScheduledExploration, DQN):
+class ZooDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExploration, DQN):
     """SB3's DQN with Double Q-learning, a Dueling head, the paper networks and a loss choice."""
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -162,10 +205,12 @@ class ZooDQN(TemporalDifferenceTraining, StepScheduledExploration, DQN):
         dueling: bool = False,
         network: str | None = None,
         loss: str = "huber",
+        random_warmup: bool = True,
         **kwargs: Any,
     ) -> None:
         _check_variant(network, loss)
         self.double_q, self.dueling, self.network, self.loss = double_q, dueling, network, loss
+        self.random_warmup = random_warmup
         kwargs["policy_kwargs"] = variant_policy_kwargs(
             kwargs.get("policy_kwargs"), dueling, network
         )
@@ -181,7 +226,7 @@ class ZooDQN(TemporalDifferenceTraining, StepScheduledExploration, DQN):
         return TD_LOSSES[self.loss](current, targets)
 
 
-class ZooQRDQN(TemporalDifferenceTraining, StepScheduledExploration, QRDQN):
+class ZooQRDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExploration, QRDQN):
     """sb3-contrib's QR-DQN with Double Q-learning, a Dueling head and the paper networks.
     The loss is always the quantile Huber loss of the QR-DQN paper."""
 
@@ -196,10 +241,12 @@ class ZooQRDQN(TemporalDifferenceTraining, StepScheduledExploration, QRDQN):
         double_q: bool = False,
         dueling: bool = False,
         network: str | None = None,
+        random_warmup: bool = True,
         **kwargs: Any,
     ) -> None:
         _check_variant(network)
         self.double_q, self.dueling, self.network = double_q, dueling, network
+        self.random_warmup = random_warmup
         kwargs["policy_kwargs"] = variant_policy_kwargs(
             kwargs.get("policy_kwargs"), dueling, network
         )

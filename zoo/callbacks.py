@@ -1,8 +1,10 @@
-"""Training callbacks: a live progress bar and per-episode TensorBoard scalars."""
+"""Training callbacks: progress bar, per-episode scalars, step-based logging, checkpoints."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -61,14 +63,23 @@ class ProgressBarCallback(BaseCallback):
 
 
 class EpisodeScalarsCallback(BaseCallback):
+    """Writes each finished game's score and length to TensorBoard at the step it ended,
+    and the mean training-episode reward as the agent sees it.
+
+    SB3 only logs a running mean; one point per game shows the spread. The Monitor sits below
+    the life-loss and reward-clipping wrappers, so `episode/score` and SB3's
+    `rollout/ep_rew_mean` are full-game, unclipped scores (all lives), the scale of the
+    evaluation. The agent's own episodes end at each lost life with clipped rewards:
+    `rollout/life_reward_mean` is their mean over the last 100, on that scale.
+    """
+
     _writer: Any = None
 
-    """Writes each finished game's score and length to TensorBoard at the step it ended.
-
-    SB3 only logs a running mean at its log interval; one point per game shows the spread.
-    The Monitor sits below the life-loss and reward-clipping wrappers, so these are
-    full-game, unclipped scores.
-    """
+    def __init__(self, window: int = 100) -> None:
+        super().__init__()
+        self.window = window
+        self._running: np.ndarray | None = None
+        self._finished: deque[float] = deque(maxlen=window)
 
     def _on_training_start(self) -> None:
         self._writer = next(
@@ -81,6 +92,16 @@ class EpisodeScalarsCallback(BaseCallback):
         )
 
     def _on_step(self) -> bool:
+        rewards = np.asarray(self.locals.get("rewards", []), dtype=np.float64)
+        dones = np.asarray(self.locals.get("dones", []), dtype=bool)
+        if self._running is None or self._running.shape != rewards.shape:
+            self._running = np.zeros_like(rewards)
+        self._running += rewards
+        for index in np.flatnonzero(dones):
+            self._finished.append(float(self._running[index]))
+            self._running[index] = 0.0
+        if self._finished:
+            self.logger.record("rollout/life_reward_mean", float(np.mean(self._finished)))
         if self._writer is None:
             return True
         for info in self.locals.get("infos", []):
@@ -107,4 +128,63 @@ class StopOnMeanScoreCallback(BaseCallback):
         if len(scores) >= self.window and float(np.mean(scores)) >= self.threshold:
             self.reached_at = self.num_timesteps
             return False
+        return True
+
+
+class StepLoggingCallback(BaseCallback):
+    """Writes the training metrics every `every` global steps, between two rollouts.
+
+    SB3 writes them every few episodes, whose ends depend on the games played; logging by
+    global step gives a resumed run the very same TensorBoard steps as an uninterrupted one.
+    """
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps // self.every > self._last // self.every:
+            self._dump()
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps != self._last:
+            self._dump()  # the last row: the run's state where it stopped
+
+    def _dump(self) -> None:
+        self._last = self.num_timesteps
+        self.model.dump_logs()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class PeriodicCheckpointCallback(BaseCallback):
+    """Saves a checkpoint at the first rollout boundary past every `save_freq` global steps.
+
+    Between two rollouts every transition is stored and every gradient step done, so a
+    checkpoint is a clean point to continue from.
+    """
+
+    def __init__(self, save: Callable[[], object], save_freq: int) -> None:
+        super().__init__()
+        self.save = save
+        self.save_freq = save_freq
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if (
+            self.save_freq > 0
+            and self.num_timesteps // self.save_freq > self._last // self.save_freq
+        ):
+            self._last = self.num_timesteps
+            self.save()
+
+    def _on_step(self) -> bool:
         return True

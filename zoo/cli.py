@@ -34,6 +34,8 @@ examples:
   zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
   zoo train --algo dqn --env Breakout --preset keras --set exploration.final=0.05
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
+  zoo train --resume logs/dqn/BreakoutNoFrameskip-v4_1 -n 20000000
+  zoo train --algo dqn --env Breakout --init-from logs/dqn/BreakoutNoFrameskip-v4_1 --skip-random-phase
 """
 
 
@@ -52,16 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The options that select and adjust a configuration; `train` and `schedule` share them."""
     from zoo.schema import SCHEMAS
 
     parser.add_argument(
-        "--algo", required=True, choices=list(SCHEMAS), help="the learning algorithm"
+        "--algo", required=required, choices=list(SCHEMAS), help="the learning algorithm"
     )
     parser.add_argument(
         "--env",
-        required=True,
+        required=required,
         help="game or env: a short case-insensitive name (Breakout, pong, SpaceInvaders-ram) "
         "or a gymnasium id (BreakoutNoFrameskip-v4, ALE/Breakout-v5, CartPole-v1)",
     )
@@ -69,7 +71,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--preset",
         metavar="NAME",
         help="a named published setting from hyperparams/presets.yml "
-        "(nature2015, dqn2013, keras, a2c_nstep5)",
+        "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5)",
     )
     parser.add_argument(
         "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"
@@ -107,6 +109,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             ("-n/--timesteps", "n_timesteps", args.timesteps),
             ("--n-envs", "n_envs", args.n_envs),
             ("--seed", "seed", args.seed),
+            ("--save-freq", "save_freq", getattr(args, "save_freq", None)),
+            ("--stop-at-reward", "stop_at_reward", getattr(args, "stop_at_reward", None)),
         ],
         preset=args.preset,
     )
@@ -120,7 +124,39 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_config_options(train)
+    _add_config_options(train, required=False)
+    train.add_argument(
+        "--save-freq",
+        type=int,
+        metavar="N",
+        help="agent steps between checkpoints (save_freq; 0: only at the end)",
+    )
+    train.add_argument(
+        "--stop-at-reward",
+        type=float,
+        metavar="X",
+        help="stop once an evaluation's mean full-game score reaches X (stop_at_reward)",
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue that run in its folder from its newest complete checkpoint "
+        "(-n then sets the new total; the config is the run's own)",
+    )
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="MODEL_OR_RUN",
+        help="start a new run with the weights of a model zip or a run folder "
+        "(its final model, else its newest checkpoint)",
+    )
+    train.add_argument(
+        "--skip-random-phase",
+        action="store_true",
+        help="with --init-from: the loaded policy acts from the first step "
+        "(no uniform random play before learning_starts, no exploration random_steps)",
+    )
     train.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -167,36 +203,84 @@ def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
-    from zoo.runs import start_run
-    from zoo.train import TrainOptions, progress_stream, resolve_device, train
+    from zoo.errors import UserError
+    from zoo.resume import init_weights_file, prepare_resume, without_random_phase
+    from zoo.runs import mark_resumed, start_run
+    from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
 
     say = _printer(args.quiet)
-    config = _config_from_args(args)
     device = resolve_device(args.device)
-    run = start_run(args.log_dir, config, device, sys.argv[1:])
-    say(
-        f"Training {config.algo} on {config.env.name} for {config.n_timesteps:,} steps (seed {config.seed})"
-    )
-    say(f"Run folder: {run.path}")
-    learning_starts = config.hyperparams.get("learning_starts")
-    if learning_starts is not None and learning_starts >= config.n_timesteps:
-        say(
-            f"note: learning_starts ({learning_starts:,}) >= n_timesteps: the agent only plays at random"
-        )
-    result = train(
-        config, run, TrainOptions(device=device, progress_stream=progress_stream(args.quiet))
-    )
+    options = TrainOptions(device=device, progress_stream=progress_stream(args.quiet), say=say)
+    if args.resume is not None:
+        _refuse_with_resume(args)
+        resumption = prepare_resume(args.resume, args.timesteps, options.warn)
+        config, run, start = resumption.config, resumption.run, resumption.start
+        total = start.total_timesteps or config.n_timesteps
+        mark_resumed(run, start.step, total, sys.argv[1:])
+        say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
+    else:
+        if args.algo is None or args.env is None:
+            raise UserError("train needs --algo and --env (or --resume RUN_DIR)")
+        config = _config_from_args(args)
+        start = StartPoint()
+        if args.skip_random_phase:
+            if args.init_from is None:
+                raise UserError("--skip-random-phase goes with --init-from MODEL_OR_RUN")
+            config = without_random_phase(config)
+        if args.init_from is not None:
+            start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
+        run = start_run(args.log_dir, config, device, sys.argv[1:])
+        total = config.n_timesteps
+        say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")
+        if start.init_weights is not None:
+            say(f"Starting from the weights of {start.init_weights}")
+        say(f"Run folder: {run.path}")
+        learning_starts = config.hyperparams.get("learning_starts")
+        if learning_starts is not None and learning_starts >= total:
+            say(
+                f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
+                "the agent only plays at random"
+            )
+    result = train(config, run, options, start=start)
     if result.interrupted:
         say(
-            f"Interrupted at step {result.timesteps:,}: model saved to {run.final_model}, config in {run.config_file}"
+            f"Interrupted at step {result.timesteps:,}: checkpoint and {run.final_model} saved; "
+            f"continue with: zoo train --resume {run.path}"
         )
         return EXIT_INTERRUPTED
-    stop_score = config.hyperparams.get("stop_at_mean_score")
-    if stop_score is not None and result.timesteps < config.n_timesteps:
-        say(f"Stopped early: the last 100 games averaged at least {stop_score:g}")
+    if result.stopped_by is not None:
+        say(f"Stopped early: {result.stopped_by}")
     say(f"Done: {result.timesteps:,} steps. Model: {run.final_model}")
-    say(f"Curves: tensorboard --logdir {args.log_dir}")
+    say(f"Curves: tensorboard --logdir {run.path.parent.parent}")
     return 0
+
+
+def _refuse_with_resume(args: argparse.Namespace) -> None:
+    """--resume continues a run with its own saved config; nothing may change it."""
+    from zoo.errors import UserError
+
+    given = [
+        option
+        for option, value in (
+            ("--algo", args.algo),
+            ("--env", args.env),
+            ("--preset", args.preset),
+            ("--set", args.set),
+            ("--hyperparams-file", args.hyperparams_file),
+            ("--seed", args.seed),
+            ("--n-envs", args.n_envs),
+            ("--save-freq", args.save_freq),
+            ("--stop-at-reward", args.stop_at_reward),
+            ("--init-from", args.init_from),
+            ("--skip-random-phase", args.skip_random_phase or None),
+        )
+        if value not in (None, False, [])
+    ]
+    if given:
+        raise UserError(
+            f"--resume continues a run with its saved config; {', '.join(given)} cannot be "
+            "combined with it (only -n, --device, --quiet)"
+        )
 
 
 def _run_schedule(args: argparse.Namespace) -> int:

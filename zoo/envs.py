@@ -8,6 +8,7 @@ inside ALE (max-pooling bytes of RAM means nothing) and a window of stacked RAM 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -157,8 +158,14 @@ def make_vec_env_for(
     settings: EnvSettings,
     seed: int | None,
     monitor_dir: str | None = None,
+    append_monitor: bool = False,
 ) -> VecEnv:
-    """Build the training VecEnv described by `settings`, seeded and monitored."""
+    """Build the training VecEnv described by `settings`, seeded and monitored.
+
+    `append_monitor` adds rows to existing monitor files (a resumed run) instead of
+    starting them over.
+    """
+    monitor_kwargs = {"override_existing": not append_monitor}
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] = (
         SubprocVecEnv if settings.vec_env == "subproc" else DummyVecEnv
     )
@@ -167,14 +174,19 @@ def make_vec_env_for(
         raise UserError("env_kwargs.frameskip is not allowed: set frame_skip instead")
     try:
         if spec.kind == "atari":
-            return _pixel_atari(spec, settings, seed, monitor_dir, env_kwargs, vec_env_cls)
+            return _pixel_atari(
+                spec, settings, seed, monitor_dir, monitor_kwargs, env_kwargs, vec_env_cls
+            )
         if spec.kind == "atari_ram":
-            return _ram_atari(spec, settings, seed, monitor_dir, env_kwargs, vec_env_cls)
+            return _ram_atari(
+                spec, settings, seed, monitor_dir, monitor_kwargs, env_kwargs, vec_env_cls
+            )
         env = make_vec_env(
             spec.gym_id,
             n_envs=settings.n_envs,
             seed=seed,
             monitor_dir=monitor_dir,
+            monitor_kwargs=monitor_kwargs,
             env_kwargs=env_kwargs,
             vec_env_cls=vec_env_cls,
         )
@@ -183,11 +195,26 @@ def make_vec_env_for(
     return VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
 
 
+def make_eval_env(spec: EnvSpec, settings: EnvSettings, seed: int, max_frames: int) -> VecEnv:
+    """One env with the training preprocessing whose Monitor counts whole games, capped at
+    `max_frames` emulator frames (agent steps for non-Atari envs without a time limit)."""
+    env_kwargs = dict(settings.env_kwargs or {})
+    if spec.kind == "atari":
+        env_kwargs["max_episode_steps"] = max_frames  # the base env steps one frame at a time
+    elif spec.kind == "atari_ram":
+        env_kwargs["max_episode_steps"] = math.ceil(max_frames / settings.frame_skip)
+    elif gym.spec(spec.gym_id).max_episode_steps is None:
+        env_kwargs["max_episode_steps"] = max_frames
+    eval_settings = dataclasses.replace(settings, n_envs=1, vec_env="dummy", env_kwargs=env_kwargs)
+    return make_vec_env_for(spec, eval_settings, seed)
+
+
 def _pixel_atari(
     spec: EnvSpec,
     settings: EnvSettings,
     seed: int | None,
     monitor_dir: str | None,
+    monitor_kwargs: dict[str, Any],
     env_kwargs: dict[str, Any],
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv],
 ) -> VecEnv:
@@ -198,6 +225,7 @@ def _pixel_atari(
         n_envs=settings.n_envs,
         seed=seed,
         monitor_dir=monitor_dir,
+        monitor_kwargs=monitor_kwargs,
         wrapper_kwargs={
             "noop_max": settings.noop_max,
             "frame_skip": settings.frame_skip,
@@ -217,6 +245,7 @@ def _ram_atari(
     settings: EnvSettings,
     seed: int | None,
     monitor_dir: str | None,
+    monitor_kwargs: dict[str, Any],
     env_kwargs: dict[str, Any],
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv],
 ) -> VecEnv:
@@ -226,6 +255,7 @@ def _ram_atari(
         n_envs=settings.n_envs,
         seed=seed,
         monitor_dir=monitor_dir,
+        monitor_kwargs=monitor_kwargs,
         wrapper_class=_ram_wrapper(settings),
         env_kwargs=env_kwargs,
         vec_env_cls=vec_env_cls,

@@ -10,6 +10,7 @@ from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from zoo.algos import ZooA2C, ZooDQN, ZooQRDQN
@@ -40,10 +41,18 @@ def load_model(path: str | Path, device: str = "auto") -> BaseAlgorithm:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
-    algorithm = algorithm_of(path)
+    return load_algorithm(algorithm_of(path), path, device=device)
+
+
+def load_algorithm(
+    algorithm: type[BaseAlgorithm], path: Path, env: VecEnv | None = None, device: str = "auto"
+) -> BaseAlgorithm:
     with warnings.catch_warnings():
         # SB3 warns that a saved n-step buffer class is "custom"; the saved kwargs keep n.
         warnings.filterwarnings(
             "ignore", message=r".*is ignored because a custom `replay_buffer_class`"
         )
-        return algorithm.load(path, device=device)
+        try:
+            return algorithm.load(path, env=env, device=device)
+        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as error:
+            raise UserError(f"{path}: cannot load the model ({error})") from None

@@ -1,17 +1,19 @@
 """Run folders: `logs/<algo>/<Env>_<n>/`, the unit a user trains, resumes, plays and plots.
 
 A run folder holds `config.yml` (every hyperparameter, usable as --hyperparams-file),
-`run.yml` (algo, env, command line, versions, status), `monitor/` (per-env Monitor CSVs),
-TensorBoard event files and `progress.csv`, and `final_model.zip`.
+`run.yml` (algo, env, command line, versions, status, resumes), `monitor/` (per-env Monitor
+CSVs), TensorBoard event files, `progress.csv`, `evaluations.csv`, `checkpoints/`,
+`best_model.zip` and `final_model.zip`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
 import shlex
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,6 +22,7 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from zoo.atomic import atomic_write_text, write_atomically
 from zoo.config import Config
 from zoo.errors import UserError
 from zoo.yamlio import dump_yaml, read_yaml_file
@@ -27,6 +30,8 @@ from zoo.yamlio import dump_yaml, read_yaml_file
 CONFIG_FILE = "config.yml"
 RUN_FILE = "run.yml"
 FINAL_MODEL = "final_model.zip"
+CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,14 @@ class Run:
     @property
     def final_model(self) -> Path:
         return self.path / FINAL_MODEL
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
 
     def read_info(self) -> dict[str, Any]:
         info = read_yaml_file(self.run_file, what="run file")
@@ -90,10 +103,61 @@ def start_run(log_dir: Path, config: Config, device: str, argv: Sequence[str]) -
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
         "timesteps": 0,
+        "total_timesteps": config.n_timesteps,
         "versions": _versions(),
     }
     atomic_write_text(run.run_file, dump_yaml(info))
     return run
+
+
+def open_run(path: Path) -> Run:
+    """An existing run folder, or one line saying why `path` is not one."""
+    if not path.is_dir():
+        raise UserError(
+            f"{path}: no such run folder; give one that zoo train made (logs/<algo>/<env>_<n>)"
+        )
+    run = Run(path)
+    missing = [f.name for f in (run.run_file, run.config_file) if not f.is_file()]
+    if missing:
+        raise UserError(
+            f"{path}: not a run folder (no {' or '.join(missing)}); give one that zoo train "
+            "made (logs/<algo>/<env>_<n>)"
+        )
+    info = run.read_info()
+    if not isinstance(info.get("algo"), str) or not isinstance(info.get("env"), str):
+        raise UserError(f"{run.run_file}: names no algo and env; the run folder is damaged")
+    return run
+
+
+@contextlib.contextmanager
+def training_lock(run: Run) -> Iterator[None]:
+    """Held while a process trains in `run`; the OS releases it when the process dies."""
+    handle = open(run.lock_file, "a+")  # noqa: SIM115  (held for the whole training)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"{run.path} is being trained by another zoo process; wait for it or stop it"
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+def mark_resumed(run: Run, from_step: int, total_timesteps: int, argv: Sequence[str]) -> None:
+    info = run.read_info()
+    earlier = info.get("resumes")
+    resumes: list[Any] = earlier if isinstance(earlier, list) else []
+    resumes.append(
+        {
+            "from_step": from_step,
+            "command": shlex.join(["zoo", *argv]),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    info.update(status="running", total_timesteps=total_timesteps, resumes=resumes)
+    atomic_write_text(run.run_file, dump_yaml(info))
 
 
 def update_run_status(run: Run, status: str, timesteps: int) -> None:
@@ -113,21 +177,6 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, flush to disk, then rename over `path`."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
-
 def save_model_atomically(model: BaseAlgorithm, path: Path) -> None:
     """Save an SB3 model so that a crash mid-write never leaves a truncated zip at `path`."""
-    tmp = path.with_name(f".{path.stem}.partial.zip")
-    model.save(tmp)
-    with open(tmp, "rb") as written:
-        os.fsync(written.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, model.save)

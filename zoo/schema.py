@@ -235,6 +235,18 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "stop_at_mean_score": Field(
         number(optional=True), "stop once the last 100 games average this score (null: never)"
     ),
+    "save_freq": Field(integer(low=0), "agent steps between checkpoints (0: only at the end)"),
+    "keep_checkpoints": Field(integer(low=1, high=1000), "complete checkpoints kept"),
+    "save_replay_buffer": Field(boolean, "checkpoints include the replay buffer (large)"),
+    "eval_freq": Field(integer(low=0), "agent steps between evaluations (0: never)"),
+    "eval_episodes": Field(integer(low=1, high=10_000), "full games per evaluation"),
+    "eval_epsilon": Field(number(low=0, high=1), "random-action probability while evaluating"),
+    "eval_max_frames": Field(
+        integer(low=1), "cap on one evaluation game, in emulator frames (108000 = 30 minutes)"
+    ),
+    "stop_at_reward": Field(
+        number(optional=True), "stop once an evaluation mean reaches this score (null: never)"
+    ),
 }
 
 _COMMON_POLICY_KWARGS: Mapping[str, Field] = {
@@ -258,6 +270,9 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
     "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
     "learning_starts": Field(integer(low=0), "steps of random play before learning"),
+    "random_warmup": Field(
+        boolean, "act at random until learning_starts (false: the policy acts, for warm starts)"
+    ),
     "batch_size": Field(integer(low=1), "transitions per gradient step"),
     "tau": Field(number(low=0, high=1, low_open=True), "soft target update coefficient (1 = hard)"),
     "gamma": Field(number(low=0, high=1), "discount factor"),
@@ -347,6 +362,14 @@ TOOLKIT_DEFAULTS: Mapping[str, Any] = {
     "n_envs": 1,
     "vec_env": "dummy",
     "frame_stack": 1,
+    "save_freq": 100_000,
+    "keep_checkpoints": 3,
+    "save_replay_buffer": False,
+    "eval_freq": 10_000,
+    "eval_episodes": 10,
+    "eval_epsilon": 0.0,
+    "eval_max_frames": 108_000,
+    "stop_at_reward": None,
 }
 
 ATARI_TOOLKIT_DEFAULTS: Mapping[str, Any] = {
@@ -355,4 +378,5 @@ ATARI_TOOLKIT_DEFAULTS: Mapping[str, Any] = {
     "screen_size": 84,
     "terminal_on_life_loss": True,
     "clip_reward": True,
+    "eval_freq": 250_000,  # every 1M frames
 }

@@ -1,35 +1,80 @@
-"""config -> envs -> model -> callbacks -> learn -> final model. Tuning calls the same `train`."""
+"""config -> envs -> model -> callbacks -> learn -> checkpoint and final model.
+
+A run starts fresh, from a checkpoint of itself (`--resume`), or fresh with weights from
+another model (`--init-from`). Tuning calls the same `train`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo import registry
-from zoo.callbacks import EpisodeScalarsCallback, ProgressBarCallback, StopOnMeanScoreCallback
+from zoo.callbacks import (
+    EpisodeScalarsCallback,
+    PeriodicCheckpointCallback,
+    ProgressBarCallback,
+    StepLoggingCallback,
+    StopOnMeanScoreCallback,
+)
+from zoo.checkpoints import (
+    Checkpoint,
+    capture_rng_states,
+    check_room_for_replay_buffers,
+    prune_checkpoints,
+    replay_buffer_bytes,
+    restore_rng_states,
+    save_checkpoint,
+)
 from zoo.config import Config
-from zoo.envs import make_vec_env_for
+from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError
-from zoo.runs import Run, save_model_atomically, update_run_status
+from zoo.evaluation import EvaluationCallback, EvaluationLog
+from zoo.models import load_algorithm
+from zoo.run_logger import run_logger
+from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
 
-# About this many agent steps between two rows of logged training metrics.
-_LOG_EVERY_STEPS = 1000
+# Agent steps between two rows of logged training metrics.
+LOG_EVERY_STEPS = 1000
+# Evaluation games get seeds of their own, away from the training envs'.
+_EVAL_SEED_OFFSET = 1_000_003
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
 class TrainOptions:
     device: str = "auto"
     progress_stream: IO[str] | None = None  # None: no progress bar
+    say: Callable[[str], None] = lambda _: None  # progress messages (silenced by --quiet)
+    warn: Callable[[str], None] = _to_stderr  # problems the user must see
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where training starts: fresh, or continuing this run from `checkpoint` (`resumed`),
+    with `total_timesteps` as the run's total, or fresh with the weights of `init_weights`."""
+
+    resumed: bool = False
+    checkpoint: Checkpoint | None = None
+    total_timesteps: int | None = None
+    init_weights: Path | None = None
+
+    @property
+    def step(self) -> int:
+        return self.checkpoint.step if self.checkpoint is not None else 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +82,8 @@ class TrainResult:
     run: Run
     timesteps: int
     interrupted: bool
+    stopped_by: str | None = None  # why training ended before its budget, if it did
+    notes: list[str] = field(default_factory=list)
 
 
 def resolve_device(requested: str) -> str:
@@ -72,45 +119,222 @@ def train(
     run: Run,
     options: TrainOptions,
     extra_callbacks: Sequence[BaseCallback] = (),
+    start: StartPoint | None = None,
 ) -> TrainResult:
-    """Train one run to its step budget; Ctrl-C stops early and still saves the model."""
-    env = make_vec_env_for(config.env, config.env_settings(), config.seed, str(run.monitor_dir))
-    interrupted = False
+    """Train one run to its step budget; Ctrl-C stops early and still saves a checkpoint."""
+    with training_lock(run):
+        return _train(config, run, options, extra_callbacks, start or StartPoint())
+
+
+def _train(
+    config: Config,
+    run: Run,
+    options: TrainOptions,
+    extra_callbacks: Sequence[BaseCallback],
+    start: StartPoint,
+) -> TrainResult:
+    total = start.total_timesteps or config.n_timesteps
+    env = make_vec_env_for(
+        config.env,
+        config.env_settings(),
+        config.seed + start.step,  # a resumed run does not replay its first games
+        str(run.monitor_dir),
+        append_monitor=start.resumed,
+    )
+    evaluation: EvaluationCallback | None = None
     try:
-        model = build_model(config, env, options.device)
-        model.set_logger(configure(str(run.path), ["tensorboard", "csv"]))
-        callbacks: list[BaseCallback] = [EpisodeScalarsCallback(), *extra_callbacks]
-        stop_score = config.hyperparams.get("stop_at_mean_score")
-        if stop_score is not None:
-            callbacks.append(StopOnMeanScoreCallback(stop_score))
-        progress = None
-        if options.progress_stream is not None:
-            progress = ProgressBarCallback(config.n_timesteps, options.progress_stream)
-            callbacks.append(progress)
-        try:
-            model.learn(
-                total_timesteps=config.n_timesteps,
-                callback=CallbackList(callbacks),
-                log_interval=_log_interval(model, config),
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-            if progress is not None:
-                progress.close()  # SB3 skips _on_training_end when learn() is interrupted
+        model = _starting_model(config, env, options, start)
+        model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
+        _check_replay_buffer_room(model, config, run, options)
+        evaluation = _evaluation_callback(config, run, options, start)
+        callbacks = _callbacks(config, run, model, options, total, evaluation, extra_callbacks)
+        if start.checkpoint is not None:
+            restore_rng_states(start.checkpoint.training_state().get("rng", {}))
+        interrupted = _learn(model, total, start, callbacks, options)
+        checkpoint = _save_checkpoint(model, config, run)
         save_model_atomically(model, run.final_model)
         update_run_status(run, "interrupted" if interrupted else "finished", model.num_timesteps)
         model.logger.close()
-        return TrainResult(run=run, timesteps=model.num_timesteps, interrupted=interrupted)
+        return TrainResult(
+            run=run,
+            timesteps=model.num_timesteps,
+            interrupted=interrupted,
+            stopped_by=_stop_reason(callbacks, evaluation),
+            notes=[f"checkpoint: {checkpoint.path}"],
+        )
     finally:
+        if evaluation is not None:
+            evaluation.close()
         _close_quietly(env)
 
 
-def _log_interval(model: BaseAlgorithm, config: Config) -> int:
-    """SB3 counts episodes for off-policy algorithms and rollouts for on-policy ones."""
+def _learn(
+    model: BaseAlgorithm,
+    total: int,
+    start: StartPoint,
+    callbacks: list[BaseCallback],
+    options: TrainOptions,
+) -> bool:
+    """Run SB3's learn to `total` global steps; True when Ctrl-C cut it short."""
+    try:
+        model.learn(
+            total_timesteps=total - model.num_timesteps,
+            callback=CallbackList(callbacks),
+            # None turns SB3's per-episode logging off (its code checks for None); the
+            # StepLoggingCallback writes by global step instead.
+            log_interval=None,  # type: ignore[arg-type]
+            reset_num_timesteps=not start.resumed,
+        )
+    except KeyboardInterrupt:
+        for callback in callbacks:
+            if isinstance(callback, ProgressBarCallback):
+                callback.close()  # SB3 skips _on_training_end when learn() is interrupted
+        options.warn(
+            f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
+            "(Ctrl-C again quits at once; saved files stay intact)"
+        )
+        return True
+    return False
+
+
+def _starting_model(
+    config: Config, env: VecEnv, options: TrainOptions, start: StartPoint
+) -> BaseAlgorithm:
+    device = options.device
+    if start.checkpoint is None:
+        model = build_model(config, env, device)
+        if start.init_weights is not None:
+            _load_weights(model, start.init_weights, device)
+        return model
+    checkpoint = start.checkpoint
+    model = load_algorithm(registry.ALGORITHMS[config.algo], checkpoint.model_file, env, device)
+    # SB3 would go on from the observation saved in the zip; the env here is a new one.
+    model._last_obs = None
     if isinstance(model, OffPolicyAlgorithm):
-        return 4
-    steps_per_rollout = int(config.hyperparams["n_steps"]) * config.env_settings().n_envs
-    return max(1, _LOG_EVERY_STEPS // steps_per_rollout)
+        buffer_file = checkpoint.replay_buffer_file
+        if buffer_file is not None:
+            model.load_replay_buffer(buffer_file)
+            _end_stored_trajectories(model)
+        elif config.hyperparams.get("learning_starts") is not None:
+            options.warn(
+                f"note: checkpoint {checkpoint.path.name} has no replay buffer "
+                "(save_replay_buffer: false): learning restarts with an empty buffer and "
+                f"gradient steps resume once it holds {model.learning_starts:,} transitions"
+            )
+    return model
+
+
+def _end_stored_trajectories(model: OffPolicyAlgorithm) -> None:
+    """Mark the newest stored transition of each env as truncated: the game it belonged to
+    is gone, so n-step returns must not run on into the first game after the resume."""
+    buffer = model.replay_buffer
+    if buffer is None or (buffer.pos == 0 and not buffer.full):
+        return
+    buffer.timeouts[(buffer.pos - 1) % buffer.buffer_size] = True
+
+
+def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
+    try:
+        model.set_parameters(str(source), exact_match=True, device=device)
+    except (RuntimeError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise UserError(
+            f"--init-from {source}: its network does not fit this run's ({first_line}); "
+            "use the same algo, policy, network and env"
+        ) from None
+
+
+def _check_replay_buffer_room(
+    model: BaseAlgorithm, config: Config, run: Run, options: TrainOptions
+) -> None:
+    if not config.hyperparams.get("save_replay_buffer") or not isinstance(
+        model, OffPolicyAlgorithm
+    ):
+        return
+    size = replay_buffer_bytes(model)
+    options.say(f"Checkpoints include the replay buffer: {size / 2**30:.2f} GiB each")
+    check_room_for_replay_buffers(run.path, size)
+
+
+def _evaluation_callback(
+    config: Config, run: Run, options: TrainOptions, start: StartPoint
+) -> EvaluationCallback | None:
+    eval_freq = int(config.hyperparams.get("eval_freq") or 0)
+    if eval_freq <= 0:
+        return None
+    log = EvaluationLog(run.path / "evaluations.csv")
+    best_mean = log.best_mean()  # also counts evaluations after the checkpoint, so a
+    if start.resumed:  # best_model.zip is only ever replaced by a better one
+        log.keep_until(start.step)
+    settings = config.env_settings()
+    seed = config.seed + _EVAL_SEED_OFFSET
+    max_frames = int(config.hyperparams["eval_max_frames"])
+    stop_at = config.hyperparams.get("stop_at_reward")
+    return EvaluationCallback(
+        make_env=lambda: make_eval_env(config.env, settings, seed + start.step, max_frames),
+        run_path=run.path,
+        eval_freq=eval_freq,
+        episodes=int(config.hyperparams["eval_episodes"]),
+        eval_epsilon=float(config.hyperparams["eval_epsilon"]),
+        seed=seed,
+        stop_at_reward=None if stop_at is None else float(stop_at),
+        best_mean=best_mean,
+        announce=options.say,
+    )
+
+
+def _callbacks(
+    config: Config,
+    run: Run,
+    model: BaseAlgorithm,
+    options: TrainOptions,
+    total: int,
+    evaluation: EvaluationCallback | None,
+    extra: Sequence[BaseCallback],
+) -> list[BaseCallback]:
+    save_freq = int(config.hyperparams.get("save_freq") or 0)
+    callbacks: list[BaseCallback] = [
+        StepLoggingCallback(LOG_EVERY_STEPS),
+        EpisodeScalarsCallback(),
+        PeriodicCheckpointCallback(lambda: _save_checkpoint(model, config, run), save_freq),
+    ]
+    if evaluation is not None:
+        callbacks.append(evaluation)
+    stop_score = config.hyperparams.get("stop_at_mean_score")
+    if stop_score is not None:
+        callbacks.append(StopOnMeanScoreCallback(stop_score))
+    callbacks.extend(extra)
+    if options.progress_stream is not None:
+        callbacks.append(ProgressBarCallback(total, options.progress_stream))
+    return callbacks
+
+
+def _save_checkpoint(model: BaseAlgorithm, config: Config, run: Run) -> Checkpoint:
+    checkpoint = save_checkpoint(
+        model,
+        run.checkpoints_dir,
+        {"rng": capture_rng_states()},
+        with_replay_buffer=bool(config.hyperparams.get("save_replay_buffer")),
+    )
+    prune_checkpoints(run.checkpoints_dir, int(config.hyperparams.get("keep_checkpoints", 3)))
+    return checkpoint
+
+
+def _stop_reason(
+    callbacks: Sequence[BaseCallback], evaluation: EvaluationCallback | None
+) -> str | None:
+    if evaluation is not None and evaluation.reached is not None:
+        return (
+            f"the evaluation at step {evaluation.reached.step:,} averaged "
+            f"{evaluation.reached.mean:g}, reaching stop_at_reward"
+        )
+    for callback in callbacks:
+        if isinstance(callback, StopOnMeanScoreCallback) and callback.reached_at is not None:
+            return (
+                f"the last {callback.window} games averaged at least {callback.threshold:g} "
+                f"(step {callback.reached_at:,})"
+            )
+    return None
 
 
 def _close_quietly(env: VecEnv) -> None:

@@ -1,0 +1,54 @@
+"""Writes that a crash or `kill -9` can never leave half done: temporary name, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as written:
+        os.fsync(written.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (a power cut after it keeps the new name)."""
+    with contextlib.suppress(OSError):  # some filesystems cannot open folders
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def partial_name(path: Path) -> Path:
+    """Where `path` is written before the rename; keeps the suffix that SB3's savers expect."""
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Let `write` fill a temporary file next to `path`, flush it to disk, rename it over."""
+    tmp = partial_name(path)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to a temporary file in the same folder, flush to disk, then rename."""
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+    ) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+    fsync_dir(path.parent)
