@@ -205,7 +205,7 @@ def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
     from zoo.errors import UserError
     from zoo.resume import init_weights_file, prepare_resume, without_random_phase
-    from zoo.runs import mark_resumed, start_run
+    from zoo.runs import discard_unstarted_run, mark_resumed, start_run
     from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
 
     say = _printer(args.quiet)
@@ -241,7 +241,12 @@ def _run_train(args: argparse.Namespace) -> int:
                 f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
                 "the agent only plays at random"
             )
-    result = train(config, run, options, start=start)
+    try:
+        result = train(config, run, options, start=start)
+    except UserError:
+        if args.resume is None:
+            discard_unstarted_run(run)  # a fresh run that failed before its first step
+        raise
     if result.interrupted:
         say(
             f"Interrupted at step {result.timesteps:,}: checkpoint and {run.final_model} saved; "

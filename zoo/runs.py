@@ -13,6 +13,7 @@ import fcntl
 import os
 import platform
 import shlex
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -143,6 +144,14 @@ def training_lock(run: Run) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def discard_unstarted_run(run: Run) -> None:
+    """Remove a run folder this process just created, when nothing in it was trained."""
+    if run.checkpoints_dir.exists() or run.final_model.exists():
+        return
+    if run.read_info().get("timesteps", 0) == 0:
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def mark_resumed(run: Run, from_step: int, total_timesteps: int, argv: Sequence[str]) -> None:

@@ -235,6 +235,7 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "stop_at_mean_score": Field(
         number(optional=True), "stop once the last 100 games average this score (null: never)"
     ),
+    "log_freq": Field(integer(low=1), "agent steps between rows of logged training metrics"),
     "save_freq": Field(integer(low=0), "agent steps between checkpoints (0: only at the end)"),
     "keep_checkpoints": Field(integer(low=1, high=1000), "complete checkpoints kept"),
     "save_replay_buffer": Field(boolean, "checkpoints include the replay buffer (large)"),
@@ -362,6 +363,7 @@ TOOLKIT_DEFAULTS: Mapping[str, Any] = {
     "n_envs": 1,
     "vec_env": "dummy",
     "frame_stack": 1,
+    "log_freq": 1000,
     "save_freq": 100_000,
     "keep_checkpoints": 3,
     "save_replay_buffer": False,

@@ -7,10 +7,14 @@ another model (`--init-from`). Tuning calls the same `train`.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 import torch as th
@@ -44,7 +48,8 @@ from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
 
-# Agent steps between two rows of logged training metrics.
+EXIT_INTERRUPTED = 130
+# Agent steps between two rows of logged training metrics, unless log_freq says otherwise.
 LOG_EVERY_STEPS = 1000
 # Evaluation games get seeds of their own, away from the training envs'.
 _EVAL_SEED_OFFSET = 1_000_003
@@ -151,9 +156,11 @@ def _train(
         if start.checkpoint is not None:
             restore_rng_states(start.checkpoint.training_state().get("rng", {}))
         interrupted = _learn(model, total, start, callbacks, options)
-        checkpoint = _save_checkpoint(model, config, run)
-        save_model_atomically(model, run.final_model)
-        update_run_status(run, "interrupted" if interrupted else "finished", model.num_timesteps)
+        with _second_ctrl_c_quits(interrupted, options):
+            checkpoint = _save_checkpoint(model, config, run)
+            save_model_atomically(model, run.final_model)
+            status = "interrupted" if interrupted else "finished"
+            update_run_status(run, status, model.num_timesteps)
         model.logger.close()
         return TrainResult(
             run=run,
@@ -195,6 +202,26 @@ def _learn(
         )
         return True
     return False
+
+
+@contextlib.contextmanager
+def _second_ctrl_c_quits(interrupted: bool, options: TrainOptions) -> Iterator[None]:
+    """After a first Ctrl-C, a second one ends the process at once. Every file is written
+    under a temporary name and renamed, so quitting mid-save leaves the previous checkpoint
+    and model intact; the unfinished checkpoint has no manifest and is never used."""
+    if not interrupted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        options.warn("zoo: interrupted again: quitting without this checkpoint")
+        os._exit(EXIT_INTERRUPTED)
+
+    signal.signal(signal.SIGINT, quit_now)
+    yield
+    # Saved: the process is on its way out. Ignoring further Ctrl-C keeps the interpreter's
+    # shutdown (which restores the default handler) from dying of it with no exit code.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _starting_model(
@@ -294,7 +321,7 @@ def _callbacks(
 ) -> list[BaseCallback]:
     save_freq = int(config.hyperparams.get("save_freq") or 0)
     callbacks: list[BaseCallback] = [
-        StepLoggingCallback(LOG_EVERY_STEPS),
+        StepLoggingCallback(int(config.hyperparams.get("log_freq") or LOG_EVERY_STEPS)),
         EpisodeScalarsCallback(),
         PeriodicCheckpointCallback(lambda: _save_checkpoint(model, config, run), save_freq),
     ]
