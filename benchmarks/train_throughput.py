@@ -2,8 +2,8 @@
 
     python benchmarks/train_throughput.py --algo dqn a2c --env Breakout --steps 10000
 
-Each algo uses its shipped hyperparameters for the game (the SB3 benchmark setting), except
-that DQN's learning_starts is lowered so the measurement starts soon. A warm-up (which for
+Each algo uses its shipped hyperparameters for the game (for DQN: Double + Dueling + 3-step;
+`--set` changes any of them), except that DQN's learning_starts is lowered so the measurement starts soon. A warm-up (which for
 DQN fills the replay buffer up to learning_starts) runs first; only the steps after it are
 timed. Numbers are printed, never asserted.
 """
