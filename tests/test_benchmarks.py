@@ -30,3 +30,16 @@ def test_train_throughput_script_runs() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "agent steps/s" in result.stdout
+
+
+def test_checkpoint_io_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/checkpoint_io.py", "--buffer-size", "1000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "model only" in result.stdout and "with replay buffer" in result.stdout
