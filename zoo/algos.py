@@ -142,6 +142,24 @@ class TemporalDifferenceTraining:
     _vec_normalize_env: Any
     _update_learning_rate: Callable[[Any], None]
 
+    def __init__(
+        self,
+        *args: Any,
+        double_q: bool = False,
+        dueling: bool = False,
+        network: str | None = None,
+        random_warmup: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if network is not None and network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+        self.double_q, self.dueling, self.network = double_q, dueling, network
+        self.random_warmup = random_warmup
+        kwargs["policy_kwargs"] = variant_policy_kwargs(
+            kwargs.get("policy_kwargs"), dueling, network
+        )
+        super().__init__(*args, **kwargs)
+
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         raise NotImplementedError
 
@@ -183,13 +201,6 @@ class TemporalDifferenceTraining:
         self.logger.record("train/loss", float(np.mean(losses)))
 
 
-def _check_variant(network: str | None, loss: str | None = None) -> None:
-    if network is not None and network not in NETWORKS:
-        raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
-    if loss is not None and loss not in TD_LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TD_LOSSES)}")
-
-
 class ZooDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExploration, DQN):
     """SB3's DQN with Double Q-learning, a Dueling head, the paper networks and a loss choice."""
 
@@ -198,22 +209,10 @@ class ZooDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExplorati
         "CnnPolicy": CnnQPolicy,
     }
 
-    def __init__(
-        self,
-        *args: Any,
-        double_q: bool = False,
-        dueling: bool = False,
-        network: str | None = None,
-        loss: str = "huber",
-        random_warmup: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        _check_variant(network, loss)
-        self.double_q, self.dueling, self.network, self.loss = double_q, dueling, network, loss
-        self.random_warmup = random_warmup
-        kwargs["policy_kwargs"] = variant_policy_kwargs(
-            kwargs.get("policy_kwargs"), dueling, network
-        )
+    def __init__(self, *args: Any, loss: str = "huber", **kwargs: Any) -> None:
+        if loss not in TD_LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TD_LOSSES)}")
+        self.loss = loss
         super().__init__(*args, **kwargs)
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
@@ -234,23 +233,6 @@ class ZooQRDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExplora
         "MlpPolicy": QuantilePolicy,
         "CnnPolicy": CnnQuantilePolicy,
     }
-
-    def __init__(
-        self,
-        *args: Any,
-        double_q: bool = False,
-        dueling: bool = False,
-        network: str | None = None,
-        random_warmup: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        _check_variant(network)
-        self.double_q, self.dueling, self.network = double_q, dueling, network
-        self.random_warmup = random_warmup
-        kwargs["policy_kwargs"] = variant_policy_kwargs(
-            kwargs.get("policy_kwargs"), dueling, network
-        )
-        super().__init__(*args, **kwargs)
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         with th.no_grad():

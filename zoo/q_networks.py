@@ -119,8 +119,11 @@ class DuelingQuantileNetwork(QuantileNetwork):
         return dueling_combine(value, advantage, action_dim=2)
 
 
-class QPolicy(DQNPolicy):
-    """DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
+class DuelingOption:
+    """Policy mixin: a `dueling` switch saved with the policy, and hidden layers that default
+    to the features extractor's own (512 units for the Nature trunk, none after NatureCNN)."""
+
+    dueling: bool
 
     def __init__(
         self,
@@ -135,7 +138,7 @@ class QPolicy(DQNPolicy):
         self.dueling = dueling
         if net_arch is None:
             net_arch = default_net_arch(features_extractor_class)
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]
             observation_space,
             action_space,
             lr_schedule,
@@ -143,86 +146,64 @@ class QPolicy(DQNPolicy):
             features_extractor_class=features_extractor_class,
             **kwargs,
         )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        parameters: dict[str, Any] = super()._get_constructor_parameters()  # type: ignore[misc]
+        return {**parameters, "dueling": self.dueling}
+
+    def _head_arguments(self) -> dict[str, Any]:
+        """The arguments of the Q (or quantile) network, each with a features extractor."""
+        arguments: dict[str, Any] = self._update_features_extractor(  # type: ignore[attr-defined]
+            self.net_args,  # type: ignore[attr-defined]
+            features_extractor=None,
+        )
+        return arguments
+
+
+class PixelDefault:
+    """Policy mixin: SB3's NatureCNN unless a features extractor is given, as in CnnPolicy."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(  # type: ignore[call-arg]
+            observation_space,
+            action_space,
+            lr_schedule,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+
+class QPolicy(DuelingOption, DQNPolicy):
+    """DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
 
     def make_q_net(self) -> QNetwork:
         if not self.dueling:
             return super().make_q_net()
-        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return DuelingQNetwork(**net_args).to(self.device)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "dueling": self.dueling}
+        return DuelingQNetwork(**self._head_arguments()).to(self.device)
 
 
-class CnnQPolicy(QPolicy):
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            features_extractor_class=features_extractor_class,
-            **kwargs,
-        )
+class CnnQPolicy(PixelDefault, QPolicy):
+    pass
 
 
-class QuantilePolicy(QRDQNPolicy):
+class QuantilePolicy(DuelingOption, QRDQNPolicy):
     """QR-DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        dueling: bool = False,
-        net_arch: list[int] | None = None,
-        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
-        **kwargs: Any,
-    ) -> None:
-        self.dueling = dueling
-        if net_arch is None:
-            net_arch = default_net_arch(features_extractor_class)
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            net_arch=net_arch,
-            features_extractor_class=features_extractor_class,
-            **kwargs,
-        )
 
     def make_quantile_net(self) -> QuantileNetwork:
         if not self.dueling:
             return super().make_quantile_net()
-        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return DuelingQuantileNetwork(**net_args).to(self.device)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "dueling": self.dueling}
+        return DuelingQuantileNetwork(**self._head_arguments()).to(self.device)
 
 
-class CnnQuantilePolicy(QuantilePolicy):
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            features_extractor_class=features_extractor_class,
-            **kwargs,
-        )
+class CnnQuantilePolicy(PixelDefault, QuantilePolicy):
+    pass
 
 
 def variant_policy_kwargs(
