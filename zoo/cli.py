@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_train(commands)
     _add_schedule(commands)
+    _add_enjoy(commands)
+    _add_report(commands)
     envs = commands.add_parser("envs", help="list the Atari games zoo knows by short name")
     envs.set_defaults(handler=_run_envs)
     return parser
@@ -199,6 +201,130 @@ def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--height", type=int, default=700, help="image height in pixels (default: 700)"
     )
     schedule.set_defaults(handler=_run_schedule)
+
+
+def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from zoo.schema import SCHEMAS
+
+    enjoy = commands.add_parser(
+        "enjoy",
+        help="watch a trained agent play whole games, or record them",
+        description="Play whole games (all lives, unclipped score) with a trained model: the "
+        "newest run's best model by default, else its final model, else its newest checkpoint.",
+    )
+    enjoy.add_argument("--algo", choices=list(SCHEMAS), help="algo of the run to play")
+    enjoy.add_argument("--env", help="env of the run to play (short or full name)")
+    enjoy.add_argument("--run", type=Path, metavar="DIR", help="play this run folder instead")
+    enjoy.add_argument("--exp-id", type=int, metavar="N", help="play run <env>_N (default: newest)")
+    enjoy.add_argument("--model", choices=["best", "final", "checkpoint"], help="which model")
+    enjoy.add_argument("--episodes", type=int, default=5, metavar="K", help="games (default 5)")
+    enjoy.add_argument(
+        "--epsilon", type=float, default=0.0, metavar="E", help="random-action rate (default 0)"
+    )
+    enjoy.add_argument("--seed", type=int, default=0, help="seed of the games (default 0)")
+    enjoy.add_argument("--no-render", action="store_true", help="no window, only the scores")
+    enjoy.add_argument("--record", type=Path, metavar="FILE", help="write a .mp4 or .gif video")
+    enjoy.add_argument(
+        "--fps", type=int, default=15, help="video frames per second (default 15: real time)"
+    )
+    enjoy.add_argument(
+        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+    )
+    enjoy.set_defaults(handler=_run_enjoy)
+
+
+def _run_enjoy(args: argparse.Namespace) -> int:
+    from zoo.enjoy import choose_model, display_available, find_run, play, summary
+    from zoo.errors import UserError
+    from zoo.runs import open_run
+
+    if args.episodes < 1 or not 0 <= args.epsilon <= 1 or not 1 <= args.fps <= 240:
+        raise UserError("--episodes must be >= 1, --epsilon in [0, 1], --fps in [1, 240]")
+    if args.run is not None:
+        run = open_run(args.run)
+    elif args.algo is None or args.env is None:
+        raise UserError("enjoy needs --algo and --env, or --run DIR")
+    else:
+        run = find_run(args.log_dir, args.algo, args.env, args.exp_id)
+    chosen = choose_model(run, args.model)
+    render = not args.no_render and display_available()
+    if not args.no_render and not render:
+        print("no display found: playing without a window (--record FILE saves a video)")
+    print(f"Playing the {chosen.kind} model {chosen.path}")
+    result = play(
+        chosen, args.episodes, args.epsilon, args.seed, render, args.record, args.fps, print
+    )
+    print(summary(result.scores))
+    if args.record is not None:
+        merged = (
+            " (GIF merges repeated frames into longer ones)"
+            if args.record.suffix.lower() == ".gif"
+            else ""
+        )
+        print(f"Recorded {result.frames_recorded:,} frames to {args.record}{merged}")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="a markdown table of the trained runs beside the published scores",
+        description="One row per run folder: steps, the evaluation score (mean ± std over full "
+        "games, unclipped), the human-normalized score and the published references.",
+    )
+    report.add_argument(
+        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+    )
+    report.add_argument(
+        "--episodes",
+        type=int,
+        metavar="K",
+        help="play K full games with each run's best model now (default: the last evaluation)",
+    )
+    report.add_argument(
+        "--references", type=Path, metavar="FILE", help="another markdown table of references"
+    )
+    report.add_argument("-o", "--output", type=Path, metavar="FILE", help="also write it here")
+    report.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from zoo.errors import UserError
+    from zoo.report import markdown, reference_table, run_scores
+
+    if not args.log_dir.is_dir():
+        raise UserError(f"{args.log_dir}: no such log folder; train a run first or give --log-dir")
+    if args.episodes is not None and args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    references = reference_table(args.references)
+    evaluate = None
+    if args.episodes is not None:
+        episodes = args.episodes
+
+        def evaluate(run_path: Path) -> tuple[list[float], str]:
+            from zoo.enjoy import choose_model, play
+            from zoo.runs import open_run
+
+            try:
+                chosen = choose_model(open_run(run_path), None)
+            except UserError as error:
+                return [], str(error).split(": ", 1)[-1]
+            result = play(chosen, episodes, 0.0, 0, False, None, 15, lambda _: None)
+            return result.scores, f"{chosen.kind} model now"
+
+    rows = run_scores(args.log_dir, evaluate)
+    if not rows:
+        raise UserError(
+            f"no runs in {args.log_dir}; train one with: zoo train --algo dqn --env Breakout"
+        )
+    table = markdown(rows, references)
+    print(table, end="")
+    if args.output is not None:
+        try:
+            args.output.write_text(table, encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot write {args.output}: {error.strerror}") from None
+    return 0
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -195,10 +195,19 @@ def make_vec_env_for(
     return VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
 
 
-def make_eval_env(spec: EnvSpec, settings: EnvSettings, seed: int, max_frames: int) -> VecEnv:
+def make_eval_env(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int,
+    max_frames: int,
+    render_mode: str | None = None,
+) -> VecEnv:
     """One env with the training preprocessing whose Monitor counts whole games, capped at
-    `max_frames` emulator frames (agent steps for non-Atari envs without a time limit)."""
+    `max_frames` emulator frames (agent steps for non-Atari envs without a time limit).
+    `render_mode="human"` shows the game in a window."""
     env_kwargs = dict(settings.env_kwargs or {})
+    if render_mode is not None:
+        env_kwargs["render_mode"] = render_mode
     if spec.kind == "atari":
         env_kwargs["max_episode_steps"] = max_frames  # the base env steps one frame at a time
     elif spec.kind == "atari_ram":

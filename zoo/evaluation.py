@@ -103,9 +103,15 @@ class EpsilonGreedy:
 
 
 def play_evaluation_games(
-    model: BaseAlgorithm, env: VecEnv, episodes: int, eval_epsilon: float, seed: int
+    model: BaseAlgorithm,
+    env: VecEnv,
+    episodes: int,
+    eval_epsilon: float,
+    seed: int,
+    callback: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Scores and lengths of `episodes` full games (Monitor episodes) on `env`."""
+    """Scores and lengths of `episodes` full games (Monitor episodes) on `env`; `callback`
+    sees SB3's evaluation loop after every step."""
     scores, lengths = evaluate_policy(
         EpsilonGreedy(model, eval_epsilon, seed),
         env,
@@ -113,6 +119,7 @@ def play_evaluation_games(
         deterministic=True,
         return_episode_rewards=True,
         warn=False,
+        callback=callback,
     )
     return [float(s) for s in scores], [int(n) for n in lengths]  # type: ignore[union-attr]
 

@@ -1,0 +1,56 @@
+"""`zoo report`: human-normalized scores from known inputs, and the table of real runs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zoo.report import RunScore, game_of, human_normalized, markdown, reference_table
+
+Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_human_normalized_scores_are_exact() -> None:
+    table = reference_table()
+    breakout, pong = table["Breakout"], table["Pong"]
+    assert (breakout["Random"], breakout["Human"]) == (1.7, 30.5)
+    assert human_normalized(30.5, 1.7, 30.5) == 100.0
+    assert human_normalized(1.7, 1.7, 30.5) == 0.0
+    assert human_normalized(16.1, 1.7, 30.5) == pytest.approx(50.0)
+    # DQN Nature on Breakout: (401.2 - 1.7) / (30.5 - 1.7) = 1387.15...%
+    assert human_normalized(401.2, 1.7, 30.5) == pytest.approx(1387.1527777, rel=1e-9)
+    assert human_normalized(0.0, -20.7, 14.6) == pytest.approx(100 * 20.7 / 35.3)
+    assert pong["DQN Nature 2015"] == 18.9 and table["MsPacman"]["DQN 2013 (paper table)"] is None
+
+
+def test_game_names_map_to_the_reference_rows() -> None:
+    for env in ("BreakoutNoFrameskip-v4", "ALE/Breakout-v5", "Breakout-ramNoFrameskip-v4"):
+        assert game_of(env) == "Breakout"
+
+
+def test_markdown_row_holds_score_hns_and_references() -> None:
+    row = RunScore("dqn/BreakoutNoFrameskip-v4_1", "dqn", "Breakout", 10_000_000,
+                   16.1, 2.0, 10, "evaluation at step 10,000,000")  # fmt: skip
+    text = markdown([row], reference_table())
+    line = text.splitlines()[2]
+    assert "| 16.1 ± 2.0 (10 games, evaluation at step 10,000,000) | 50.0 |" in line
+    assert line.endswith("| 1.7 | 30.5 | 168 | 401.2 | 358.3 | 279.8 | 393.6 |")
+
+
+def test_report_of_real_runs(zoo: Zoo, tmp_path: Path) -> None:
+    trained = zoo("train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "1000", "--quiet",
+                  "--set", "eval_freq=500", "--set", "eval_episodes=2")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    result = zoo("report", "--episodes", "3", "-o", "report.md")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[2]
+    assert line.startswith("| dqn/CartPole-v1_1 | dqn | CartPole | 1,000 |")
+    assert "(3 games, best model now) | n/a |" in line  # no human score for CartPole
+    assert (tmp_path / "report.md").read_text() == result.stdout
+    last = zoo("report")
+    assert "(2 games, evaluation at step 1,000)" in last.stdout
+    missing = zoo("report", "--log-dir", "nowhere")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
