@@ -17,11 +17,11 @@ import numpy as np
 
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
-from zoo.envs import make_eval_env, resolve_env
+from zoo.envs import make_eval_env
 from zoo.errors import UserError
 from zoo.evaluation import BEST_MODEL, play_evaluation_games
 from zoo.models import load_model
-from zoo.runs import FINAL_MODEL, Run, open_run
+from zoo.runs import FINAL_MODEL, Run
 
 MODEL_CHOICES = ("best", "final", "checkpoint")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -32,34 +32,6 @@ class ChosenModel:
     run: Run
     path: Path
     kind: str  # best, final or checkpoint
-
-
-def find_run(log_dir: Path, algo: str, env_name: str, exp_id: int | None) -> Run:
-    """The run `logs/<algo>/<env>_<exp_id>`, or the newest one of that algo and env."""
-    spec = resolve_env(env_name)
-    prefix = f"{spec.folder_name}_"
-    numbered = {
-        int(path.name[len(prefix) :]): path
-        for path in (log_dir / algo).glob(f"{prefix}*")
-        if path.name[len(prefix) :].isdigit() and path.is_dir()
-    }
-    if exp_id is not None:
-        if exp_id not in numbered:
-            raise UserError(
-                f"no run {log_dir / algo / f'{prefix}{exp_id}'}; {_runs_found(log_dir, algo, env_name)}"
-            )
-        return open_run(numbered[exp_id])
-    if not numbered:
-        raise UserError(
-            f"no {algo} run of {spec.name} in {log_dir}; {_runs_found(log_dir, algo, env_name)}"
-        )
-    return open_run(numbered[max(numbered)])
-
-
-def _runs_found(log_dir: Path, algo: str, env_name: str) -> str:
-    found = sorted(str(path.parent.relative_to(log_dir)) for path in log_dir.glob("*/*/run.yml"))
-    listed = f"runs found: {', '.join(found)}" if found else f"no runs in {log_dir}"
-    return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 
 
 def choose_model(run: Run, which: str | None) -> ChosenModel:

@@ -25,6 +25,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from zoo.atomic import atomic_write_text, write_atomically
 from zoo.config import Config
+from zoo.envs import resolve_env
 from zoo.errors import UserError
 from zoo.yamlio import dump_yaml, read_yaml_file
 
@@ -128,6 +129,39 @@ def open_run(path: Path) -> Run:
     if not isinstance(info.get("algo"), str) or not isinstance(info.get("env"), str):
         raise UserError(f"{run.run_file}: names no algo and env; the run folder is damaged")
     return run
+
+
+def numbered_runs(log_dir: Path, algo: str, env_name: str) -> dict[int, Path]:
+    """The run folders `<log_dir>/<algo>/<env>_<n>` by n."""
+    prefix = f"{resolve_env(env_name).folder_name}_"
+    return {
+        int(path.name[len(prefix) :]): path
+        for path in (log_dir / algo).glob(f"{prefix}*")
+        if path.name[len(prefix) :].isdigit() and path.is_dir()
+    }
+
+
+def find_run(log_dir: Path, algo: str, env_name: str, exp_id: int | None) -> Run:
+    """The run `logs/<algo>/<env>_<exp_id>`, or the newest one of that algo and env."""
+    numbered = numbered_runs(log_dir, algo, env_name)
+    if exp_id is not None:
+        if exp_id not in numbered:
+            folder = log_dir / algo / f"{resolve_env(env_name).folder_name}_{exp_id}"
+            raise UserError(f"no run {folder}; {runs_found(log_dir, algo, env_name)}")
+        return open_run(numbered[exp_id])
+    if not numbered:
+        raise UserError(
+            f"no {algo} run of {resolve_env(env_name).name} in {log_dir}; "
+            f"{runs_found(log_dir, algo, env_name)}"
+        )
+    return open_run(numbered[max(numbered)])
+
+
+def runs_found(log_dir: Path, algo: str, env_name: str) -> str:
+    """Which runs exist, and the command that would train the one that was asked for."""
+    found = sorted(str(path.parent.relative_to(log_dir)) for path in log_dir.glob("*/*/run.yml"))
+    listed = f"runs found: {', '.join(found)}" if found else f"no runs in {log_dir}"
+    return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 
 
 @contextlib.contextmanager

@@ -1,0 +1,116 @@
+"""`zoo plot` on real short runs: image size, curves drawn, no-episode runs, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_zoo
+from zoo.plot import RunCurves, games_finished_by, mean_and_spread, smooth
+
+BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real short CartPole DQN runs (many finished games, evaluations, losses)."""
+    root = tmp_path_factory.mktemp("plot")
+    for seed in ("0", "1"):
+        result = run_zoo(
+            ["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "1500", "--seed", seed,
+             "--quiet", "--set", "eval_freq=500", "--set", "eval_episodes=2",
+             "--set", "learning_starts=300", "--set", "log_freq=250"],
+            root,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def _pixels_of(image: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int(np.all(np.abs(image[..., :3].astype(int) - colour) <= 8, axis=-1).sum())
+
+
+def test_plot_draws_both_runs_at_the_requested_size(two_seeds: Path) -> None:
+    output = two_seeds / "both.png"
+    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1", "-o", str(output),
+                      "--width", "900", "--height", "600", "--window", "10",
+                      "--panels", "loss", "epsilon", "lr"], two_seeds)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Plotted 2 run(s)" in result.stdout
+    with Image.open(output) as image:
+        assert image.size == (900, 600)
+        pixels = np.asarray(image.convert("RGB"))
+    # each run's curves are drawn in its own colour: lines, not a blank canvas
+    assert _pixels_of(pixels, BLUE) > 500 and _pixels_of(pixels, ORANGE) > 500
+
+
+def test_plot_of_one_run_goes_into_its_folder_and_mean_writes_svg(two_seeds: Path) -> None:
+    run_dir = two_seeds / "logs" / "dqn" / "CartPole-v1_1"
+    result = run_zoo(["plot", str(run_dir), "--x", "episodes"], two_seeds)
+    assert result.returncode == 0, result.stderr
+    with Image.open(run_dir / "curves.png") as image:
+        assert image.size == (1200, 800)
+    svg = two_seeds / "mean.svg"
+    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1", "--mean",
+                      "-o", str(svg)], two_seeds)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert svg.read_text().count("<path") > 20
+
+
+def test_a_run_with_no_finished_episode_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_zoo(["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "5", "--quiet",
+                      "--set", "eval_freq=1000"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "dqn/CartPole-v1_1 has no finished episode and no evaluation yet" in result.stderr
+
+
+def test_plot_bad_inputs_are_one_line_and_exit_2(two_seeds: Path) -> None:
+    cases = [
+        (["--algo", "dqn"], "give --algo and --env together"),
+        ([str(two_seeds / "nowhere")], "no such run folder"),
+        (["--algo", "a2c", "--env", "CartPole-v1"], "no a2c run of CartPole-v1"),
+        (["--algo", "dqn", "--env", "CartPole-v1", "-o", "x.jpg"], "give a .png or .svg"),
+        (["--algo", "dqn", "--env", "CartPole-v1", "--window", "0"], "--window must be >= 1"),
+        ([], "give run folders, or --algo and --env"),
+    ]
+    for args, message in cases:
+        result = run_zoo(["plot", *args], two_seeds)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_smoothing_is_a_trailing_mean_over_what_exists() -> None:
+    values = np.array([0.0, 2.0, 4.0, 6.0, 8.0])
+    assert smooth(values, 3).tolist() == [0.0, 1.0, 2.0, 4.0, 6.0]
+    assert smooth(values, 1).tolist() == values.tolist()
+
+
+def test_evaluations_on_the_episode_axis_count_the_games_finished_by_then() -> None:
+    curves = RunCurves(
+        label="run",
+        group="dqn Breakout",
+        game_steps=np.array([100.0, 250.0, 250.0, 900.0]),
+        game_scores=np.array([1.0, 2.0, 3.0, 4.0]),
+        eval_steps=np.array([50.0, 250.0, 1000.0]),
+        eval_means=np.zeros(3),
+        eval_stds=np.zeros(3),
+    )
+    assert games_finished_by(curves, curves.eval_steps).tolist() == [0.0, 3.0, 4.0]
+
+
+def test_mean_and_spread_use_the_range_every_run_covers() -> None:
+    first = (np.array([0.0, 10.0]), np.array([0.0, 10.0]))
+    second = (np.array([2.0, 20.0]), np.array([4.0, 40.0]))
+    combined = mean_and_spread([first, second])
+    assert combined is not None
+    grid, mean, spread = combined
+    assert grid[0] == 2.0 and grid[-1] == 10.0
+    # at x=10 the first run is at 10 and the second, interpolated, at 4 + (10 - 2) * 2 = 20
+    assert mean[-1] == pytest.approx(15.0) and spread[-1] == pytest.approx(5.0)
+    assert mean_and_spread([first, (np.array([11.0, 12.0]), np.array([0.0, 1.0]))]) is None
