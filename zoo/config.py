@@ -134,10 +134,12 @@ def build_config(
     overrides: Sequence[str] = (),
     flags: Sequence[tuple[str, str, Any]] = (),
     preset: str | None = None,
+    extra_layers: Sequence[Layer] = (),
 ) -> Config:
     """Merge and validate every source of hyperparameters for one run.
 
-    `flags` are (origin, key, value) triples from dedicated CLI options such as `--n-envs`.
+    `flags` are (origin, key, value) triples from dedicated CLI options such as `--n-envs`;
+    `extra_layers` go last (the values `zoo tune` draws for a trial).
     """
     if algo not in SCHEMAS:
         raise UserError(f"unknown algo {algo!r}: choose one of {', '.join(SCHEMAS)}")
@@ -150,6 +152,7 @@ def build_config(
         layers.extend(file_layers(hyperparams_file, env, schema))
     layers.extend(Layer(origin, {key: value}) for origin, key, value in flags if value is not None)
     layers.extend(parse_set_argument(text) for text in overrides)
+    layers.extend(extra_layers)
 
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}

@@ -176,6 +176,7 @@ class EvaluationCallback(BaseCallback):
         stop_at_reward: float | None = None,
         best_mean: float | None = None,
         announce: Callable[[str], None] = lambda _: None,
+        on_result: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None,
     ) -> None:
         super().__init__()
         self.make_env = make_env
@@ -188,7 +189,9 @@ class EvaluationCallback(BaseCallback):
         self.stop_at_reward = stop_at_reward
         self.best_mean = best_mean
         self.announce = announce
+        self.on_result = on_result
         self.reached: EvaluationResult | None = None
+        self.stopped_by_listener: EvaluationResult | None = None
         self._env: VecEnv | None = None
         self._last = 0
 
@@ -200,6 +203,9 @@ class EvaluationCallback(BaseCallback):
             return True
         self._last = self.num_timesteps
         result = self.evaluate()
+        if self.on_result is not None and not self.on_result(self.model, result):
+            self.stopped_by_listener = result
+            return False
         if self.stop_at_reward is not None and result.mean >= self.stop_at_reward:
             self.reached = result
             return False

@@ -94,6 +94,12 @@ def create_run(log_dir: Path, algo: str, env_folder_name: str) -> Run:
 def start_run(log_dir: Path, config: Config, device: str, argv: Sequence[str]) -> Run:
     """Create a run folder and write what reproduces it, before any env or model exists."""
     run = create_run(log_dir, config.algo, config.env.folder_name)
+    write_run_files(run, config, device, argv)
+    return run
+
+
+def write_run_files(run: Run, config: Config, device: str, argv: Sequence[str]) -> None:
+    """config.yml and run.yml: what reproduces the run, written before any env or model."""
     atomic_write_text(run.config_file, dump_yaml(config.to_dict()))
     info = {
         "algo": config.algo,
@@ -109,7 +115,6 @@ def start_run(log_dir: Path, config: Config, device: str, argv: Sequence[str]) -
         "versions": _versions(),
     }
     atomic_write_text(run.run_file, dump_yaml(info))
-    return run
 
 
 def open_run(path: Path) -> Run:

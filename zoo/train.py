@@ -43,7 +43,7 @@ from zoo.checkpoints import (
 from zoo.config import Config
 from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError
-from zoo.evaluation import EvaluationCallback, EvaluationLog
+from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
@@ -65,6 +65,8 @@ class TrainOptions:
     progress_stream: IO[str] | None = None  # None: no progress bar
     say: Callable[[str], None] = lambda _: None  # progress messages (silenced by --quiet)
     warn: Callable[[str], None] = _to_stderr  # problems the user must see
+    # Told every evaluation; returning False stops training (tuning prunes trials with it).
+    on_evaluation: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,7 @@ def _evaluation_callback(
         stop_at_reward=None if stop_at is None else float(stop_at),
         best_mean=best_mean,
         announce=options.say,
+        on_result=options.on_evaluation,
     )
 
 
@@ -350,6 +353,8 @@ def _save_checkpoint(model: BaseAlgorithm, config: Config, run: Run) -> Checkpoi
 def _stop_reason(
     callbacks: Sequence[BaseCallback], evaluation: EvaluationCallback | None
 ) -> str | None:
+    if evaluation is not None and evaluation.stopped_by_listener is not None:
+        return f"the evaluation at step {evaluation.stopped_by_listener.step:,} stopped it"
     if evaluation is not None and evaluation.reached is not None:
         return (
             f"the evaluation at step {evaluation.reached.step:,} averaged "
