@@ -72,8 +72,10 @@ def open_storage(
             )
         storage = _rdb(spec, None, None)
         return StudyStorage(storage, spec, lambda: _file_lock(study_dir / ".claim.lock"), None)
-    if scheme.startswith("postgresql"):
-        storage = _rdb(spec, heartbeat_interval, grace_period)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        # The driver zoo installs (psycopg 3), whatever SQLAlchemy's default for the scheme.
+        url = "postgresql+psycopg://" + spec.split("://", 1)[1]
+        storage = _rdb(url, heartbeat_interval, grace_period)
         return StudyStorage(
             storage, _without_password(spec), lambda: _advisory_lock(storage), heartbeat_interval
         )

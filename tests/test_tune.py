@@ -1,0 +1,394 @@
+"""zoo tune: search spaces, trials through the real training code, pruning, storages."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+import torch as th
+from optuna.trial import TrialState
+
+from tests.conftest import REPO
+from zoo.config import build_config
+from zoo.envs import make_vec_env_for
+from zoo.errors import UserError
+from zoo.evaluation import EvaluationResult
+from zoo.models import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
+from zoo.search_space import load_search_space
+from zoo.train import build_model
+from zoo.tune import TrialReporter, TuneSettings, prepare_study, run_trial, trial_config
+from zoo.tune_storage import StudyStorage
+
+PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
+CARTPOLE_TRIAL = ["--algo", "dqn", "--env", "CartPole-v1", "--set", "eval_episodes=2"]
+
+Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _memory_storage(study: optuna.Study) -> StudyStorage:
+    return StudyStorage(study._storage, "memory", contextlib.nullcontext, None)
+
+
+@pytest.mark.parametrize(
+    ("algo", "env"),
+    [("dqn", "Breakout"), ("qrdqn", "Pong"), ("a2c", "Breakout"), ("dqn", "CartPole-v1")],
+)
+def test_shipped_search_spaces_give_valid_configs(algo: str, env: str) -> None:
+    space = load_search_space(algo)
+    settings = TuneSettings(algo=algo, env=env, trials=1, trial_steps=5000)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    types = set()
+    for number in range(25):
+        trial = study.ask()
+        values = space.suggest(trial, settings.trial_steps)
+        config = trial_config(settings, values, number)  # raises on any invalid value
+        assert config.n_timesteps == 5000
+        schedule = config.hyperparams["learning_rate"]
+        types.add(schedule["type"] if isinstance(schedule, dict) else "number")
+        if algo != "a2c":
+            exploration = config.hyperparams["exploration"]
+            assert exploration["initial"] == 1.0
+            assert 0 <= exploration.get("random_steps", 0) <= 500
+            assert 1 <= config.hyperparams["n_steps"] <= 10
+            assert config.hyperparams["learning_starts"] == 250  # 5% of the trial
+        else:
+            assert config.hyperparams["n_steps"] in (5, 8, 16, 20, 32, 50, 64, 100, 128)
+        study.tell(trial, 0.0)
+    assert types == {"constant", "linear", "exponential"}
+
+
+def test_full_run_values_scale_to_the_run_and_keep_trial_only_out() -> None:
+    space = load_search_space("dqn")
+    params = {
+        "exploration.type": "exponential",
+        "exploration.random_steps": 0.1,
+        "exploration.length": 0.5,
+        "exploration.final": 0.01,
+        "n_steps": 3,
+        "learning_rate.type": "linear",
+        "learning_rate.initial": 1e-4,
+        "learning_rate.final_fraction": 0.1,
+    }
+    trial_values = space.from_params(params, 10_000)
+    assert trial_values["exploration"] == {
+        "type": "exponential",
+        "random_steps": 1000,
+        "initial": 1.0,
+        "final": 0.01,
+        "tau": 1000.0,  # settled (5 tau) at half the run
+    }
+    assert trial_values["learning_starts"] == 500
+    full = space.from_params(params, 10_000_000, for_trial=False)
+    assert "learning_starts" not in full
+    assert full["exploration"]["random_steps"] == 1_000_000
+    assert full["learning_rate"] == {
+        "type": "linear",
+        "initial": 1e-4,
+        "final": pytest.approx(1e-5),
+        "steps": 10_000_000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dqn:\n  n_steps: {int: [10, 1]}\n", "bad range [10, 1]: LOW is above HIGH"),
+        ("dqn:\n  n_steps: {int: [0, 5]}\n", "bad range: LOW 0: must be"),
+        ("dqn:\n  gamma: {float: [0.9, 1.5]}\n", "bad range: HIGH 1.5"),
+        ("dqn:\n  learning_rate: {float: [0, 1.0e-3], log: true}\n", "log scale needs LOW > 0"),
+        ("dqn:\n  nsteps: {int: [1, 3]}\n", "did you mean 'n_steps'"),
+        ("dqn:\n  n_steps: {integer: [1, 3]}\n", "unknown key 'integer'"),
+        ("dqn:\n  n_timesteps: {int: [1, 3]}\n", "zoo tune sets n_timesteps"),
+        (
+            "dqn:\n  exploration:\n    type: {choices: [linear, cosine]}\n    initial: {value: 1.0}\n"
+            "    final: {value: 0.01}\n    length: {value: 0.1, scale: run}\n",
+            "choose among",
+        ),
+        (
+            "dqn:\n  exploration:\n    type: {value: linear}\n    initial: {value: 1.0}\n"
+            "    final: {float: [0.01, 2.0]}\n    length: {value: 0.1, scale: run}\n",
+            "outside [0, 1]",
+        ),
+        ("dqn:\n  learning_starts: {value: 3, scale: run}\n", "fraction of the run"),
+        ("dqn:\n  n_steps: {int: [1, 3]\n", "invalid YAML"),
+        ("dnq:\n  n_steps: {int: [1, 3]}\n", "section 'dnq' is not an algo"),
+    ],
+)
+def test_a_bad_search_space_exits_2_with_one_line(
+    zoo: Zoo, write_yaml: Callable[[str, str], Path], tmp_path: Path, text: str, expected: str
+) -> None:
+    space = write_yaml("space.yml", text)
+    result = zoo(
+        "tune", *CARTPOLE_TRIAL, "--trials", "2", "--trial-steps", "100",
+        "--search-space", str(space), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_user_space_replaces_and_drops_entries(write_yaml: Callable[[str, str], Path]) -> None:
+    space_file = write_yaml(
+        "space.yml",
+        "dqn:\n  n_steps: {value: 2}\n  learning_rate: null\n  gamma: {float: [0.9, 0.999]}\n",
+    )
+    space = load_search_space("dqn", space_file)
+    keys = [entry.key for entry in space.entries]
+    assert "learning_rate" not in keys and "gamma" in keys and "exploration" in keys
+    values = space.from_params({"gamma": 0.95, "exploration.type": "linear",
+                                "exploration.random_steps": 0.0, "exploration.length": 0.2,
+                                "exploration.final": 0.05}, 1000)  # fmt: skip
+    assert values["n_steps"] == 2 and values["gamma"] == 0.95
+
+
+def test_sampled_values_merge_without_dropping_other_keys() -> None:
+    settings = TuneSettings(
+        algo="dqn", env="CartPole-v1", trials=1, trial_steps=1000,
+        overrides=("policy_kwargs.net_arch=[32, 32]", "batch_size=16"),
+    )  # fmt: skip
+    config = trial_config(settings, {"n_steps": 4, "gamma": 0.9}, 7)
+    assert config.hyperparams["policy_kwargs"] == {"net_arch": [32, 32]}
+    assert config.hyperparams["batch_size"] == 16
+    assert config.hyperparams["n_steps"] == 4 and config.hyperparams["seed"] == 7
+    assert config.hyperparams["eval_freq"] == 250 and config.hyperparams["train_freq"] == 256
+
+
+def test_objective_is_the_mean_of_the_later_half_of_the_evaluations() -> None:
+    reporter = TrialReporter(trial=None, pruner_name="median")  # type: ignore[arg-type]
+    assert reporter.objective() is None
+    reporter.evaluations = [(100, 1.0), (200, 2.0), (300, 10.0), (400, 20.0), (500, 30.0)]
+    assert reporter.objective() == pytest.approx(20.0)
+
+
+def test_a_network_gone_nan_stops_the_trial() -> None:
+    config = build_config("dqn", "CartPole-v1", overrides=["seed=0"])
+    env = make_vec_env_for(config.env, config.env_settings(), 0, None)
+    try:
+        model = build_model(config, env, "cpu")
+        study = optuna.create_study()
+        reporter = TrialReporter(study.ask(), "median")
+        result = EvaluationResult(step=100, scores=[10.0], lengths=[10], epsilon=1.0,
+                                  eval_epsilon=0.0, seconds=0.1)  # fmt: skip
+        assert reporter(model, result) is True
+        with th.no_grad():
+            next(model.policy.parameters())[0].fill_(math.nan)
+        assert reporter(model, result) is False
+        assert reporter.stop_reason is not None and "NaN" in reporter.stop_reason
+    finally:
+        env.close()
+
+
+def test_pruning_stops_a_trial_far_below_the_median(tmp_path: Path) -> None:
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    )
+    for _ in range(2):  # two finished trials that scored 500 at every evaluation
+        study.add_trial(optuna.trial.create_trial(
+            value=500.0, intermediate_values={s: 500.0 for s in range(200, 2001, 200)}
+        ))  # fmt: skip
+    settings = TuneSettings(
+        algo="dqn", env="CartPole-v1", trials=3, trial_steps=2000, evals_per_trial=10,
+        overrides=("eval_episodes=2",), log_dir=tmp_path, seed=0,
+    )  # fmt: skip
+    trial = study.ask()
+    outcome = run_trial(study, trial, settings, load_search_space("dqn"), _memory_storage(study))
+    frozen = study.trials[-1]
+    assert outcome.state == TrialState.PRUNED and frozen.state == TrialState.PRUNED
+    assert frozen.user_attrs["timesteps"] == 200  # stopped at its first evaluation, not 2000
+    assert "pruned at step 200" in frozen.user_attrs["pruned_reason"]
+    assert list(frozen.intermediate_values) == [200]
+
+
+def test_an_invalid_sampled_combination_fails_the_trial_with_its_reason(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"n_steps": 50})
+    settings = TuneSettings(
+        algo="dqn", env="CartPole-v1", trials=1, trial_steps=300, log_dir=tmp_path,
+        overrides=("buffer_size=20",),
+    )  # fmt: skip
+    space_file = tmp_path / "space.yml"
+    space_file.write_text("dqn:\n  n_steps: {int: [1, 100]}\n")
+    outcome = run_trial(
+        study, study.ask(), settings, load_search_space("dqn", space_file), _memory_storage(study)
+    )
+    assert outcome.state == TrialState.FAIL
+    assert "longer than the replay buffer" in study.trials[0].user_attrs["failure"]
+
+
+def _journal_study(tmp_path: Path, name: str) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = tmp_path / "logs" / "tune" / name / "journal.log"
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+def _check_budget(study: optuna.Study, n: int) -> None:
+    trials = study.get_trials()
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(ended) == n, [(t.number, t.state) for t in trials]
+    assert len({t.number for t in trials}) == len(trials)
+    run_dirs = [t.user_attrs["run_dir"] for t in ended]
+    assert len(set(run_dirs)) == n
+    for trial in ended:
+        assert trial.user_attrs["config"]["n_timesteps"] == trial.user_attrs["timesteps"] or (
+            trial.state == TrialState.PRUNED
+        )
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_study_and_the_best_yaml_trains(
+    zoo: Zoo, tmp_path: Path
+) -> None:
+    result = zoo(
+        "tune", *CARTPOLE_TRIAL, "--trials", "4", "--trial-steps", "400", "--evals-per-trial", "2",
+        "--workers", "2", "--seed", "5", "--study", "cp", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    study = _journal_study(tmp_path, "cp")
+    _check_budget(study, 4)
+    pids = {t.user_attrs["worker"]["pid"] for t in study.trials}
+    assert len(pids) == 2  # both workers took trials
+    folder = tmp_path / "logs" / "tune" / "cp"
+    for name in ("trials.csv", "history.png", "best.yml"):
+        assert (folder / name).stat().st_size > 0
+    assert len((folder / "trials.csv").read_text().strip().splitlines()) == 5
+    trained = zoo(
+        "train", "--algo", "dqn", "--env", "CartPole-v1", "--hyperparams-file",
+        str(folder / "best.yml"), "-n", "300", "--quiet", timeout=300,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    config = (tmp_path / "logs" / "dqn" / "CartPole-v1_1" / "config.yml").read_text()
+    best = study.best_trial.user_attrs["full_run_values"]
+    assert f"n_steps: {best['n_steps']}" in config
+
+
+@pytest.mark.slow
+def test_two_tune_processes_on_breakout_take_exactly_the_budget(tmp_path: Path) -> None:
+    args = [
+        sys.executable, "-m", "zoo", "tune", "--algo", "dqn", "--env", "Breakout",
+        "--trials", "3", "--trial-steps", "160", "--evals-per-trial", "1", "--pruner", "none",
+        "--study", "bo", "--quiet", "--set", "eval_episodes=1", "--set", "eval_max_frames=2000",
+        "--set", "buffer_size=1000",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            [*args, "--seed", str(seed)],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for seed in (1, 2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=400)
+        assert worker.returncode == 0, err
+    study = _journal_study(tmp_path, "bo")
+    _check_budget(study, 3)
+    assert len(study.trials) == 3
+    config = study.trials[0].user_attrs["config"]
+    assert config["frame_stack"] == 4 and config["n_timesteps"] == 160
+
+
+def test_tune_refuses_what_cannot_work(zoo: Zoo, tmp_path: Path) -> None:
+    cases = [
+        (["--storage", "sqlite:///s.db", "--workers", "2"], "SQLite allows one writer"),
+        (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "cannot reach the study database"),
+        (["--storage", "redis://x"], "unsupported"),
+        (["--evals-per-trial", "0"], "--evals-per-trial must be"),
+        (["--study", "a/b"], "names a folder"),
+    ]
+    for extra, expected in cases:
+        result = zoo(
+            "tune", *CARTPOLE_TRIAL, "--trials", "1", "--trial-steps", "100", *extra, timeout=60
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
+    missing = zoo("tune", *CARTPOLE_TRIAL, "--study", "nothing-here", "--report", timeout=60)
+    assert missing.returncode == 2 and "no study 'nothing-here'" in missing.stderr
+
+
+def test_a_study_refuses_other_settings(tmp_path: Path) -> None:
+    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=2, trial_steps=200,
+                            study="s", log_dir=tmp_path)  # fmt: skip
+    prepare_study(settings)
+    prepare_study(settings)  # the same settings join the study
+    other = dataclasses.replace(settings, trial_steps=300)
+    with pytest.raises(UserError, match=r"other settings \(trial_steps\)"):
+        prepare_study(other)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_URL is None, reason="ZOO_TEST_POSTGRES_URL is not set")
+def test_postgres_study_survives_a_killed_worker(tmp_path: Path) -> None:
+    assert PG_URL is not None
+    name = f"zoo-test-{uuid.uuid4().hex[:8]}"
+    args = [
+        sys.executable, "-m", "zoo", "tune", *CARTPOLE_TRIAL, "--trials", "3",
+        "--trial-steps", "4000", "--evals-per-trial", "2", "--pruner", "none", "--study", name,
+        "--storage", PG_URL, "--heartbeat-interval", "1", "--grace-period", "3",
+    ]  # fmt: skip
+    storage = optuna.storages.RDBStorage(PG_URL)
+
+    def start(seed: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([*args, "--seed", str(seed)], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+    victim, survivor = start(1), start(2)
+    try:
+        killed_trial = _wait_for_running_trial(storage, name, victim.pid)
+        time.sleep(0.5)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        _, err = survivor.communicate(timeout=500)
+        assert survivor.returncode == 0, err
+        study = optuna.load_study(study_name=name, storage=storage)
+        by_number = {t.number: t for t in study.trials}
+        assert by_number[killed_trial].state == TrialState.FAIL
+        complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 3
+        retried = [t for t in complete if t.system_attrs.get("failed_trial") == killed_trial]
+        assert len(retried) == 1
+        assert retried[0].params == by_number[killed_trial].params
+    finally:
+        for process in (victim, survivor):
+            if process.poll() is None:
+                process.kill()
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=storage)
+
+
+def _wait_for_running_trial(storage: optuna.storages.BaseStorage, name: str, pid: int) -> int:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KeyError):
+            study = optuna.load_study(study_name=name, storage=storage)
+            for trial in study.get_trials(states=(TrialState.RUNNING,)):
+                if trial.user_attrs.get("worker", {}).get("pid") == pid:
+                    return trial.number
+        time.sleep(0.3)
+    raise AssertionError("the worker never started a trial")
+
+
+def test_a_space_that_draws_nothing_is_refused(write_yaml: Callable[[str, str], Path]) -> None:
+    assert (REPO / "hyperparams" / "search_spaces.yml").is_file()
+    keys = ("exploration", "n_steps", "learning_rate", "learning_starts")
+    path = write_yaml("space.yml", "dqn:\n" + "".join(f"  {key}: null\n" for key in keys))
+    with pytest.raises(UserError, match="draws nothing"):
+        load_search_space("dqn", path)
