@@ -20,6 +20,7 @@ import torch as th
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
+from zoo.cli import main
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
@@ -34,6 +35,22 @@ PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
 CARTPOLE_TRIAL = ["--algo", "dqn", "--env", "CartPole-v1", "--set", "eval_episodes=2"]
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Zoo:
+    """`zoo ARGS` run by this process in tmp_path (fast for checks that train nothing)."""
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args: str, timeout: float = 0) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return call
 
 
 def _memory_storage(study: optuna.Study) -> StudyStorage:
@@ -126,10 +143,14 @@ def test_full_run_values_scale_to_the_run_and_keep_trial_only_out() -> None:
     ],
 )
 def test_a_bad_search_space_exits_2_with_one_line(
-    zoo: Zoo, write_yaml: Callable[[str, str], Path], tmp_path: Path, text: str, expected: str
+    in_process: Zoo,
+    write_yaml: Callable[[str, str], Path],
+    tmp_path: Path,
+    text: str,
+    expected: str,
 ) -> None:
     space = write_yaml("space.yml", text)
-    result = zoo(
+    result = in_process(
         "tune", *CARTPOLE_TRIAL, "--trials", "2", "--trial-steps", "100",
         "--search-space", str(space), timeout=60,
     )  # fmt: skip
@@ -306,7 +327,7 @@ def test_two_tune_processes_on_breakout_take_exactly_the_budget(tmp_path: Path) 
     assert config["frame_stack"] == 4 and config["n_timesteps"] == 160
 
 
-def test_tune_refuses_what_cannot_work(zoo: Zoo, tmp_path: Path) -> None:
+def test_tune_refuses_what_cannot_work(in_process: Zoo) -> None:
     cases = [
         (["--storage", "sqlite:///s.db", "--workers", "2"], "SQLite allows one writer"),
         (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "cannot reach the study database"),
@@ -315,12 +336,12 @@ def test_tune_refuses_what_cannot_work(zoo: Zoo, tmp_path: Path) -> None:
         (["--study", "a/b"], "names a folder"),
     ]
     for extra, expected in cases:
-        result = zoo(
+        result = in_process(
             "tune", *CARTPOLE_TRIAL, "--trials", "1", "--trial-steps", "100", *extra, timeout=60
         )
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
-    missing = zoo("tune", *CARTPOLE_TRIAL, "--study", "nothing-here", "--report", timeout=60)
+    missing = in_process("tune", *CARTPOLE_TRIAL, "--study", "nothing-here", "--report", timeout=60)
     assert missing.returncode == 2 and "no study 'nothing-here'" in missing.stderr
 
 
