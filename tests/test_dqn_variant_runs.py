@@ -34,7 +34,7 @@ def test_double_dueling_dqn_learns_cartpole(zoo: Zoo, tmp_path: Path) -> None:
     """
     result = zoo(
         "train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "16000", "--seed", "0",
-        "--quiet", "--set", "double_q=true", "--set", "dueling=true",
+        "--quiet", "--set", "double_q=true", "--set", "dueling=true", timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     model = load_model(_final_model(tmp_path), device="cpu")

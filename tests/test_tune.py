@@ -362,7 +362,8 @@ def test_postgres_study_survives_a_killed_worker(tmp_path: Path) -> None:
     name = f"zoo-test-{uuid.uuid4().hex[:8]}"
     args = [
         sys.executable, "-m", "zoo", "tune", *CARTPOLE_TRIAL, "--trials", "3",
-        "--trial-steps", "4000", "--evals-per-trial", "2", "--pruner", "none", "--study", name,
+        "--trial-steps", "2000", "--evals-per-trial", "2", "--pruner", "none", "--study", name,
+        "--set", "gradient_steps=64",
         "--storage", PG_URL, "--heartbeat-interval", "1", "--grace-period", "3",
     ]  # fmt: skip
     storage = optuna.storages.RDBStorage(PG_URL)
@@ -374,8 +375,7 @@ def test_postgres_study_survives_a_killed_worker(tmp_path: Path) -> None:
     victim, survivor = start(1), start(2)
     try:
         killed_trial = _wait_for_running_trial(storage, name, victim.pid)
-        time.sleep(0.5)
-        victim.send_signal(signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)  # at once: the trial has barely begun
         victim.wait(timeout=30)
         _, err = survivor.communicate(timeout=500)
         assert survivor.returncode == 0, err
@@ -386,7 +386,8 @@ def test_postgres_study_survives_a_killed_worker(tmp_path: Path) -> None:
         assert len(complete) == 3
         retried = [t for t in complete if t.system_attrs.get("failed_trial") == killed_trial]
         assert len(retried) == 1
-        assert retried[0].params == by_number[killed_trial].params
+        # the values drawn before the kill are kept; any not drawn yet are drawn in the retry
+        assert by_number[killed_trial].params.items() <= retried[0].params.items()
     finally:
         for process in (victim, survivor):
             if process.poll() is None:
@@ -403,7 +404,7 @@ def _wait_for_running_trial(storage: optuna.storages.BaseStorage, name: str, pid
             for trial in study.get_trials(states=(TrialState.RUNNING,)):
                 if trial.user_attrs.get("worker", {}).get("pid") == pid:
                     return trial.number
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError("the worker never started a trial")
 
 

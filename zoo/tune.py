@@ -39,6 +39,7 @@ from zoo.tune_storage import (
     fail_abandoned_trials,
     heartbeat,
     open_storage,
+    record_first_heartbeat,
     worker_identity,
 )
 
@@ -349,6 +350,9 @@ def claim_trial(
             if done + running < budget:
                 trial = study.ask()
                 trial.set_user_attr(WORKER_ATTR, worker_identity())
+                # Optuna only fails trials that have beaten once: beat before the lock is
+                # released, so a worker killed at any moment leaves a trial that will fail.
+                record_first_heartbeat(storage, trial)
                 return trial
         time.sleep(POLL_SECONDS)
 

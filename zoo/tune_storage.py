@@ -36,6 +36,8 @@ WORKER_ATTR = "worker"
 MAX_RETRIES = 3
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# zoo runs its own heartbeat thread around ask/tell trials (see `heartbeat`).
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,11 @@ def fail_abandoned_trials(study: optuna.Study, storage: StudyStorage) -> list[in
                 user_attrs={"retry_of": trial.number, "retries": retries + 1},
             )
     return failed
+
+
+def record_first_heartbeat(storage: StudyStorage, trial: optuna.Trial) -> None:
+    if storage.heartbeat_interval is not None and isinstance(storage.storage, RDBStorage):
+        storage.storage.record_heartbeat(trial._trial_id)
 
 
 @contextlib.contextmanager
