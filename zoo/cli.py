@@ -539,6 +539,9 @@ def _printer(quiet: bool) -> Callable[[str], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from zoo.errors import UserError
+    from zoo.threads import prefer_sleeping_openmp_threads
+
+    prefer_sleeping_openmp_threads()  # before any command imports PyTorch
 
     args = build_parser().parse_args(argv)
     try:

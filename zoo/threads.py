@@ -1,8 +1,14 @@
 """CPU threads: PyTorch's and those of the `ale` backend's C++ games.
 
-SB3 steps the envs and runs the network one after the other, so the two pools take turns
-rather than run at once; zoo gives each every core by default (measured on a 2-core VM,
-README "Throughput"). `torch_threads` and `env_threads` override the choice.
+SB3 steps the envs and runs the network one after the other, so the two pools take turns:
+by default each gets every core (torch its own default, the ale backend one thread per core
+up to one per game). What makes or breaks a small machine is how idle threads wait. PyTorch's
+OpenMP threads spin after each operation by default; while they spin, the game threads, or
+any other process, lose the core, and once another process takes a core the spinning threads
+wait on each other: on a 2-core VM with one busy core, A2C trained 5 times slower with 2
+torch threads than with 1. zoo makes them sleep instead (OMP_WAIT_POLICY=PASSIVE, unless
+the variable is set), which removed that collapse and cost nothing when the machine was
+otherwise idle (README "Throughput"). `torch_threads` and `env_threads` override the counts.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch as th
+
+def prefer_sleeping_openmp_threads() -> None:
+    """Must run before PyTorch is imported: OpenMP reads the variable when it loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cores() -> int:
@@ -22,18 +31,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def torch_threads(hyperparams: Mapping[str, Any]) -> int:
-    chosen = hyperparams.get("torch_threads")
-    return int(chosen) if chosen is not None else cores()
-
-
 def env_threads(chosen: int | None, n_envs: int) -> int:
     """C++ threads stepping the games: more threads than games would only wait."""
     return max(1, min(chosen if chosen is not None else cores(), n_envs))
 
 
 def apply_torch_threads(hyperparams: Mapping[str, Any]) -> int:
-    threads = torch_threads(hyperparams)
-    if th.get_num_threads() != threads:
-        th.set_num_threads(threads)
-    return threads
+    """Set `torch_threads` if the config has one (null keeps PyTorch's default, one per
+    physical core); returns the count in use."""
+    import torch as th
+
+    chosen = hyperparams.get("torch_threads")
+    if chosen is not None and th.get_num_threads() != int(chosen):
+        th.set_num_threads(int(chosen))
+    return th.get_num_threads()
