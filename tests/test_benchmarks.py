@@ -5,31 +5,29 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
-def test_train_throughput_script_runs() -> None:
-    for algo, extra in (("dqn", ["--set", "buffer_size=1000"]), ("a2c", ["--set", "n_envs=2"])):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "benchmarks/train_throughput.py",
-                "--algo",
-                algo,
-                "--steps",
-                "200",
-                "--warmup",
-                "100",
-                *extra,
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "agent steps/s" in result.stdout
+@pytest.mark.parametrize(
+    ("algo", "extra"),
+    [
+        ("a2c", ["--set", "n_envs=2"]),
+        ("dqn", ["--set", "buffer_size=500", "--backends", "sb3", "ale:2"]),
+    ],
+)
+def test_throughput_script_runs(algo: str, extra: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--algo", algo, "--steps", "64",
+         "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013" if algo == "dqn"
+         else "n_steps=4", "--profile", "3", *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {algo} |")]
+    assert len(rows) == 2 and "1.00x" in rows[0]  # ratios against the first backend
+    assert "machine:" in result.stdout and "tottime" in result.stdout  # the profile
 
 
 def test_checkpoint_io_script_runs() -> None:

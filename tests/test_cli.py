@@ -124,6 +124,22 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
         ),
         (["--algo", "dqn", "--env", "Breakout", "--device", "cuda"], "--device cuda: no CUDA GPU"),
         (["--env", "Breakout"], "train needs --algo and --env"),
+        (
+            ["--algo", "dqn", "--env", "CartPole-v1", "--vec-env", "ale"],
+            "--vec-env: key 'vec_env': ale runs Atari pixel games only; CartPole-v1 keeps",
+        ),
+        (
+            ["--algo", "a2c", "--env", "Breakout", "--vec-env", "fast"],
+            "argument --vec-env: invalid choice: 'fast'",
+        ),
+        (
+            ["--algo", "a2c", "--env", "Breakout", "--set", "env_kwargs.mode=1"],
+            "key 'env_kwargs': mode: not supported by vec_env ale",
+        ),
+        (
+            ["--algo", "a2c", "--env", "Breakout", "--set", "torch_threads=0"],
+            "key 'torch_threads': must be >= 1 and <= 1024, got 0",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

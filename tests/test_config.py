@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -264,3 +265,48 @@ def test_config_is_immutable() -> None:
     config = build_config("dqn", "Breakout")
     with pytest.raises(TypeError):
         config.hyperparams["gamma"] = 0.5  # type: ignore[index]
+
+
+def test_env_backend_defaults_and_names() -> None:
+    def vec_env(env: str, *overrides: str) -> str:
+        return str(build_config("a2c", env, overrides=list(overrides)).hyperparams["vec_env"])
+
+    assert vec_env("Breakout") == "ale"  # the C++ backend for pixel games
+    assert vec_env("ALE/Pong-v5") == "ale"
+    assert vec_env("SpaceInvaders-ram") == "dummy" and vec_env("CartPole-v1") == "dummy"
+    assert vec_env("Breakout", "vec_env=sb3") == "dummy"  # sb3 names the standard stack
+    assert vec_env("Breakout", "vec_env=subproc") == "subproc"
+    config = build_config("a2c", "Breakout", overrides=["env_threads=1", "torch_threads=2"])
+    assert config.env_settings().env_threads == 1 and config.hyperparams["torch_threads"] == 2
+    with pytest.raises(UserError, match="key 'vec_env': ale runs Atari pixel games only"):
+        build_config("dqn", "SpaceInvaders-ram", overrides=["vec_env=ale"])
+    with pytest.raises(UserError, match="key 'vec_env': expected one of ale, sb3, dummy, subproc"):
+        build_config("dqn", "Breakout", overrides=["vec_env=envpool"])
+    # ale-py's settings pass; gym-only ones need the SB3 stack
+    build_config("dqn", "ALE/Pong-v5", overrides=["env_kwargs.repeat_action_probability=0"])
+    with pytest.raises(UserError, match="key 'env_kwargs': difficulty: not supported by vec_env"):
+        build_config("dqn", "Breakout", overrides=["env_kwargs.difficulty=1"])
+    build_config("dqn", "Breakout", overrides=["vec_env=sb3", "env_kwargs.difficulty=1"])
+
+
+@pytest.mark.parametrize(
+    ("n_envs", "train_freq", "gradient_steps", "expected"),
+    [
+        (1, 4, 1, (4, 1)),
+        (2, 4, 1, (2, 1)),
+        (4, 4, 1, (1, 1)),  # one gradient step per vector step of 4 agent steps
+        (16, 4, 1, (1, 4)),
+        (3, 4, 1, (4, 3)),  # 12 agent steps, 3 gradient steps
+        (8, 4, -1, (1, -1)),  # -1: one per transition already
+        (4, [2, "episode"], 1, ((2, "episode"), 1)),
+    ],
+)
+def test_off_policy_training_keeps_gradient_steps_per_agent_step(
+    n_envs: int, train_freq: Any, gradient_steps: int, expected: tuple[Any, int]
+) -> None:
+    overrides = [f"n_envs={n_envs}", f"train_freq={train_freq}", f"gradient_steps={gradient_steps}"]
+    for algo in ("dqn", "qrdqn"):
+        config = build_config(algo, "Breakout", overrides=overrides)
+        kwargs = config.algorithm_kwargs()
+        assert (kwargs["train_freq"], kwargs["gradient_steps"]) == expected
+        assert config.hyperparams["train_freq"] == train_freq  # config.yml keeps zoo's terms

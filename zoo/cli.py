@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 TRAIN_EPILOG = """\
 hyperparameters are merged in this order, later wins:
   hyperparams/<algo>.yml sections `default` < `atari` (or `atari_ram`) < the env's own section
-  < --preset < --hyperparams-file < -n/--n-envs/--seed < --set
+  < --preset < --hyperparams-file < -n/--n-envs/--vec-env/--seed < --set
 examples:
   zoo train --algo dqn --env Breakout
   zoo train --algo a2c --env pong --n-envs 8 --set learning_rate=1e-4
@@ -85,6 +85,12 @@ def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) 
     )
     parser.add_argument("--n-envs", type=int, metavar="N", help="number of parallel envs (n_envs)")
     parser.add_argument(
+        "--vec-env",
+        choices=["ale", "sb3", "dummy", "subproc"],
+        help="env backend (vec_env): ale (Atari pixel games in ale-py's C++ threads, the "
+        "default where available), sb3 = dummy (SB3's wrappers in this process), subproc",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -112,6 +118,7 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         flags=[
             ("-n/--timesteps", "n_timesteps", args.timesteps),
             ("--n-envs", "n_envs", args.n_envs),
+            ("--vec-env", "vec_env", args.vec_env),
             ("--seed", "seed", args.seed),
             ("--save-freq", "save_freq", getattr(args, "save_freq", None)),
             ("--stop-at-reward", "stop_at_reward", getattr(args, "stop_at_reward", None)),
@@ -629,6 +636,7 @@ def _refuse_with_resume(args: argparse.Namespace) -> None:
             ("--hyperparams-file", args.hyperparams_file),
             ("--seed", args.seed),
             ("--n-envs", args.n_envs),
+            ("--vec-env", args.vec_env),
             ("--save-freq", args.save_freq),
             ("--stop-at-reward", args.stop_at_reward),
             ("--init-from", args.init_from),
@@ -684,6 +692,9 @@ def _printer(quiet: bool) -> Callable[[str], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from zoo.errors import UserError
+    from zoo.threads import prefer_sleeping_openmp_threads
+
+    prefer_sleeping_openmp_threads()  # before any command imports PyTorch
 
     args = build_parser().parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zoo import registry
+from zoo.ale_vec_env import ale_env_kwargs, ale_vector_available
 from zoo.envs import EnvSettings, EnvSpec, resolve_env
 from zoo.errors import UserError
 from zoo.schedules import Schedule, build_schedule
@@ -90,15 +92,39 @@ class Config:
             if key in self.schema.algorithm and key != "exploration"
         }
         kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
+        if "train_freq" in kwargs:
+            kwargs.update(per_env_step_training(kwargs, int(self.hyperparams["n_envs"])))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
             kwargs["train_freq"] = tuple(kwargs["train_freq"])
-        if "policy_kwargs" in kwargs:
-            kwargs["policy_kwargs"] = registry.resolve_policy_kwargs(kwargs["policy_kwargs"])
+        kwargs["policy_kwargs"] = registry.with_fused_adam(
+            registry.resolve_policy_kwargs(kwargs.get("policy_kwargs") or {}),
+            adam_by_default=self.algo != "a2c",  # SB3's A2C defaults to RMSprop
+        )
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready hyperparameters; usable again as `--hyperparams-file`."""
         return copy.deepcopy(dict(self.hyperparams))
+
+
+def per_env_step_training(kwargs: Mapping[str, Any], n_envs: int) -> dict[str, Any]:
+    """SB3's `train_freq` and `gradient_steps` for `n_envs` envs, from zoo's, which count
+    agent steps as in the single-env setting: `train_freq: 4, gradient_steps: 1` is one
+    gradient step per 4 agent steps whatever n_envs. SB3 counts `train_freq` in vector steps of
+    n_envs agent steps each, so zoo takes the fewest vector steps that hold a whole number of
+    phases: train_freq F / gcd(F, n_envs), gradient_steps G * n_envs / gcd(F, n_envs)
+    (4 envs: 1 and 1; 16 envs: 1 and 4; 3 envs: 4 and 3). `[N, episode]` and
+    `gradient_steps: -1` (one per transition) need no change."""
+    train_freq, gradient_steps = kwargs["train_freq"], kwargs.get("gradient_steps", 1)
+    unit = train_freq[1] if isinstance(train_freq, list) else "step"
+    if n_envs == 1 or unit != "step":
+        return {}
+    frequency = int(train_freq[0] if isinstance(train_freq, list) else train_freq)
+    common = math.gcd(frequency, n_envs)
+    converted: dict[str, Any] = {"train_freq": frequency // common}
+    if gradient_steps != -1:
+        converted["gradient_steps"] = int(gradient_steps) * n_envs // common
+    return converted
 
 
 def shipped_hyperparams_file(name: str) -> Path:
@@ -348,6 +374,8 @@ def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[s
     defaults: dict[str, Any] = dict(TOOLKIT_DEFAULTS)
     if env.is_atari:
         defaults.update(ATARI_TOOLKIT_DEFAULTS)
+    if env.kind == "atari" and ale_vector_available():
+        defaults["vec_env"] = "ale"  # the fast backend, where ale-py has it
     defaults["seed"] = secrets.randbelow(2**31)
     constructor_defaults = registry.constructor_defaults(registry.ALGORITHMS[algo])
     for key, spec in schema.algorithm.items():
@@ -377,6 +405,8 @@ def _check_combinations(
 
     if hyperparams["policy"] == "CnnPolicy" and env.kind != "atari":
         fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
+    if hyperparams["vec_env"] == "ale":
+        _check_ale_backend(hyperparams, env, fail)
     buffer_size = hyperparams.get("buffer_size")
     if buffer_size is not None and hyperparams.get("n_steps", 1) > buffer_size:
         fail(
@@ -396,6 +426,22 @@ def _check_combinations(
             "optimize_memory_usage",
             "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
         )
+
+
+def _check_ale_backend(
+    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
+) -> None:
+    if env.kind != "atari":
+        fail(
+            "vec_env",
+            f"ale runs Atari pixel games only; {env.name} keeps the SB3 stack (sb3 or subproc)",
+        )
+    if not ale_vector_available():
+        fail("vec_env", "ale needs ale-py >= 0.11 (AtariVectorEnv); upgrade it or use sb3")
+    try:
+        ale_env_kwargs(env.gym_id, dict(hyperparams.get("env_kwargs") or {}))
+    except UserError as error:
+        fail("env_kwargs", str(error))
 
 
 def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:

@@ -2,7 +2,8 @@
 
 Pixel Atari games get SB3's AtariWrapper (no-op starts, skip with max-pooling, life loss
 ends an episode, FIRE on reset, 84x84 gray, clipped reward) and VecFrameStack, channel
-first. RAM games get the same episode semantics on the 128-byte RAM, with frames skipped
+first (`vec_env` dummy or subproc), or the same preprocessing in ale-py's C++ vector env
+(`vec_env: ale`, zoo/ale_vec_env.py). RAM games get the same episode semantics on the 128-byte RAM, with frames skipped
 inside ALE (max-pooling bytes of RAM means nothing) and a window of stacked RAM states.
 """
 
@@ -34,6 +35,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from zoo.errors import UserError
+from zoo.threads import env_threads
 
 gym.register_envs(ale_py)
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on every env
@@ -85,6 +87,7 @@ class EnvSettings:
     terminal_on_life_loss: bool = True
     clip_reward: bool = True
     env_kwargs: Mapping[str, Any] | None = None
+    env_threads: int | None = None  # C++ threads of vec_env ale (None: zoo's choice)
 
     @classmethod
     def from_hyperparams(cls, hyperparams: Mapping[str, Any]) -> EnvSettings:
@@ -165,6 +168,8 @@ def make_vec_env_for(
     `append_monitor` adds rows to existing monitor files (a resumed run) instead of
     starting them over.
     """
+    if settings.vec_env == "ale":
+        return _ale_atari(spec, settings, seed, monitor_dir, append_monitor)
     monitor_kwargs = {"override_existing": not append_monitor}
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] = (
         SubprocVecEnv if settings.vec_env == "subproc" else DummyVecEnv
@@ -247,6 +252,48 @@ def _pixel_atari(
     )
     env = VecFrameStack(env, n_stack=settings.frame_stack)
     return VecTransposeImage(env)  # channel-first, as PyTorch convolutions expect
+
+
+def _ale_atari(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int | None,
+    monitor_dir: str | None,
+    append_monitor: bool,
+) -> VecEnv:
+    from zoo.ale_vec_env import AleVecEnv, ale_env_kwargs, ale_vector_available
+
+    if spec.kind != "atari":
+        raise UserError(
+            f"vec_env ale runs Atari pixel games only; {spec.name} needs vec_env dummy or subproc"
+        )
+    if not ale_vector_available():
+        raise UserError(
+            f"vec_env ale needs ale-py >= 0.11 (installed: {ale_py.__version__}); "
+            "upgrade it or use --vec-env sb3"
+        )
+    env_kwargs = dict(settings.env_kwargs or {})
+    if "frameskip" in env_kwargs:
+        raise UserError("env_kwargs.frameskip is not allowed: set frame_skip instead")
+    kwargs = ale_env_kwargs(spec.gym_id, env_kwargs)
+    env = AleVecEnv(
+        kwargs.pop("game"),
+        settings.n_envs,
+        env_id=spec.gym_id,
+        frame_skip=settings.frame_skip,
+        noop_max=settings.noop_max,
+        screen_size=settings.screen_size,
+        frame_stack=settings.frame_stack,
+        terminal_on_life_loss=settings.terminal_on_life_loss,
+        clip_reward=settings.clip_reward,
+        threads=env_threads(settings.env_threads, settings.n_envs),
+        monitor_dir=monitor_dir,
+        append_monitor=append_monitor,
+        **kwargs,
+    )
+    if seed is not None:
+        env.seed(seed)
+    return env
 
 
 def _ram_atari(

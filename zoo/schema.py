@@ -136,6 +136,30 @@ def choice(
     return check
 
 
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`check`, or null (zoo chooses)."""
+
+    def check_optional(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return check_optional
+
+
+# `sb3` names the standard SB3 stack in this process, i.e. dummy.
+VEC_ENV_ALIASES: Mapping[str, str] = {
+    "ale": "ale",
+    "sb3": "dummy",
+    "dummy": "dummy",
+    "subproc": "subproc",
+}
+
+
+def vec_env(value: Any) -> str:
+    if value not in VEC_ENV_ALIASES:
+        raise FieldError(f"expected one of {', '.join(VEC_ENV_ALIASES)}, got {value!r}")
+    return VEC_ENV_ALIASES[value]
+
+
 def int_list(value: Any) -> list[int]:
     if not isinstance(value, list) or not value:
         raise FieldError(
@@ -217,7 +241,15 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "seed": Field(integer(low=0, high=2**32 - 1), "random seed of envs, torch and numpy"),
     "n_envs": Field(integer(low=1, high=1024), "number of parallel envs"),
     "vec_env": Field(
-        choice(("dummy", "subproc")), "dummy: envs in this process; subproc: one process each"
+        vec_env,
+        "ale: Atari games in ale-py's C++ threads (default for pixel games); "
+        "sb3 or dummy: SB3's wrappers in this process; subproc: one process each",
+    ),
+    "torch_threads": Field(
+        optional(integer(low=1, high=1024)), "PyTorch CPU threads (null: zoo's choice)"
+    ),
+    "env_threads": Field(
+        optional(integer(low=1, high=1024)), "C++ threads of vec_env ale (null: zoo's choice)"
     ),
     "frame_stack": Field(
         integer(low=1, high=64), "observations stacked (4 pixel frames, 3 RAM windows)"
@@ -362,6 +394,8 @@ TOOLKIT_DEFAULTS: Mapping[str, Any] = {
     "n_timesteps": 100_000,
     "n_envs": 1,
     "vec_env": "dummy",
+    "torch_threads": None,
+    "env_threads": None,
     "frame_stack": 1,
     "log_freq": 1000,
     "save_freq": 100_000,

@@ -47,6 +47,7 @@ from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
+from zoo.threads import apply_torch_threads
 
 EXIT_INTERRUPTED = 130
 # Agent steps between two rows of logged training metrics, unless log_freq says otherwise.
@@ -141,6 +142,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
+    apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
         config.env_settings(),

@@ -1,0 +1,218 @@
+"""Env backends side by side: agent steps per second of env stepping alone and of training.
+
+    python benchmarks/throughput.py --env Breakout --algo a2c dqn --steps 20000
+
+For each algo, each backend (`--backends`, default `sb3 ale`; `NAME:N` sets its n_envs) runs
+back to back in this one process: first random actions on the env alone (`--env-steps`),
+then training with the shipped hyperparameters for the game (`--set` changes any of them,
+for every backend alike). Only the steps after an untimed warm-up are timed; for DQN and
+QR-DQN the warm-up is learning_starts, lowered to `--warmup` so gradient steps are timed,
+and epsilon stays at the schedule's final value, as over most of a run (at epsilon 1 no
+action needs the network). `--repeat N` runs the backends in turn N times and reports the
+median and the range: other processes on a small machine move single numbers a lot.
+Ratios are of medians, against the first backend. `--profile N` prints the N functions with
+the most time of each training measurement (cProfile). Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before PyTorch loads, as `zoo` does it (zoo/threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import cProfile
+import io
+import platform
+import pstats
+import sys
+import time
+from dataclasses import dataclass, field
+
+import ale_py
+import numpy as np
+import stable_baselines3
+import torch as th
+
+from zoo.config import Config, build_config
+from zoo.envs import make_vec_env_for
+from zoo.errors import UserError
+from zoo.threads import apply_torch_threads, cores
+from zoo.train import build_model
+
+OFF_POLICY = ("dqn", "qrdqn")
+
+
+@dataclass(frozen=True)
+class Backend:
+    vec_env: str
+    n_envs: int | None  # None: the config's
+
+    @classmethod
+    def parse(cls, text: str) -> Backend:
+        name, _, n_envs = text.partition(":")
+        return cls(name, int(n_envs) if n_envs else None)
+
+    @property
+    def label(self) -> str:
+        return self.vec_env if self.vec_env != "dummy" else "sb3"
+
+    def overrides(self) -> list[str]:
+        extra = [f"vec_env={self.vec_env}"]
+        return extra + ([f"n_envs={self.n_envs}"] if self.n_envs is not None else [])
+
+
+@dataclass
+class Measurements:
+    label: str
+    n_envs: int
+    env_rates: list[float] = field(default_factory=list)
+    train_rates: list[float] = field(default_factory=list)
+
+
+def config_for(algo: str, env: str, backend: Backend, args: argparse.Namespace) -> Config:
+    overrides = ["seed=0", *backend.overrides()]
+    if algo in OFF_POLICY:
+        overrides.append(f"learning_starts={args.warmup}")
+    config = build_config(algo, env, overrides=[*overrides, *args.set])
+    if algo in OFF_POLICY and not any(text.startswith("exploration") for text in args.set):
+        final = config.exploration_schedule()
+        assert final is not None
+        epsilon = final.value(config.n_timesteps)
+        config = build_config(
+            algo, env, overrides=[*overrides, *args.set, f"exploration={epsilon}"]
+        )
+    return config
+
+
+def env_rate(config: Config, steps: int) -> float:
+    """Agent steps per second of the env alone, with uniformly random actions."""
+    settings = config.env_settings()
+    env = make_vec_env_for(config.env, settings, config.seed)
+    try:
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+        calls = max(1, steps // settings.n_envs)
+        actions = np.random.default_rng(0).integers(n_actions, size=(calls, settings.n_envs))
+        env.reset()
+        for action in actions[: max(1, calls // 10)]:  # warm-up
+            env.step(action)
+        start = time.perf_counter()
+        for action in actions:
+            env.step(action)
+        return calls * settings.n_envs / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def train_rate(config: Config, steps: int, warmup: int, profile: int) -> float:
+    """Agent steps per second of training, after `warmup` untimed steps."""
+    env = make_vec_env_for(config.env, config.env_settings(), config.seed)
+    try:
+        model = build_model(config, env, "cpu")
+        model.learn(total_timesteps=warmup)
+        profiler = cProfile.Profile() if profile else None
+        start_steps, start = model.num_timesteps, time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        model.learn(total_timesteps=steps, reset_num_timesteps=False)
+        elapsed = time.perf_counter() - start
+        if profiler is not None:
+            profiler.disable()
+            print_profile(profiler, profile)
+        return (model.num_timesteps - start_steps) / elapsed
+    finally:
+        env.close()
+
+
+def print_profile(profiler: cProfile.Profile, lines: int) -> None:
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(lines)
+    body = out.getvalue()
+    print(body[body.find("   ncalls") :].rstrip())
+
+
+def measure(algo: str, backend: Backend, args: argparse.Namespace, into: Measurements) -> None:
+    config = config_for(algo, args.env, backend, args)
+    threads = apply_torch_threads(config.hyperparams)
+    settings = config.env_settings()
+    print(f"# {algo} {into.label}: n_envs {settings.n_envs}, torch threads {threads}", flush=True)
+    if args.env_steps > 0:
+        into.env_rates.append(env_rate(config, args.env_steps))
+    if args.steps > 0:
+        into.train_rates.append(train_rate(config, args.steps, args.warmup, args.profile))
+
+
+def summary(rates: list[float]) -> str:
+    if not rates:
+        return "-"
+    if len(rates) == 1:
+        return f"{rates[0]:,.0f}"
+    return f"{np.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+
+
+def ratio(rates: list[float], base: list[float]) -> str:
+    return f"{np.median(rates) / np.median(base):.2f}x" if rates and base else "-"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            names = [
+                line.split(":", 1)[1].strip() for line in file if line.startswith("model name")
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {cores()} cores; torch {th.__version__}, SB3 {stable_baselines3.__version__}, "
+        f"ale-py {ale_py.__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", nargs="+", default=["a2c", "dqn"])
+    parser.add_argument("--env", default="Breakout")
+    parser.add_argument("--backends", nargs="+", default=["sb3", "ale"], metavar="NAME[:N_ENVS]")
+    parser.add_argument("--steps", type=int, default=20_000, help="timed training agent steps")
+    parser.add_argument("--env-steps", type=int, default=20_000, help="timed env-only agent steps")
+    parser.add_argument("--warmup", type=int, default=2_000, help="untimed training steps first")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the backends")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="top N of cProfile")
+    args = parser.parse_args()
+    backends = [Backend.parse(text) for text in args.backends]
+    print(f"machine: {machine()}")
+    print(f"env: {args.env}, timed agent steps: env {args.env_steps:,}, training {args.steps:,}")
+    rows = []
+    for algo in args.algo:
+        results = [
+            Measurements(
+                backend.label, config_for(algo, args.env, backend, args).env_settings().n_envs
+            )
+            for backend in backends
+        ]
+        for _ in range(args.repeat):
+            for backend, into in zip(backends, results, strict=True):
+                measure(algo, backend, args, into)
+        base = results[0]
+        for result in results:
+            rows.append(
+                f"| {algo} | {result.label} | {result.n_envs} | {summary(result.env_rates)} | "
+                f"{ratio(result.env_rates, base.env_rates)} | {summary(result.train_rates)} | "
+                f"{ratio(result.train_rates, base.train_rates)} |"
+            )
+    print(
+        "| algo | backend | n_envs | env steps/s | env ratio | training steps/s | training ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        sys.exit(f"throughput.py: error: {error}")
