@@ -2,16 +2,20 @@
 
     python benchmarks/throughput.py --env Breakout --algo a2c dqn --steps 20000
 
-For each algo, each backend (`--backends`, default `sb3 ale`; `NAME:N` sets its n_envs) runs
-back to back in this one process: first random actions on the env alone (`--env-steps`),
-then training with the shipped hyperparameters for the game (`--set` changes any of them,
-for every backend alike). Only the steps after an untimed warm-up are timed; for DQN and
-QR-DQN the warm-up is learning_starts, lowered to `--warmup` so gradient steps are timed,
-and epsilon stays at the schedule's final value, as over most of a run (at epsilon 1 no
-action needs the network). `--repeat N` runs the backends in turn N times and reports the
-median and the range: other processes on a small machine move single numbers a lot.
-Ratios are of medians, against the first backend. `--profile N` prints the N functions with
-the most time of each training measurement (cProfile). Numbers are printed, never asserted.
+For each algo, each backend (`--backends`, default `stock sb3 ale`; `NAME:N` sets its
+n_envs) runs back to back in this one process: first random actions on the env alone
+(`--env-steps`), then training with the shipped hyperparameters for the game (`--set`
+changes any of them, for every backend alike). `stock` is SB3 as it runs on its own: its
+AtariWrapper stack in a DummyVecEnv, convolution weights in PyTorch's default layout and
+SB3's per-tensor Adam; `sb3` is the same env stack with zoo's network settings
+(channels-last convolutions, fused Adam); `ale` adds ale-py's C++ vector env. Only the
+steps after an untimed warm-up are timed; for DQN and QR-DQN the warm-up is
+learning_starts, lowered to `--warmup` so gradient steps are timed, and epsilon stays at the
+schedule's final value, as over most of a run (at epsilon 1 no action needs the network).
+`--repeat N` runs the backends in turn N times and reports the median and the range: other
+processes on a small machine move single numbers a lot. Ratios are of medians, against the
+first backend. `--profile N` prints the N functions with the most time of each training
+measurement (cProfile). Numbers are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -46,21 +50,29 @@ OFF_POLICY = ("dqn", "qrdqn")
 
 @dataclass(frozen=True)
 class Backend:
-    vec_env: str
+    """`NAME[:N_ENVS]`: an env backend (ale, sb3, dummy, subproc), or `stock`: SB3's own
+    stack as SB3 alone runs it (DummyVecEnv, contiguous convolution weights, per-tensor
+    Adam), the baseline the ratios are taken against."""
+
+    name: str
     n_envs: int | None  # None: the config's
 
     @classmethod
     def parse(cls, text: str) -> Backend:
         name, _, n_envs = text.partition(":")
+        if name not in ("stock", "ale", "sb3", "dummy", "subproc"):
+            raise UserError(f"unknown backend {name!r}: use stock, ale, sb3, dummy or subproc")
         return cls(name, int(n_envs) if n_envs else None)
 
     @property
     def label(self) -> str:
-        return self.vec_env if self.vec_env != "dummy" else "sb3"
+        return "sb3" if self.name == "dummy" else self.name
 
     def overrides(self) -> list[str]:
-        extra = [f"vec_env={self.vec_env}"]
-        return extra + ([f"n_envs={self.n_envs}"] if self.n_envs is not None else [])
+        extra = [f"vec_env={'dummy' if self.name == 'stock' else self.name}"]
+        if self.n_envs is not None:
+            extra.append(f"n_envs={self.n_envs}")
+        return extra + (["channels_last=false"] if self.name == "stock" else [])
 
 
 @dataclass
@@ -76,6 +88,10 @@ def config_for(algo: str, env: str, backend: Backend, args: argparse.Namespace) 
     if algo in OFF_POLICY:
         overrides.append(f"learning_starts={args.warmup}")
     config = build_config(algo, env, overrides=[*overrides, *args.set])
+    optimizer_kwargs = config.algorithm_kwargs()["policy_kwargs"].get("optimizer_kwargs", {})
+    if backend.name == "stock" and optimizer_kwargs.get("fused"):
+        overrides.append("policy_kwargs.optimizer_kwargs.fused=false")  # SB3's own Adam
+        config = build_config(algo, env, overrides=[*overrides, *args.set])
     if algo in OFF_POLICY and not any(text.startswith("exploration") for text in args.set):
         final = config.exploration_schedule()
         assert final is not None
@@ -175,7 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", nargs="+", default=["a2c", "dqn"])
     parser.add_argument("--env", default="Breakout")
-    parser.add_argument("--backends", nargs="+", default=["sb3", "ale"], metavar="NAME[:N_ENVS]")
+    parser.add_argument(
+        "--backends", nargs="+", default=["stock", "sb3", "ale"], metavar="NAME[:N_ENVS]"
+    )
     parser.add_argument("--steps", type=int, default=20_000, help="timed training agent steps")
     parser.add_argument("--env-steps", type=int, default=20_000, help="timed env-only agent steps")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed training steps first")
@@ -215,4 +233,5 @@ if __name__ == "__main__":
     try:
         main()
     except UserError as error:
-        sys.exit(f"throughput.py: error: {error}")
+        print(f"throughput.py: error: {error}", file=sys.stderr)
+        sys.exit(2)

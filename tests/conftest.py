@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,18 @@ REPO = Path(__file__).resolve().parent.parent
 # A few hundred real steps with a small replay buffer: enough for games to end and
 # gradient steps to run, small enough for CI.
 SHORT_DQN = ["--set", "buffer_size=2000", "--set", "learning_starts=200"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_child_processes() -> Iterator[None]:
+    """A shell starts background jobs with SIGINT ignored, and children inherit that: the
+    Ctrl-C tests need zoo processes that can be interrupted however pytest was started."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_zoo(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -11,13 +11,13 @@ from tests.conftest import REPO
 
 
 @pytest.mark.parametrize(
-    ("algo", "extra"),
+    ("algo", "extra", "backends"),
     [
-        ("a2c", ["--set", "n_envs=2"]),
-        ("dqn", ["--set", "buffer_size=500", "--backends", "sb3", "ale:2"]),
+        ("a2c", ["--set", "n_envs=2"], 3),  # stock, sb3, ale
+        ("dqn", ["--set", "buffer_size=500", "--backends", "stock", "ale:2"], 2),
     ],
 )
-def test_throughput_script_runs(algo: str, extra: list[str]) -> None:
+def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> None:
     result = subprocess.run(
         [sys.executable, "benchmarks/throughput.py", "--algo", algo, "--steps", "64",
          "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013" if algo == "dqn"
@@ -26,8 +26,24 @@ def test_throughput_script_runs(algo: str, extra: list[str]) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {algo} |")]
-    assert len(rows) == 2 and "1.00x" in rows[0]  # ratios against the first backend
+    assert len(rows) == backends and "1.00x" in rows[0]  # ratios against the first backend
+    assert rows[0].startswith(f"| {algo} | stock |")
     assert "machine:" in result.stdout and "tottime" in result.stdout  # the profile
+
+
+def test_throughput_script_refuses_an_unknown_backend() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--backends", "gpu", "--steps", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "throughput.py: error: unknown backend 'gpu': use stock, ale, sb3, dummy or subproc"
+    ]
 
 
 def test_checkpoint_io_script_runs() -> None:

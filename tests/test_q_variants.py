@@ -229,9 +229,12 @@ def test_save_load_round_trip_gives_identical_q_values(
     model.save(path)
     observations = th.as_tensor(_observations(breakout_env))
     plain_class = DQN if algo == "dqn" else QRDQN
-    for loaded in (load_model(path, device="cpu"), plain_class.load(path, device="cpu")):
-        original_q, loaded_q = (_q_values(m, observations) for m in (model, loaded))
-        assert th.equal(original_q, loaded_q)
+    original_q = _q_values(model, observations)
+    assert th.equal(original_q, _q_values(load_model(path, device="cpu"), observations))
+    # Plain SB3 keeps PyTorch's default weight layout (zoo's is channels-last): the same
+    # weights, other convolution kernels, equal up to float rounding.
+    plain_q = _q_values(plain_class.load(path, device="cpu"), observations)
+    assert th.allclose(original_q, plain_q, atol=1e-5)
     loaded = load_model(path, device="cpu")
     assert type(loaded) is (ZooDQN if algo == "dqn" else ZooQRDQN)
     for key, value in variant.items():

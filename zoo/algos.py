@@ -42,6 +42,30 @@ TD_LOSSES: Mapping[str, Callable[[th.Tensor, th.Tensor], th.Tensor]] = {
 }
 
 
+class ChannelsLastConvolutions:
+    """Mixin for any SB3 algorithm: convolution weights are stored channels-last (NHWC).
+
+    PyTorch's CPU convolutions (oneDNN) then run in that layout, converting each batch of
+    observations on the way in: the same network and the same numbers up to rounding, about
+    1.8x faster for a forward pass of 16 Atari frames and 1.25x for a training step on a 2-core
+    CPU (README "Throughput"). Applied where SB3 builds (or, on load, rebuilds) the policy,
+    before any optimizer state exists, so a loaded model trains in the same layout.
+    MLP policies have no 4-D weights and are left as they are.
+    """
+
+    policy: Any
+    channels_last: bool = True
+
+    def __init__(self, *args: Any, channels_last: bool = True, **kwargs: Any) -> None:
+        self.channels_last = channels_last
+        super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        if self.channels_last:
+            self.policy.to(memory_format=th.channels_last)
+
+
 class StepScheduledLearningRate:
     """Mixin for any SB3 algorithm: the optimizer's learning rate = schedule(num_timesteps)."""
 
@@ -201,7 +225,13 @@ class TemporalDifferenceTraining:
         self.logger.record("train/loss", float(np.mean(losses)))
 
 
-class ZooDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExploration, DQN):
+class ZooDQN(
+    ChannelsLastConvolutions,
+    ExactStepBudget,
+    TemporalDifferenceTraining,
+    StepScheduledExploration,
+    DQN,
+):
     """SB3's DQN with Double Q-learning, a Dueling head, the paper networks and a loss choice."""
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -225,7 +255,13 @@ class ZooDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExplorati
         return TD_LOSSES[self.loss](current, targets)
 
 
-class ZooQRDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExploration, QRDQN):
+class ZooQRDQN(
+    ChannelsLastConvolutions,
+    ExactStepBudget,
+    TemporalDifferenceTraining,
+    StepScheduledExploration,
+    QRDQN,
+):
     """sb3-contrib's QR-DQN with Double Q-learning, a Dueling head and the paper networks.
     The loss is always the quantile Huber loss of the QR-DQN paper."""
 
@@ -246,5 +282,5 @@ class ZooQRDQN(ExactStepBudget, TemporalDifferenceTraining, StepScheduledExplora
         return quantile_huber_loss(current, targets, sum_over_quantiles=True)
 
 
-class ZooA2C(StepScheduledLearningRate, A2C):
+class ZooA2C(ChannelsLastConvolutions, StepScheduledLearningRate, A2C):
     pass

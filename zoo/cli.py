@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from zoo import __version__
+from zoo.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
     from zoo.config import Config
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):

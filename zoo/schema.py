@@ -299,7 +299,12 @@ _ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
     "log_std_init": Field(number()),
 }
 
+_CHANNELS_LAST = Field(
+    boolean, "convolution weights stored channels-last: faster CPU convolutions, same network"
+)
+
 _Q_LEARNING_FIELDS: Mapping[str, Field] = {
+    "channels_last": _CHANNELS_LAST,
     "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
     "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
     "learning_starts": Field(integer(low=0), "steps of random play before learning"),
@@ -350,6 +355,7 @@ SCHEMAS: Mapping[str, Schema] = {
     "a2c": Schema(
         toolkit=TOOLKIT_FIELDS,
         algorithm={
+            "channels_last": _CHANNELS_LAST,
             "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
             "n_steps": Field(
                 integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"

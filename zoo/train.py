@@ -42,14 +42,13 @@ from zoo.checkpoints import (
 )
 from zoo.config import Config
 from zoo.envs import make_eval_env, make_vec_env_for
-from zoo.errors import UserError
+from zoo.errors import EXIT_INTERRUPTED, UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
 
-EXIT_INTERRUPTED = 130
 # Agent steps between two rows of logged training metrics, unless log_freq says otherwise.
 LOG_EVERY_STEPS = 1000
 # Evaluation games get seeds of their own, away from the training envs'.
