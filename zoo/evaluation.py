@@ -26,6 +26,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.atomic import atomic_write_text, write_atomically
+from zoo.interrupts import StopRequest
 
 EVALUATIONS_FILE = "evaluations.csv"
 BEST_MODEL = "best_model.zip"
@@ -161,6 +162,10 @@ class EvaluationLog:
         atomic_write_text(self.path, buffer.getvalue())
 
 
+class EvaluationCancelled(Exception):
+    """Ctrl-C during an evaluation: its games are abandoned and nothing of it is written."""
+
+
 class EvaluationCallback(BaseCallback):
     """Every `eval_freq` global steps: play full games, log them, keep the best model and
     stop training once the mean reaches `stop_at_reward`."""
@@ -194,6 +199,8 @@ class EvaluationCallback(BaseCallback):
         self.stopped_by_listener: EvaluationResult | None = None
         self._env: VecEnv | None = None
         self._last = 0
+        # Set while training: a Ctrl-C abandons the evaluation in progress.
+        self.cancel_when: StopRequest | None = None
 
     def _on_training_start(self) -> None:
         self._last = self.num_timesteps
@@ -202,7 +209,10 @@ class EvaluationCallback(BaseCallback):
         if self.num_timesteps // self.eval_freq <= self._last // self.eval_freq:
             return True
         self._last = self.num_timesteps
-        result = self.evaluate()
+        try:
+            result = self.evaluate()
+        except EvaluationCancelled:
+            return False
         if self.on_result is not None and not self.on_result(self.model, result):
             self.stopped_by_listener = result
             return False
@@ -216,7 +226,12 @@ class EvaluationCallback(BaseCallback):
             self._env = self.make_env()
         started = time.monotonic()
         scores, lengths = play_evaluation_games(
-            self.model, self._env, self.episodes, self.eval_epsilon, self.seed + self.num_timesteps
+            self.model,
+            self._env,
+            self.episodes,
+            self.eval_epsilon,
+            self.seed + self.num_timesteps,
+            callback=self._cancel_if_requested,
         )
         epsilon = getattr(self.model, "exploration_rate", None)
         result = EvaluationResult(
@@ -237,6 +252,10 @@ class EvaluationCallback(BaseCallback):
             f"(best {self.best_mean:g})"
         )
         return result
+
+    def _cancel_if_requested(self, _locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+        if self.cancel_when is not None and self.cancel_when.requested:
+            raise EvaluationCancelled
 
     def _write_scalars(self, result: EvaluationResult) -> None:
         writer = tensorboard_writer(self.logger)

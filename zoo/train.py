@@ -44,6 +44,7 @@ from zoo.config import Config
 from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import EXIT_INTERRUPTED, UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
+from zoo.interrupts import StopWhenRequested, ctrl_c_requests_a_stop
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
@@ -187,24 +188,30 @@ def _learn(
 ) -> bool:
     """Run SB3's learn to `total` global steps; True when Ctrl-C cut it short."""
     try:
-        model.learn(
-            total_timesteps=total - model.num_timesteps,
-            callback=CallbackList(callbacks),
-            # None turns SB3's per-episode logging off (its code checks for None); the
-            # StepLoggingCallback writes by global step instead.
-            log_interval=None,  # type: ignore[arg-type]
-            reset_num_timesteps=not start.resumed,
-        )
-    except KeyboardInterrupt:
+        with ctrl_c_requests_a_stop(options.warn) as stop:
+            for callback in callbacks:
+                if isinstance(callback, EvaluationCallback):
+                    callback.cancel_when = stop  # Ctrl-C need not wait for its games
+            model.learn(
+                total_timesteps=total - model.num_timesteps,
+                callback=CallbackList([*callbacks, StopWhenRequested(stop)]),
+                # None turns SB3's per-episode logging off (its code checks for None); the
+                # StepLoggingCallback writes by global step instead.
+                log_interval=None,  # type: ignore[arg-type]
+                reset_num_timesteps=not start.resumed,
+            )
+    except KeyboardInterrupt:  # where Ctrl-C could not be turned into a stop request
         for callback in callbacks:
             if isinstance(callback, ProgressBarCallback):
                 callback.close()  # SB3 skips _on_training_end when learn() is interrupted
-        options.warn(
-            f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
-            "(Ctrl-C again quits at once; saved files stay intact)"
-        )
-        return True
-    return False
+    else:
+        if not stop.requested:
+            return False
+    options.warn(
+        f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
+        "(Ctrl-C again quits at once; saved files stay intact)"
+    )
+    return True
 
 
 @contextlib.contextmanager

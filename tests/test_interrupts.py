@@ -1,0 +1,129 @@
+"""Ctrl-C while training stops at the end of a step; a second one quits at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+
+from tests.conftest import REPO
+from zoo.checkpoints import newest_checkpoint
+from zoo.config import build_config
+from zoo.evaluation import EVALUATIONS_FILE
+from zoo.interrupts import ctrl_c_requests_a_stop
+from zoo.runs import start_run
+from zoo.train import TrainOptions, train
+
+
+@pytest.fixture
+def python_ctrl_c() -> Iterator[None]:
+    """Python's own SIGINT handler, whatever the shell that started pytest left."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _press_ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_ctrl_c_sets_the_request_instead_of_raising(python_ctrl_c: None) -> None:
+    messages: list[str] = []
+    with ctrl_c_requests_a_stop(messages.append) as request:
+        _press_ctrl_c()
+        assert request.requested
+    assert messages == ["zoo: Ctrl-C: stopping after the current step (Ctrl-C again quits at once)"]
+    # The run is on its way out: a further Ctrl-C must still not raise mid-save.
+    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with ctrl_c_requests_a_stop(messages.append) as request:
+        pass
+    assert not request.requested
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_second_ctrl_c_quits_at_once() -> None:
+    script = (
+        "import os, signal; from zoo.interrupts import ctrl_c_requests_a_stop\n"
+        "with ctrl_c_requests_a_stop(print):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    print('not reached')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 130
+    assert "quitting without a new checkpoint" in result.stdout
+    assert "not reached" not in result.stdout and "Traceback" not in result.stderr
+
+
+class CtrlCAt(BaseCallback):
+    """Presses Ctrl-C once the run reaches `step`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.step:
+            _press_ctrl_c()
+        return True
+
+
+@pytest.mark.parametrize("algo", ["dqn", "a2c"])
+def test_training_stops_at_the_step_of_the_ctrl_c_and_saves(
+    algo: str, tmp_path: Path, python_ctrl_c: None
+) -> None:
+    config = build_config(
+        algo, "CartPole-v1", overrides=["n_timesteps=5000", "seed=0", "n_envs=1", "eval_freq=0"]
+    )
+    run = start_run(tmp_path, config, "cpu", ["train"])
+    warnings: list[str] = []
+    result = train(
+        config,
+        run,
+        TrainOptions(device="cpu", warn=warnings.append),
+        extra_callbacks=[CtrlCAt(700)],
+    )
+    assert result.interrupted and result.timesteps == 700  # the very step, not a rollout later
+    assert any("Interrupted at step 700" in message for message in warnings)
+    info = yaml.safe_load((run.path / "run.yml").read_text())
+    assert info["status"] == "interrupted" and info["timesteps"] == 700
+    checkpoint, _ = newest_checkpoint(run.path / "checkpoints")
+    assert checkpoint is not None and checkpoint.step == 700
+
+
+def test_ctrl_c_during_an_evaluation_abandons_its_games(
+    tmp_path: Path, python_ctrl_c: None
+) -> None:
+    config = build_config(
+        "dqn",
+        "CartPole-v1",
+        overrides=["n_timesteps=5000", "seed=0", "eval_freq=300", "eval_episodes=10000"],
+    )
+    run = start_run(tmp_path, config, "cpu", ["train"])
+
+    class CtrlCInEvaluation(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == 299:  # the evaluation runs at the next step
+                signal.signal(signal.SIGALRM, lambda *_: _press_ctrl_c())
+                signal.setitimer(signal.ITIMER_REAL, 0.5)  # half a second into its games
+            return True
+
+    result = train(
+        config,
+        run,
+        TrainOptions(device="cpu", warn=lambda _: None),
+        extra_callbacks=[CtrlCInEvaluation()],
+    )
+    assert result.interrupted and result.timesteps == 300
+    log = run.path / EVALUATIONS_FILE
+    assert not log.exists() or len(log.read_text().splitlines()) <= 1  # no row of it
