@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
 from zoo.errors import EXIT_INTERRUPTED
+from zoo.interrupts import python_handles_ctrl_c
 
 
 def fsync_file(path: Path) -> None:
@@ -60,10 +60,7 @@ def ctrl_c_after_the_write() -> Iterator[None]:
     raise KeyboardInterrupt (the main thread, Python's own handler); a handler of zoo's, such
     as the one that quits during the final save, stays in charge.
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if not python_handles_ctrl_c():
         yield
         return
     held: list[int] = []

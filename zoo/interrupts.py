@@ -40,6 +40,14 @@ class StopWhenRequested(BaseCallback):
         return not self.request.requested
 
 
+def python_handles_ctrl_c() -> bool:
+    """Ctrl-C would raise KeyboardInterrupt here: the main thread, Python's own handler."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+
+
 @contextlib.contextmanager
 def ctrl_c_requests_a_stop(warn: Callable[[str], None]) -> Iterator[StopRequest]:
     """Within the block a first Ctrl-C sets the request and a second quits the process.
@@ -50,10 +58,7 @@ def ctrl_c_requests_a_stop(warn: Callable[[str], None]) -> Iterator[StopRequest]
     its way to its final save, where a further Ctrl-C must not raise either.
     """
     request = StopRequest()
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if not python_handles_ctrl_c():
         yield request
         return
 
