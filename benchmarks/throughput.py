@@ -62,6 +62,8 @@ class Backend:
         name, _, n_envs = text.partition(":")
         if name not in ("stock", "ale", "sb3", "dummy", "subproc"):
             raise UserError(f"unknown backend {name!r}: use stock, ale, sb3, dummy or subproc")
+        if n_envs and not (n_envs.isdigit() and int(n_envs) > 0):
+            raise UserError(f"{text!r}: the number after ':' is the envs, a positive integer")
         return cls(name, int(n_envs) if n_envs else None)
 
     @property

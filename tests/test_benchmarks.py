@@ -31,9 +31,17 @@ def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> N
     assert "machine:" in result.stdout and "tottime" in result.stdout  # the profile
 
 
-def test_throughput_script_refuses_an_unknown_backend() -> None:
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ("gpu", "unknown backend 'gpu': use stock, ale, sb3, dummy or subproc"),
+        ("ale:0x", "'ale:0x': the number after ':' is the envs, a positive integer"),
+        ("ale:0", "'ale:0': the number after ':' is the envs, a positive integer"),
+    ],
+)
+def test_throughput_script_refuses_a_wrong_backend(backend: str, message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "benchmarks/throughput.py", "--backends", "gpu", "--steps", "0"],
+        [sys.executable, "benchmarks/throughput.py", "--backends", backend, "--steps", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -41,9 +49,7 @@ def test_throughput_script_refuses_an_unknown_backend() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "throughput.py: error: unknown backend 'gpu': use stock, ale, sb3, dummy or subproc"
-    ]
+    assert result.stderr.strip().splitlines() == [f"throughput.py: error: {message}"]
 
 
 def test_checkpoint_io_script_runs() -> None:
