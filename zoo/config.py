@@ -418,6 +418,8 @@ def _check_combinations(
             "SB3's n-step replay buffer cannot store frames once; set it false or n_steps: 1",
         )
     _check_network(hyperparams, fail)
+    if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
+        fail("eval_actions", "sampled needs a policy that samples its actions (a2c); use greedy")
     replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
     if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
         "handle_timeout_termination", True

@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.atomic import atomic_write_text, write_atomically
+from zoo.errors import UserError
 from zoo.interrupts import StopRequest
 
 EVALUATIONS_FILE = "evaluations.csv"
@@ -44,6 +47,8 @@ COLUMNS = (
     "wall_time",
     "eval_seconds",
 )
+# Games of one evaluation played side by side: one env each and one network call for all.
+MAX_PARALLEL_GAMES = 32
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,8 @@ def play_evaluation_games(
     seed: int,
     callback: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Scores and lengths of `episodes` full games (Monitor episodes) on `env`; `callback`
-    sees SB3's evaluation loop after every step."""
+    """Scores and lengths of `episodes` full games (Monitor episodes) played one after
+    another on `env`; `callback` sees SB3's evaluation loop after every step."""
     scores, lengths = evaluate_policy(
         EpsilonGreedy(model, eval_epsilon, seed),
         env,
@@ -123,6 +128,109 @@ def play_evaluation_games(
         callback=callback,
     )
     return [float(s) for s in scores], [int(n) for n in lengths]  # type: ignore[union-attr]
+
+
+class ActionChooser:
+    """Actions for a batch of games from one network call: greedy, or sampled from the
+    policy's distribution (actor-critic algos), then replaced by a random action with
+    probability `epsilon`. Each game draws its random numbers from its own generator, so a
+    game's actions do not depend on which other games share its batch."""
+
+    def __init__(self, model: BaseAlgorithm, epsilon: float, sampled: bool) -> None:
+        if sampled and not isinstance(model.policy, ActorCriticPolicy):
+            raise UserError(
+                f"eval_actions sampled needs a policy that samples its actions (a2c); "
+                f"{type(model).__name__} acts greedily: use eval_actions greedy"
+            )
+        assert isinstance(model.action_space, spaces.Discrete)
+        self.model = model
+        self.epsilon = epsilon
+        self.sampled = sampled
+        self.n_actions = int(model.action_space.n)
+
+    def __call__(self, observations: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        if self.sampled:
+            actions = self._sample(observations, rngs)
+        else:
+            actions, _ = self.model.predict(observations, deterministic=True)
+            actions = np.asarray(actions).reshape(-1)
+        if self.epsilon > 0:
+            for game, rng in enumerate(rngs):
+                if rng.random() < self.epsilon:
+                    actions[game] = rng.integers(self.n_actions)
+        return actions
+
+    def _sample(self, observations: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        policy = self.model.policy
+        assert isinstance(policy, ActorCriticPolicy)
+        with th.no_grad():
+            tensor, _ = policy.obs_to_tensor(observations)
+            distribution = policy.get_distribution(tensor)
+            probabilities = distribution.distribution.probs.double().cpu().numpy()  # type: ignore[union-attr]
+        cumulative = np.cumsum(probabilities, axis=1)
+        draws = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
+        actions = [
+            int(np.searchsorted(row, u, side="right"))
+            for row, u in zip(cumulative, draws, strict=True)
+        ]
+        return np.minimum(np.array(actions, dtype=np.int64), self.n_actions - 1)
+
+
+class GameTable:
+    """Plays the games of an evaluation side by side: each game on a new single-game env made
+    with the game's own seed, and one network call per step for every game still running.
+    A game is exactly the game a lone env with that seed plays (whole game, all lives,
+    unclipped Monitor score, the env's step cap), whatever else shares the table."""
+
+    def __init__(self, make_env: Callable[[int], VecEnv], seats: int = MAX_PARALLEL_GAMES) -> None:
+        self.make_env = make_env
+        self.seats = max(1, seats)
+
+    def play(
+        self,
+        choose: ActionChooser,
+        seeds: Sequence[int],
+        after_step: Callable[[], None] | None = None,
+    ) -> tuple[list[float], list[int]]:
+        """Scores and frame lengths of one whole game per seed, in the order of `seeds`."""
+        scores = [0.0] * len(seeds)
+        lengths = [0] * len(seeds)
+        waiting = list(range(len(seeds)))[::-1]
+        # seat -> (game, its env, its last observation, its random numbers)
+        seated: dict[int, tuple[int, VecEnv, np.ndarray, np.random.Generator]] = {}
+
+        def seat_next(seat: int) -> None:
+            game = waiting.pop()
+            # A new env per game: a used one would not restart from the seed (after a game
+            # over, SB3's life-loss wrapper has already begun the next game).
+            env = self.make_env(seeds[game])
+            seated[seat] = (game, env, np.asarray(env.reset()), np.random.default_rng(seeds[game]))
+
+        try:
+            for seat in range(min(self.seats, len(seeds))):
+                seat_next(seat)
+            while seated:
+                seats = sorted(seated)
+                observations = np.concatenate([seated[seat][2] for seat in seats])
+                actions = choose(observations, [seated[seat][3] for seat in seats])
+                for seat, action in zip(seats, actions, strict=True):
+                    game, env, _, rng = seated[seat]
+                    observation, _, _, infos = env.step(np.array([action]))
+                    episode = infos[0].get("episode")
+                    if episode is None:
+                        seated[seat] = (game, env, np.asarray(observation), rng)
+                        continue
+                    scores[game], lengths[game] = float(episode["r"]), int(episode["l"])
+                    del seated[seat]
+                    env.close()
+                    if waiting:
+                        seat_next(seat)
+                if after_step is not None:
+                    after_step()
+        finally:
+            for _, env, _, _ in seated.values():
+                env.close()
+        return scores, lengths
 
 
 class EvaluationLog:
@@ -172,19 +280,21 @@ class EvaluationCallback(BaseCallback):
 
     def __init__(
         self,
-        make_env: Callable[[], VecEnv],
+        make_env: Callable[[int], VecEnv],
         run_path: Path,
         eval_freq: int,
         episodes: int,
         eval_epsilon: float,
         seed: int,
+        sampled: bool = False,
         stop_at_reward: float | None = None,
         best_mean: float | None = None,
         announce: Callable[[str], None] = lambda _: None,
         on_result: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None,
     ) -> None:
         super().__init__()
-        self.make_env = make_env
+        self.games = GameTable(make_env)
+        self.sampled = sampled
         self.log = EvaluationLog(run_path / EVALUATIONS_FILE)
         self.best_model = run_path / BEST_MODEL
         self.eval_freq = eval_freq
@@ -197,7 +307,6 @@ class EvaluationCallback(BaseCallback):
         self.on_result = on_result
         self.reached: EvaluationResult | None = None
         self.stopped_by_listener: EvaluationResult | None = None
-        self._env: VecEnv | None = None
         self._last = 0
         # Set while training: a Ctrl-C abandons the evaluation in progress.
         self.cancel_when: StopRequest | None = None
@@ -222,16 +331,12 @@ class EvaluationCallback(BaseCallback):
         return True
 
     def evaluate(self) -> EvaluationResult:
-        if self._env is None:
-            self._env = self.make_env()
         started = time.monotonic()
-        scores, lengths = play_evaluation_games(
-            self.model,
-            self._env,
-            self.episodes,
-            self.eval_epsilon,
-            self.seed + self.num_timesteps,
-            callback=self._cancel_if_requested,
+        first_seed = self.seed + self.num_timesteps  # game i plays with seed first_seed + i
+        scores, lengths = self.games.play(
+            ActionChooser(self.model, self.eval_epsilon, self.sampled),
+            [first_seed + game for game in range(self.episodes)],
+            after_step=self._cancel_if_requested,
         )
         epsilon = getattr(self.model, "exploration_rate", None)
         result = EvaluationResult(
@@ -253,7 +358,7 @@ class EvaluationCallback(BaseCallback):
         )
         return result
 
-    def _cancel_if_requested(self, _locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+    def _cancel_if_requested(self) -> None:
         if self.cancel_when is not None and self.cancel_when.requested:
             raise EvaluationCancelled
 
@@ -267,14 +372,6 @@ class EvaluationCallback(BaseCallback):
         writer.add_scalar("eval/max_score", scores.max(), result.step)
         writer.add_scalar("eval/mean_length", float(np.mean(result.lengths)), result.step)
         writer.flush()
-
-    def _on_training_end(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
 
 
 def tensorboard_writer(logger: Any) -> Any:

@@ -274,6 +274,10 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "eval_freq": Field(integer(low=0), "agent steps between evaluations (0: never)"),
     "eval_episodes": Field(integer(low=1, high=10_000), "full games per evaluation"),
     "eval_epsilon": Field(number(low=0, high=1), "random-action probability while evaluating"),
+    "eval_actions": Field(
+        choice(("greedy", "sampled")),
+        "evaluation actions: greedy, or sampled from the policy (a2c; the SB3 benchmark's way)",
+    ),
     "eval_max_frames": Field(
         integer(low=1), "cap on one evaluation game, in emulator frames (108000 = 30 minutes)"
     ),
@@ -410,6 +414,7 @@ TOOLKIT_DEFAULTS: Mapping[str, Any] = {
     "eval_freq": 10_000,
     "eval_episodes": 10,
     "eval_epsilon": 0.0,
+    "eval_actions": "greedy",
     "eval_max_frames": 108_000,
     "stop_at_reward": None,
 }

@@ -150,7 +150,6 @@ def _train(
         str(run.monitor_dir),
         append_monitor=start.resumed,
     )
-    evaluation: EvaluationCallback | None = None
     try:
         model = _starting_model(config, env, options, start)
         model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
@@ -174,8 +173,6 @@ def _train(
             notes=[f"checkpoint: {checkpoint.path}"],
         )
     finally:
-        if evaluation is not None:
-            evaluation.close()
         _close_quietly(env)
 
 
@@ -308,12 +305,13 @@ def _evaluation_callback(
     max_frames = int(config.hyperparams["eval_max_frames"])
     stop_at = config.hyperparams.get("stop_at_reward")
     return EvaluationCallback(
-        make_env=lambda: make_eval_env(config.env, settings, seed + start.step, max_frames),
+        make_env=lambda game_seed: make_eval_env(config.env, settings, game_seed, max_frames),
         run_path=run.path,
         eval_freq=eval_freq,
         episodes=int(config.hyperparams["eval_episodes"]),
         eval_epsilon=float(config.hyperparams["eval_epsilon"]),
         seed=seed,
+        sampled=config.hyperparams["eval_actions"] == "sampled",
         stop_at_reward=None if stop_at is None else float(stop_at),
         best_mean=best_mean,
         announce=options.say,

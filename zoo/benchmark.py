@@ -1,0 +1,356 @@
+"""`zoo benchmark`: a grid of algo x env x seed, each cell an ordinary run folder.
+
+Cells live in `<log-dir>/benchmark/<grid>/<algo>_<env>_seed<S>/`. `grid.yml` records what
+defines the grid, so a re-run of the same command skips finished cells, resumes interrupted
+ones from their newest checkpoint (the `--resume` machinery) and starts the rest; another
+grid under the same name is refused. A finished cell is then played for `--eval-games` whole
+games with its final and its best model; `benchmark.yml` in the cell keeps those scores and
+the training wall time, and `zoo.benchmark_report` turns them into results.csv/results.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from zoo.atomic import atomic_write_text
+from zoo.config import Config, build_config
+from zoo.errors import UserError
+from zoo.yamlio import dump_yaml, read_yaml_file
+
+GRID_FILE = "grid.yml"
+CELL_FILE = "benchmark.yml"
+# Seeds of the final evaluation's games: game i plays with seed FINAL_EVAL_SEED + i.
+FINAL_EVAL_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """What a benchmark trains: every algo on every env with every seed, one setting."""
+
+    name: str
+    algos: tuple[str, ...]
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+    hyperparams_file: Path | None = None
+    timesteps: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two grids the same grid (the contents of the file, not its path)."""
+        file_hash = None
+        if self.hyperparams_file is not None:
+            try:
+                file_hash = hashlib.sha256(self.hyperparams_file.read_bytes()).hexdigest()
+            except OSError as error:
+                raise UserError(
+                    f"cannot read --hyperparams-file {self.hyperparams_file}: {error.strerror}"
+                ) from None
+        return {
+            "algos": list(self.algos),
+            "envs": list(self.envs),
+            "seeds": list(self.seeds),
+            "preset": self.preset,
+            "set": list(self.overrides),
+            "hyperparams_file_sha256": file_hash,
+            "timesteps": self.timesteps,
+        }
+
+    def config(self, algo: str, env: str, seed: int) -> Config:
+        return build_config(
+            algo,
+            env,
+            hyperparams_file=self.hyperparams_file,
+            overrides=self.overrides,
+            flags=[("-n/--timesteps", "n_timesteps", self.timesteps), ("--seeds", "seed", seed)],
+            preset=self.preset,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    name: str
+    algo: str
+    env: str  # the resolved env name
+    seed: int
+    path: Path
+    config: Config
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / "run.yml"
+
+    @property
+    def info_file(self) -> Path:
+        return self.path / CELL_FILE
+
+
+def default_grid_name(algos: Sequence[str], envs: Sequence[str]) -> str:
+    return f"{'-'.join(algos)}_{'-'.join(env.replace('/', '-') for env in envs)}"
+
+
+def grid_cells(grid: Grid, grid_dir: Path) -> list[Cell]:
+    """Every cell of the grid, its config built and checked before anything is written."""
+    cells = []
+    for algo in grid.algos:
+        for env in grid.envs:
+            for seed in grid.seeds:
+                config = grid.config(algo, env, seed)
+                name = f"{algo}_{config.env.folder_name}_seed{seed}"
+                cells.append(Cell(name, algo, config.env.name, seed, grid_dir / name, config))
+    names = [cell.name for cell in cells]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise UserError(
+            f"the grid names cell {duplicates[0]} twice; list each algo, env, seed once"
+        )
+    return cells
+
+
+def select_cells(cells: Sequence[Cell], wanted: Sequence[str]) -> list[Cell]:
+    if not wanted:
+        return list(cells)
+    by_name = {cell.name: cell for cell in cells}
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise UserError(
+            f"--cells: no cell {unknown[0]!r} in this grid; its cells: {', '.join(by_name)}"
+        )
+    return [by_name[name] for name in dict.fromkeys(wanted)]
+
+
+def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:
+    """Write grid.yml, or check that the folder already holds this very grid."""
+    identity = grid.identity()
+    grid_file = grid_dir / GRID_FILE
+    if grid_file.is_file():
+        saved = read_yaml_file(grid_file, what="benchmark grid file")
+        if not isinstance(saved, dict) or saved.get("grid") != identity:
+            raise UserError(
+                f"{grid_dir} holds another benchmark grid ({grid_file} differs); give this one "
+                "its own --name, or repeat that grid's exact options"
+            )
+        return
+    if grid_dir.exists() and any(grid_dir.iterdir()):
+        raise UserError(f"{grid_dir} exists and is not a benchmark folder; give another --name")
+    try:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {grid_dir}: {error.strerror}") from None
+    atomic_write_text(grid_file, dump_yaml({"name": grid.name, "grid": identity}))
+
+
+def read_cell_info(cell_path: Path) -> dict[str, Any]:
+    path = cell_path / CELL_FILE
+    if not path.is_file():
+        return {}
+    info = read_yaml_file(path, what="benchmark cell file")
+    return info if isinstance(info, dict) else {}
+
+
+def _update_cell_info(cell: Cell, **changes: Any) -> dict[str, Any]:
+    info = read_cell_info(cell.path)
+    info.update(changes)
+    atomic_write_text(cell.info_file, dump_yaml(info))
+    return info
+
+
+@dataclasses.dataclass(frozen=True)
+class CellOutcome:
+    name: str
+    state: str  # trained, skipped (already finished) or interrupted
+    message: str
+
+
+def run_cell(
+    cell: Cell, eval_games: int, device: str, argv: Sequence[str], quiet: bool
+) -> CellOutcome:
+    """Train the cell to its total (fresh, resumed or not at all), then evaluate it."""
+    from zoo.train import TrainOptions, progress_stream, train
+
+    say: Callable[[str], None] = (lambda _: None) if quiet else _say_for(cell.name)
+    options = TrainOptions(device=device, progress_stream=progress_stream(quiet), say=say)
+    prepared = _prepare_training(cell, device, argv, options)
+    state = "skipped"
+    if prepared is not None:
+        config, run, start = prepared
+        started = time.monotonic()
+        result = train(config, run, options, start=start)
+        seconds = time.monotonic() - started
+        info = read_cell_info(cell.path)
+        _update_cell_info(
+            cell,
+            train_seconds=float(info.get("train_seconds", 0.0)) + seconds,
+            machine=machine_description(),
+        )
+        if result.interrupted:
+            return CellOutcome(cell.name, "interrupted", f"interrupted at {result.timesteps:,}")
+        state = "trained"
+    _evaluate_cell(cell, eval_games, say)
+    return CellOutcome(cell.name, state, "finished")
+
+
+def _say_for(name: str) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        print(f"[{name}] {message}", flush=True)
+
+    return say
+
+
+def _prepare_training(
+    cell: Cell, device: str, argv: Sequence[str], options: Any
+) -> tuple[Config, Any, Any] | None:
+    """(config, run, start point) to train, or None when the cell is already finished."""
+    from zoo.resume import prepare_resume
+    from zoo.runs import Run, mark_resumed, write_run_files
+    from zoo.train import StartPoint
+
+    if cell.run_file.is_file():
+        info = Run(cell.path).read_info()
+        total = cell.config.n_timesteps
+        if info.get("status") == "finished" and int(info.get("timesteps") or 0) >= total:
+            options.say(f"already trained ({total:,} steps)")
+            return None
+        resumption = prepare_resume(cell.path, None, options.warn)
+        run, start = resumption.run, resumption.start
+        mark_resumed(run, start.step, start.total_timesteps or total, ["benchmark", *argv])
+        options.say(f"resuming at step {start.step:,} of {start.total_timesteps:,}")
+        return resumption.config, run, start
+    try:
+        cell.path.mkdir(parents=True)
+    except OSError as error:
+        raise UserError(f"cannot create {cell.path}: {error.strerror}") from None
+    run = Run(cell.path)
+    write_run_files(run, cell.config, device, ["benchmark", *argv])
+    options.say(
+        f"training {cell.algo} on {cell.env}, seed {cell.seed}, to {cell.config.n_timesteps:,}"
+    )
+    return cell.config, run, StartPoint()
+
+
+def machine_description() -> dict[str, Any]:
+    """The machine a cell trained on: CPU, cores, GPU and the versions that matter."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    versions = {}
+    for package in ("torch", "stable-baselines3", "ale-py"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "?"
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "gpu": gpu, **versions}
+
+
+def evaluation_modes(algo: str) -> tuple[str, ...]:
+    """Greedy for every algo; sampled too where the policy samples its actions."""
+    from zoo.schema import SCHEMAS
+
+    samples = "buffer_size" not in SCHEMAS[algo].algorithm
+    return ("sampled", "greedy") if samples else ("greedy",)
+
+
+def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> None:
+    """Whole games of the final and the best model, kept in the cell's benchmark.yml."""
+    from zoo.enjoy import ChosenModel, choose_model
+    from zoo.runs import Run
+
+    info = read_cell_info(cell.path)
+    done = info.get("final_evaluation")
+    if isinstance(done, dict) and done.get("games") == eval_games:
+        return
+    run = Run(cell.path)
+    seeds = [FINAL_EVAL_SEED + game for game in range(eval_games)]
+    results: dict[str, Any] = {"games": eval_games, "seeds": seeds}
+    for kind in ("final", "best"):
+        try:
+            chosen: ChosenModel = choose_model(run, kind)
+        except UserError:
+            continue  # no best model: the run had no evaluation
+        results[kind] = {}
+        for mode in evaluation_modes(cell.algo):
+            started = time.monotonic()
+            scores, lengths = play_model(chosen.path, cell.config, seeds, sampled=mode == "sampled")
+            results[kind][mode] = {
+                "scores": scores,
+                "lengths": lengths,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+            mean = sum(scores) / len(scores)
+            say(f"{kind} model, {mode} actions: mean {mean:g} over {eval_games} games")
+    _update_cell_info(cell, final_evaluation=results)
+
+
+def play_model(
+    model_path: Path, config: Config, seeds: Sequence[int], sampled: bool, epsilon: float = 0.0
+) -> tuple[list[float], list[int]]:
+    """One whole game per seed with a saved model, all side by side."""
+    from zoo.envs import make_eval_env
+    from zoo.evaluation import ActionChooser, GameTable
+    from zoo.models import load_model
+
+    model = load_model(model_path, device="cpu")
+    settings = config.env_settings()
+    max_frames = int(config.hyperparams["eval_max_frames"])
+    table = GameTable(lambda seed: make_eval_env(config.env, settings, seed, max_frames))
+    return table.play(ActionChooser(model, epsilon, sampled), seeds)
+
+
+def run_cells(
+    grid: Grid,
+    grid_dir: Path,
+    names: Sequence[str],
+    eval_games: int,
+    device: str,
+    workers: int,
+    quiet: bool,
+) -> list[CellOutcome]:
+    """Each named cell in turn, or `workers` cells side by side in processes of their own.
+    A Ctrl-C stops every cell at its step boundary with a checkpoint."""
+    argv = tuple(sys.argv[2:])
+    if workers <= 1 or len(names) <= 1:
+        outcomes = []
+        for name in names:
+            outcomes.append(_run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet))
+            if outcomes[-1].state == "interrupted":
+                break
+        return outcomes
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_run_named_cell, grid, grid_dir, name, eval_games, device, argv, quiet)
+            for name in names
+        ]
+        return [future.result() for future in futures]
+
+
+def _run_named_cell(
+    grid: Grid,
+    grid_dir: Path,
+    name: str,
+    eval_games: int,
+    device: str,
+    argv: Sequence[str],
+    quiet: bool,
+) -> CellOutcome:
+    # A worker process rebuilds its cell: a Config (read-only mappings) does not pickle.
+    (cell,) = select_cells(grid_cells(grid, grid_dir), [name])
+    return run_cell(cell, eval_games, device, argv, quiet)
