@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from zoo.cli import main
+
 REPO = Path(__file__).resolve().parent.parent
 
 # A few hundred real steps with a small replay buffer: enough for games to end and
@@ -54,3 +56,19 @@ def write_yaml(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`zoo ARGS` run by this process in tmp_path (fast for checks that train nothing)."""
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args: str, timeout: float = 0) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return call

@@ -20,7 +20,6 @@ import torch as th
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
-from zoo.cli import main
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
@@ -35,22 +34,6 @@ PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
 CARTPOLE_TRIAL = ["--algo", "dqn", "--env", "CartPole-v1", "--set", "eval_episodes=2"]
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def in_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Zoo:
-    """`zoo ARGS` run by this process in tmp_path (fast for checks that train nothing)."""
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args: str, timeout: float = 0) -> subprocess.CompletedProcess[str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
-
-    return call
 
 
 def _memory_storage(study: optuna.Study) -> StudyStorage:

@@ -1,0 +1,152 @@
+"""`zoo benchmark`: cells as run folders, resume after a kill, skip when finished, results."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rliable import library, metrics
+
+from zoo.benchmark_report import BOOTSTRAP_REPS, BOOTSTRAP_SEED
+
+Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+GRID = ["benchmark", "--algos", "a2c", "dqn", "--envs", "CartPole-v1", "--seeds", "0", "1",
+        "-n", "2000", "--set", "eval_freq=1000", "--set", "eval_episodes=2",
+        "--set", "save_freq=500", "--eval-games", "4", "--name", "small"]  # fmt: skip
+CELLS = [f"{algo}_CartPole-v1_seed{seed}" for algo in ("a2c", "dqn") for seed in (0, 1)]
+
+
+def _kill_when_checkpointed(cwd: Path, checkpoint: Path) -> None:
+    """Start the grid and kill -9 it once `checkpoint` is complete (its manifest written)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", *GRID],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (checkpoint / "manifest.json").is_file():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _final_scores(cell_dir: Path, actions: str) -> list[float]:
+    evaluation = yaml.safe_load((cell_dir / "benchmark.yml").read_text())["final_evaluation"]
+    return [float(score) for score in evaluation["final"][actions]["scores"]]
+
+
+@pytest.mark.filterwarnings("ignore:random_state is deprecated:FutureWarning")
+def test_grid_resumes_a_killed_cell_skips_finished_ones_and_reports(
+    zoo: Zoo, tmp_path: Path
+) -> None:
+    grid_dir = tmp_path / "logs" / "benchmark" / "small"
+    _kill_when_checkpointed(tmp_path, grid_dir / CELLS[0] / "checkpoints" / f"step_{1000:012d}")
+    first_run = yaml.safe_load((grid_dir / CELLS[0] / "run.yml").read_text())
+    assert first_run["status"] == "running" and not (grid_dir / CELLS[1]).exists()
+
+    result = zoo(*GRID)
+    assert result.returncode == 0, result.stderr
+    assert f"[{CELLS[0]}] resuming at step 1,000 of 2,000" in result.stdout
+    for cell in CELLS[1:]:
+        assert f"[{cell}] training" in result.stdout
+    with open(grid_dir / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["cell"] for row in rows] == CELLS
+    assert all(row["status"] == "finished" and row["steps"] == "2000" for row in rows)
+    assert all(row["eval_games"] == "4" and row["eval_seeds"] == "0 1 2 3" for row in rows)
+    assert [row["shown_actions"] for row in rows] == ["sampled"] * 2 + ["greedy"] * 2
+    assert all(row["final_greedy_mean"] and row["best_greedy_mean"] for row in rows)
+    assert all(row["final_sampled_mean"] for row in rows[:2])
+    assert not any(row["final_sampled_mean"] for row in rows[2:])  # DQN has no sampling
+    assert all(float(row["steps_per_second"]) > 0 and row["cores"] for row in rows)
+    resumed = yaml.safe_load((grid_dir / CELLS[0] / "run.yml").read_text())
+    assert [entry["from_step"] for entry in resumed["resumes"]] == [1000]
+
+    again = zoo(*GRID)  # everything finished: nothing trains, the same results
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already trained (2,000 steps)") == 4
+    assert "training" not in again.stdout and "resuming" not in again.stdout
+    with open(grid_dir / "results.csv", newline="") as file:
+        assert list(csv.DictReader(file)) == rows
+
+    # The aggregates over seeds are rliable's for the same scores.
+    with open(grid_dir / "aggregates.csv", newline="") as file:
+        aggregates = {row["algo"]: row for row in csv.DictReader(file)}
+    for algo in ("a2c", "dqn"):
+        actions = "sampled" if algo == "a2c" else "greedy"
+        scores = np.array(
+            [[np.mean(_final_scores(grid_dir / row["cell"], actions))] for row in rows
+             if row["algo"] == algo]
+        )  # fmt: skip
+        points, intervals = library.get_interval_estimates(
+            {algo: scores},
+            lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]),
+            reps=BOOTSTRAP_REPS,
+            random_state=np.random.RandomState(BOOTSTRAP_SEED),
+        )
+        row = aggregates[algo]
+        assert row["seeds"] == "2"
+        assert float(row["iqm"]) == pytest.approx(points[algo][0], abs=0.006)
+        assert float(row["iqm_ci_low"]) == pytest.approx(intervals[algo][0][0], abs=0.006)
+        assert float(row["iqm_ci_high"]) == pytest.approx(intervals[algo][1][0], abs=0.006)
+        assert float(row["mean"]) == pytest.approx(points[algo][1], abs=0.006)
+    assert "| a2c | CartPole-v1 | 2 |" in (grid_dir / "results.md").read_text()
+
+
+def test_workers_train_cells_side_by_side(zoo: Zoo, tmp_path: Path) -> None:
+    result = zoo("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--seeds", "3", "4",
+                 "-n", "600", "--set", "eval_freq=300", "--set", "eval_episodes=1",
+                 "--eval-games", "2", "--workers", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    grid_dir = tmp_path / "logs" / "benchmark" / "dqn_CartPole-v1"
+    for seed in (3, 4):
+        info = yaml.safe_load((grid_dir / f"dqn_CartPole-v1_seed{seed}" / "run.yml").read_text())
+        assert info["status"] == "finished" and info["timesteps"] == 600 and info["seed"] == seed
+    for seed in (3, 4):
+        cell_file = grid_dir / f"dqn_CartPole-v1_seed{seed}" / "benchmark.yml"
+        evaluation = yaml.safe_load(cell_file.read_text())["final_evaluation"]
+        assert evaluation["games"] == 2 and len(evaluation["final"]["greedy"]["scores"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cells", "dqn_CartPole-v1_seed9"], "no cell 'dqn_CartPole-v1_seed9' in this grid"),
+        (["--eval-games", "0"], "--eval-games must be at least 1"),
+        (["--workers", "0"], "--workers must be between 1 and 64"),
+        (["--seeds", "-1"], "--seeds must be >= 0"),
+        (["--name", "../x"], "give a plain folder name"),
+        (["--set", "learning_rate=-1"], "learning_rate"),
+        (["--report", "--name", "never"], "no benchmark never in logs"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(in_process: Zoo, extra: list[str], message: str) -> None:
+    result = in_process("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", *extra)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not Path("logs").exists()
+
+
+def test_a_folder_of_another_grid_is_refused_untouched(in_process: Zoo, tmp_path: Path) -> None:
+    grid_dir = tmp_path / "logs" / "benchmark" / "mine"
+    grid_dir.mkdir(parents=True)
+    grid_file = grid_dir / "grid.yml"
+    grid_file.write_text("name: mine\ngrid: {algos: [a2c], envs: [Pong], seeds: [0]}\n")
+    result = in_process("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--name", "mine")
+    assert result.returncode == 2
+    assert "holds another benchmark grid" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert grid_file.read_text().startswith("name: mine\ngrid: {algos: [a2c]")
+    assert sorted(p.name for p in grid_dir.iterdir()) == ["grid.yml"]
