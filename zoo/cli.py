@@ -13,6 +13,8 @@ from zoo.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
     from zoo.config import Config
+    from zoo.enjoy import ChosenModel
+    from zoo.runs import Run
 
 EXIT_USER_ERROR = 2
 
@@ -225,6 +227,9 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
     enjoy.add_argument("--algo", choices=list(SCHEMAS), help="algo of the run to play")
     enjoy.add_argument("--env", help="env of the run to play (short or full name)")
     enjoy.add_argument("--run", type=Path, metavar="DIR", help="play this run folder instead")
+    enjoy.add_argument("--pretrained", metavar="NAME",
+                       help="play an agent shipped with zoo (e.g. a2c-Breakout); with --algo and "
+                       "--env and no run of them in the log folder, their shipped agent plays")  # fmt: skip
     enjoy.add_argument("--exp-id", type=int, metavar="N", help="play run <env>_N (default: newest)")
     enjoy.add_argument("--model", choices=["best", "final", "checkpoint"], help="which model")
     enjoy.add_argument("--episodes", type=int, default=5, metavar="K", help="games (default 5)")
@@ -246,21 +251,17 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _run_enjoy(args: argparse.Namespace) -> int:
     from zoo.enjoy import choose_model, display_available, play, summary
     from zoo.errors import UserError
-    from zoo.runs import find_run, open_run
 
     if args.episodes < 1 or not 0 <= args.epsilon <= 1 or not 1 <= args.fps <= 240:
         raise UserError("--episodes must be >= 1, --epsilon in [0, 1], --fps in [1, 240]")
-    if args.run is not None:
-        run = open_run(args.run)
-    elif args.algo is None or args.env is None:
-        raise UserError("enjoy needs --algo and --env, or --run DIR")
-    else:
-        run = find_run(args.log_dir, args.algo, args.env, args.exp_id)
-    chosen = choose_model(run, args.model)
+    chosen = _shipped_model(args)
+    if chosen is None:
+        chosen = choose_model(_run_to_enjoy(args), args.model)
     render = not args.no_render and display_available()
     if not args.no_render and not render:
         print("no display found: playing without a window (--record FILE saves a video)")
-    print(f"Playing the {chosen.kind} model {chosen.path}")
+    if chosen.kind != "shipped":
+        print(f"Playing the {chosen.kind} model {chosen.path}")
     result = play(
         chosen, args.episodes, args.epsilon, args.seed, render, args.record, args.fps, print
     )
@@ -273,6 +274,59 @@ def _run_enjoy(args: argparse.Namespace) -> int:
         )
         print(f"Recorded {result.frames_recorded:,} frames to {args.record}{merged}")
     return 0
+
+
+def _run_to_enjoy(args: argparse.Namespace) -> Run:
+    from zoo.errors import UserError
+    from zoo.runs import find_run, open_run
+
+    if args.run is not None:
+        return open_run(args.run)
+    if args.algo is None or args.env is None:
+        raise UserError("enjoy needs --algo and --env, --run DIR or --pretrained NAME")
+    return find_run(args.log_dir, args.algo, args.env, args.exp_id)
+
+
+def _shipped_model(args: argparse.Namespace) -> ChosenModel | None:
+    """The shipped agent asked for with --pretrained, or the one of --algo/--env when the
+    log folder has no run of them; None when a run of the user's is to play."""
+    from zoo.enjoy import ChosenModel
+    from zoo.envs import resolve_env
+    from zoo.errors import UserError
+    from zoo.pretrained import read_card, shipped_agent, shipped_agent_for
+    from zoo.report import game_of
+    from zoo.runs import numbered_runs
+
+    if args.pretrained is not None:
+        if args.run is not None or args.exp_id is not None or args.model is not None:
+            raise UserError(
+                "--pretrained plays a shipped agent; leave out --run, --exp-id, --model"
+            )
+        run = shipped_agent(args.pretrained)
+        why = "Playing the shipped agent"
+    elif (
+        args.run is None
+        and args.algo is not None
+        and args.env is not None
+        and args.exp_id is None
+        and not numbered_runs(args.log_dir, args.algo, args.env)
+    ):
+        found = shipped_agent_for(args.algo, game_of(resolve_env(args.env).gym_id))
+        if found is None:
+            return None
+        run = found
+        why = f"No {args.algo} run of {args.env} in {args.log_dir}: playing the shipped agent"
+    else:
+        return None
+    card = read_card(run)
+    shown = card.get("evaluation", {}).get("sampled") or card.get("evaluation", {}).get("greedy")
+    score = ""
+    if isinstance(shown, dict) and shown.get("scores"):
+        scores = shown["scores"]
+        score = f", {sum(scores) / len(scores):.1f} over {len(scores)} whole games"
+    print(f"{why} {run.path.name} (zoo's own {int(card.get('steps') or 0):,}-step run{score}; "
+          f"model card: {run.path / 'card.yml'})")  # fmt: skip
+    return ChosenModel(run, run.final_model, "shipped")
 
 
 def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:

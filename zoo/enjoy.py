@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.utils import set_random_seed
 
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
@@ -94,6 +95,11 @@ def play(
     elif record is not None and not atari:
         render_mode = "rgb_array"  # other envs draw their frames only when asked to
     env = make_eval_env(config.env, config.env_settings(), seed, max_frames, render_mode)
+    # As the run's evaluations played: a greedy A2C agent can stall where it must serve.
+    sampled = config.hyperparams.get("eval_actions") == "sampled"
+    if sampled:
+        set_random_seed(seed)  # the draws of SB3's sampling: the same games for the same seed
+        say("Actions sampled from the policy (the run's eval_actions)")
     writer = _video_writer(record, fps) if record is not None else None
     frames = 0
 
@@ -109,7 +115,7 @@ def play(
 
     try:
         scores, lengths = play_evaluation_games(
-            model, env, episodes, epsilon, seed, callback=after_step
+            model, env, episodes, epsilon, seed, callback=after_step, sampled=sampled
         )
     finally:
         if writer is not None:

@@ -83,11 +83,15 @@ class EvaluationResult:
 
 
 class EpsilonGreedy:
-    """The model's greedy action, replaced by a random one with probability `epsilon`."""
+    """The model's greedy (or, with `sampled`, sampled) action, replaced by a random one
+    with probability `epsilon`."""
 
-    def __init__(self, model: BaseAlgorithm, epsilon: float, seed: int) -> None:
+    def __init__(
+        self, model: BaseAlgorithm, epsilon: float, seed: int, sampled: bool = False
+    ) -> None:
         self.model = model
         self.epsilon = epsilon
+        self.sampled = sampled
         self.rng = np.random.default_rng(seed)
         assert isinstance(model.action_space, spaces.Discrete)
         self.n_actions = int(model.action_space.n)
@@ -99,7 +103,9 @@ class EpsilonGreedy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        actions, state = self.model.predict(observation, state, episode_start, deterministic=True)
+        actions, state = self.model.predict(
+            observation, state, episode_start, deterministic=not self.sampled
+        )
         if self.epsilon > 0:
             explore = self.rng.random(len(actions)) < self.epsilon
             actions = np.where(
@@ -115,11 +121,12 @@ def play_evaluation_games(
     eval_epsilon: float,
     seed: int,
     callback: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    sampled: bool = False,
 ) -> tuple[list[float], list[int]]:
     """Scores and lengths of `episodes` full games (Monitor episodes) played one after
     another on `env`; `callback` sees SB3's evaluation loop after every step."""
     scores, lengths = evaluate_policy(
-        EpsilonGreedy(model, eval_epsilon, seed),
+        EpsilonGreedy(model, eval_epsilon, seed, sampled),
         env,
         n_eval_episodes=episodes,
         deterministic=True,
