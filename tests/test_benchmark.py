@@ -15,7 +15,7 @@ import pytest
 import yaml
 from rliable import library, metrics
 
-from zoo.benchmark_report import BOOTSTRAP_REPS, BOOTSTRAP_SEED
+from zoo.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

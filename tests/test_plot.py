@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_zoo
-from zoo.plot import RunCurves, games_finished_by, mean_and_spread, smooth
+from zoo.aggregates import interval_estimates
+from zoo.plot import RunCurves, evaluation_iqm, games_finished_by, mean_and_spread, smooth
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1
 
@@ -114,3 +115,25 @@ def test_mean_and_spread_use_the_range_every_run_covers() -> None:
     # at x=10 the first run is at 10 and the second, interpolated, at 4 + (10 - 2) * 2 = 20
     assert mean[-1] == pytest.approx(15.0) and spread[-1] == pytest.approx(5.0)
     assert mean_and_spread([first, (np.array([11.0, 12.0]), np.array([0.0, 1.0]))]) is None
+
+
+def test_mean_plots_the_iqm_of_the_runs_at_their_shared_evaluation_steps() -> None:
+    def run(steps: list[float], means: list[float]) -> RunCurves:
+        return RunCurves("run", "a2c Breakout", np.zeros(0), np.zeros(0), np.array(steps),
+                         np.array(means), np.zeros(len(steps)))  # fmt: skip
+
+    runs = [
+        run([100, 200, 300], [1, 10, 20]),
+        run([100, 200], [2, 40]),
+        run([100, 200, 300], [3, 12, 1]),
+        run([100, 200], [4, 11]),
+    ]
+    iqm = evaluation_iqm(runs)
+    assert iqm is not None
+    steps, point, low, high = iqm
+    assert steps.tolist() == [100.0, 200.0]  # 300: not every run evaluated there
+    # The IQM of four runs is the mean of the middle two: (2+3)/2 and (11+12)/2.
+    assert point.tolist() == [2.5, 11.5]
+    expected = interval_estimates([10, 40, 12, 11], reps=2_000)["iqm"]
+    assert (point[1], low[1], high[1]) == pytest.approx(expected)
+    assert evaluation_iqm(runs[:1]) is None

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from zoo.report import RunScore, game_of, human_normalized, markdown, reference_table
+from zoo.aggregates import interval_estimates
+from zoo.report import (
+    RunScore,
+    game_of,
+    human_normalized,
+    markdown,
+    over_seeds,
+    reference_table,
+)
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -54,3 +62,17 @@ def test_report_of_real_runs(zoo: Zoo, tmp_path: Path) -> None:
     assert "(2 games, evaluation at step 1,000)" in last.stdout
     missing = zoo("report", "--log-dir", "nowhere")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
+    def row(run: str, algo: str, mean: float | None) -> RunScore:
+        return RunScore(run, algo, "Breakout", 1000, mean, 0.0, 10, "evaluation")
+
+    rows = [row("a/1", "a2c", 10.0), row("a/2", "a2c", 30.0), row("a/3", "a2c", 14.0),
+            row("d/1", "dqn", 5.0), row("d/2", "dqn", None)]  # fmt: skip
+    text = over_seeds(rows)
+    estimates = interval_estimates([10.0, 30.0, 14.0])
+    cells = [f"{p:.1f} [{lo:.1f}, {hi:.1f}]" for p, lo, hi in estimates.values()]
+    assert f"| a2c | Breakout | 3 | {cells[0]} | {cells[1]} | {cells[2]} |" in text
+    assert "| dqn |" not in text  # one scored run: nothing to aggregate
+    assert over_seeds(rows[3:]) == ""

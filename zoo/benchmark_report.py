@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.aggregates import AGGREGATES, interval_estimates
 from zoo.atomic import atomic_write_text
 from zoo.benchmark import evaluation_modes, read_cell_info
 from zoo.report import game_of, human_normalized, reference_table
@@ -26,9 +26,6 @@ from zoo.yamlio import read_yaml_file
 RESULTS_CSV = "results.csv"
 AGGREGATES_CSV = "aggregates.csv"
 RESULTS_MD = "results.md"
-BOOTSTRAP_REPS = 20_000
-BOOTSTRAP_SEED = 0
-AGGREGATES = ("mean", "median", "iqm")
 
 
 @dataclass(frozen=True)
@@ -83,34 +80,6 @@ def collect(grid_dir: Path) -> list[CellResult]:
             )
         )
     return results
-
-
-def interval_estimates(scores: Sequence[float]) -> dict[str, tuple[float, float, float]]:
-    """Mean, median and IQM over runs with their 95% stratified bootstrap CIs (rliable)."""
-    from rliable import library, metrics
-
-    def aggregates(matrix: np.ndarray) -> np.ndarray:
-        return np.array(
-            [metrics.aggregate_mean(matrix), np.median(matrix), metrics.aggregate_iqm(matrix)]
-        )
-
-    matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)  # runs x 1 task
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's note on RandomState
-        points, intervals = library.get_interval_estimates(
-            {"runs": matrix},
-            aggregates,
-            reps=BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
-        )
-    return {
-        name: (
-            float(points["runs"][i]),
-            float(intervals["runs"][0][i]),
-            float(intervals["runs"][1][i]),
-        )
-        for i, name in enumerate(AGGREGATES)
-    }
 
 
 def _hns(game: str, score: float | None, references: dict[str, dict[str, float | None]]) -> str:

@@ -354,7 +354,7 @@ def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _run_report(args: argparse.Namespace) -> int:
     from zoo.errors import UserError
-    from zoo.report import markdown, reference_table, run_scores
+    from zoo.report import markdown, over_seeds, reference_table, run_scores, shipped_agent_scores
 
     if not args.log_dir.is_dir():
         raise UserError(f"{args.log_dir}: no such log folder; train a run first or give --log-dir")
@@ -377,11 +377,12 @@ def _run_report(args: argparse.Namespace) -> int:
             return result.scores, f"{chosen.kind} model now"
 
     rows = run_scores(args.log_dir, evaluate)
-    if not rows:
+    shipped = shipped_agent_scores()
+    if not rows and not shipped:
         raise UserError(
             f"no runs in {args.log_dir}; train one with: zoo train --algo dqn --env Breakout"
         )
-    table = markdown(rows, references)
+    table = markdown(rows + shipped, references) + over_seeds(rows)
     print(table, end="")
     if args.output is not None:
         try:

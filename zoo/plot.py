@@ -32,6 +32,8 @@ PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "epsilon": ("epsilon", ("rollout/exploration_rate",)),
     "lr": ("learning rate", ("train/learning_rate",)),
 }
+# Bootstrap resamples per evaluation step of a --mean plot (one interval per point).
+_IQM_BOOTSTRAP_REPS = 2_000
 _GRID_POINTS = 300
 _DPI = 100
 
@@ -230,6 +232,13 @@ def _draw_scores(axis: Axes, members: list[RunCurves], options: PlotOptions, col
     _mean_and_spread(axis, trained, color, "-", f"{name} training")
     evaluated = [_evaluation_curve(run, options)[0] for run in members if len(run.eval_steps)]
     _mean_and_spread(axis, evaluated, color, "--", f"{name} evaluation")
+    iqm = evaluation_iqm([run for run in members if len(run.eval_steps)])
+    if iqm is not None:
+        steps, point, low, high = iqm
+        x = steps if options.x_axis == "steps" else games_finished_by(members[0], steps)
+        axis.plot(x, point, color=color, linestyle=":", marker="s", markersize=3,
+                  label=f"{members[0].group} evaluation IQM, 95% CI (rliable)")  # fmt: skip
+        axis.fill_between(x, low, high, color=color, alpha=0.1, hatch="//")
 
 
 def _draw_panel(
@@ -254,6 +263,26 @@ def _draw_panel(
         axis.set_yscale("log")  # a TD loss spans orders of magnitude
     if axis.get_legend_handles_labels()[1]:
         axis.legend(loc="best", fontsize="x-small")
+
+
+def evaluation_iqm(
+    runs: Sequence[RunCurves],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, IQM, CI low, CI high) of the runs' evaluation means at every step that all of
+    them evaluated; None for fewer than two runs or no shared step."""
+    from zoo.aggregates import interval_estimates
+
+    if len(runs) < 2:
+        return None
+    shared = sorted(set.intersection(*(set(run.eval_steps.tolist()) for run in runs)))
+    if not shared:
+        return None
+    rows = []
+    for step in shared:
+        means = [float(run.eval_means[list(run.eval_steps).index(step)]) for run in runs]
+        rows.append(interval_estimates(means, reps=_IQM_BOOTSTRAP_REPS)["iqm"])
+    point, low, high = (np.array(column) for column in zip(*rows, strict=True))
+    return np.array(shared, dtype=np.float64), point, low, high
 
 
 def mean_and_spread(curves: Sequence[Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -88,10 +88,10 @@ def run_scores(
     log_dir: Path, evaluate: Callable[[Path], tuple[list[float], str]] | None = None
 ) -> list[RunScore]:
     """One row per run folder under `log_dir`: its last evaluation, or `evaluate`'s games."""
-    from zoo.runs import Run
+    from zoo.runs import Run, run_files
 
     rows = []
-    for run_file in sorted(log_dir.glob("*/*/run.yml")):
+    for run_file in run_files(log_dir):
         run = Run(run_file.parent)
         info = run.read_info()
         algo, env = str(info.get("algo", "?")), str(info.get("env", "?"))
@@ -110,6 +110,65 @@ def run_scores(
             )
         )
     return rows
+
+
+def shipped_agent_scores() -> list[RunScore]:
+    """One row per agent shipped with zoo, scored by its model card's final evaluation."""
+    from zoo.pretrained import read_card, shipped_agents
+    from zoo.runs import Run
+
+    rows = []
+    for name, folder in shipped_agents().items():
+        card = read_card(Run(folder))
+        evaluation = card.get("evaluation") or {}
+        actions = "sampled" if "sampled" in evaluation else "greedy"
+        scores = np.asarray((evaluation.get(actions) or {}).get("scores") or [], dtype=np.float64)
+        seeds = evaluation.get("seeds") or []
+        seed_text = f"seeds {seeds[0]}-{seeds[-1]}, " if seeds else ""
+        rows.append(
+            RunScore(
+                run=f"shipped: {name}",
+                algo=str(card.get("algo", "?")),
+                game=game_of(str(card.get("env", "?"))),
+                steps=int(card.get("steps") or 0),
+                mean=float(scores.mean()) if len(scores) else None,
+                std=float(scores.std()) if len(scores) else None,
+                games=len(scores),
+                source=f"shipped agent, {seed_text}{actions} actions",
+            )
+        )
+    return rows
+
+
+def over_seeds(rows: list[RunScore]) -> str:
+    """Markdown lines: for each algo and game with several scored runs, the mean, median and
+    IQM of the run means with 95% bootstrap CIs (rliable); empty when no group has two."""
+    from zoo.aggregates import AGGREGATES, interval_estimates
+
+    groups: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row.mean is not None and not row.run.startswith("shipped: "):
+            groups.setdefault((row.algo, row.game), []).append(row.mean)
+    lines = []
+    for (algo, game), means in groups.items():
+        if len(means) < 2:
+            continue
+        estimates = interval_estimates(means)
+        cells = [
+            f"{p:.1f} [{low:.1f}, {high:.1f}]"
+            for p, low, high in (estimates[n] for n in AGGREGATES)
+        ]
+        lines.append(f"| {algo} | {game} | {len(means)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = [
+        "",
+        "Over runs (each run's score above): point estimate [95% bootstrap CI], rliable.",
+        "",
+        "| algo | game | runs | mean | median | IQM |",
+        "|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + lines) + "\n"
 
 
 def _last_evaluation(run_path: Path) -> tuple[list[float], str]:

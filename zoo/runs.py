@@ -162,9 +162,15 @@ def find_run(log_dir: Path, algo: str, env_name: str, exp_id: int | None) -> Run
     return open_run(numbered[max(numbered)])
 
 
+def run_files(log_dir: Path) -> list[Path]:
+    """run.yml of every run under `log_dir`: `<algo>/<env>_<n>/` and benchmark cells
+    `benchmark/<grid>/<cell>/`."""
+    return sorted([*log_dir.glob("*/*/run.yml"), *log_dir.glob("benchmark/*/*/run.yml")])
+
+
 def runs_found(log_dir: Path, algo: str, env_name: str) -> str:
     """Which runs exist, and the command that would train the one that was asked for."""
-    found = sorted(str(path.parent.relative_to(log_dir)) for path in log_dir.glob("*/*/run.yml"))
+    found = [str(path.parent.relative_to(log_dir)) for path in run_files(log_dir)]
     listed = f"runs found: {', '.join(found)}" if found else f"no runs in {log_dir}"
     return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 

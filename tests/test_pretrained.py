@@ -1,0 +1,86 @@
+"""Shipped agents: packaged from a benchmark cell, played by enjoy and listed by report."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+import zoo.pretrained
+from tests.conftest import run_zoo
+from zoo.models import load_model
+from zoo.pretrained import main as package_main
+
+Zoo = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of shipped agents holding one a2c CartPole agent, packaged from a real cell."""
+    root = tmp_path_factory.mktemp("pretrained")
+    trained = run_zoo(["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "5",
+                       "-n", "800", "--set", "eval_freq=400", "--set", "eval_episodes=2",
+                       "--eval-games", "3", "--quiet"], root)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    cell = root / "logs" / "benchmark" / "a2c_CartPole-v1" / "a2c_CartPole-v1_seed5"
+    assert package_main([str(cell), "--into", str(root / "agents")]) == 0
+    return root / "agents"
+
+
+@pytest.fixture
+def using(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(zoo.pretrained, "pretrained_root", lambda: shipped)
+    return shipped
+
+
+def test_a_packaged_agent_has_its_card_and_small_weights(shipped: Path) -> None:
+    agent = shipped / "a2c-CartPole"
+    card = yaml.safe_load((agent / "card.yml").read_text())
+    assert card["algo"] == "a2c" and card["steps"] == 800 and card["seed"] == 5
+    assert card["evaluation"]["seeds"] == [0, 1, 2]
+    assert len(card["evaluation"]["sampled"]["scores"]) == 3
+    assert card["reproduce"].startswith("zoo benchmark --algos a2c --envs CartPole-v1 --seeds 5")
+    assert card["settings"]["n_envs"] == 8 and card["trained_on"]["cores"]
+    model = load_model(agent / "final_model.zip", device="cpu")
+    assert model.policy.optimizer.state_dict()["state"] == {}  # weights only, no statistics
+    assert all(p.dtype.is_floating_point and p.element_size() == 4
+               for p in model.policy.parameters())  # fmt: skip
+
+
+def test_enjoy_plays_a_shipped_agent_by_name_and_when_no_run_exists(
+    using: Path, in_process: Zoo
+) -> None:
+    named = in_process("enjoy", "--pretrained", "a2c-cartpole", "--no-render", "--episodes", "2")
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.startswith("Playing the shipped agent a2c-CartPole (zoo's own 800-step")
+    assert "2 games: mean" in named.stdout
+    fallback = in_process("enjoy", "--algo", "a2c", "--env", "CartPole-v1", "--no-render",
+                          "--episodes", "2")  # fmt: skip
+    assert fallback.returncode == 0, fallback.stderr
+    assert "No a2c run of CartPole-v1 in logs: playing the shipped agent a2c-CartPole" in (
+        fallback.stdout
+    )
+    # the same seed, the same games
+    assert named.stdout.splitlines()[1:] == fallback.stdout.splitlines()[1:]
+    unknown = in_process("enjoy", "--pretrained", "dqn-Pong", "--no-render")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == (
+        "zoo: error: --pretrained dqn-Pong: no such shipped agent; shipped: a2c-CartPole"
+    )
+    mixed = in_process("enjoy", "--pretrained", "a2c-CartPole", "--model", "best")
+    assert mixed.returncode == 2 and "leave out --run, --exp-id, --model" in mixed.stderr
+    nothing = in_process("enjoy", "--algo", "dqn", "--env", "CartPole-v1", "--no-render")
+    assert nothing.returncode == 2 and "no dqn run of CartPole-v1" in nothing.stderr
+
+
+def test_report_lists_the_shipped_agent_beside_the_papers(using: Path, in_process: Zoo) -> None:
+    Path("logs").mkdir()
+    result = in_process("report")
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if "shipped: a2c-CartPole" in line]
+    assert (
+        "| a2c | CartPole | 800 |" in row and "(3 games, shipped agent, seeds 0-2, sampled" in row
+    )

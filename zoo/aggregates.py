@@ -1,0 +1,46 @@
+"""Scores over runs (seeds): mean, median and IQM with 95% stratified bootstrap confidence
+intervals, computed by rliable (Agarwal et al. 2021), the way the field reports few-run results.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+BOOTSTRAP_REPS = 20_000
+BOOTSTRAP_SEED = 0  # the same scores give the same intervals every time
+AGGREGATES = ("mean", "median", "iqm")
+
+
+def interval_estimates(
+    scores: Sequence[float], reps: int = BOOTSTRAP_REPS
+) -> dict[str, tuple[float, float, float]]:
+    """(point, CI low, CI high) of the mean, median and IQM of per-run scores (one game)."""
+    from rliable import library, metrics
+
+    def aggregates(matrix: np.ndarray) -> np.ndarray:
+        # rliable's aggregate_median is a median over games of per-game means: for one game
+        # that is the mean, so the median over runs is numpy's, bootstrapped the same way.
+        return np.array(
+            [metrics.aggregate_mean(matrix), np.median(matrix), metrics.aggregate_iqm(matrix)]
+        )
+
+    matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)  # runs x 1 task
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch's note on RandomState
+        points, intervals = library.get_interval_estimates(
+            {"runs": matrix},
+            aggregates,
+            reps=reps,
+            random_state=np.random.RandomState(BOOTSTRAP_SEED),
+        )
+    return {
+        name: (
+            float(points["runs"][i]),
+            float(intervals["runs"][0][i]),
+            float(intervals["runs"][1][i]),
+        )
+        for i, name in enumerate(AGGREGATES)
+    }
