@@ -328,7 +328,7 @@ class EvaluationCallback(BaseCallback):
         try:
             result = self.evaluate()
         except EvaluationCancelled:
-            return False
+            return True  # StopWhenRequested ends training at the rollout boundary
         if self.on_result is not None and not self.on_result(self.model, result):
             self.stopped_by_listener = result
             return False
