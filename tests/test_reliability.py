@@ -234,3 +234,28 @@ def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
     checkpoint, _ = newest_checkpoint(checkpoints)
     assert checkpoint is not None and checkpoint.step == info["timesteps"]
     assert int(str(info["timesteps"])) % 4 == 0  # on the rollout grid
+
+
+def test_resume_messages_say_what_really_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config(
+        "dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=600", "save_replay_buffer=true"]
+    )
+    run = start_run(tmp_path, config, "cpu", ["train"])
+    train(config, run, TrainOptions(device="cpu"))
+    newest, _ = newest_checkpoint(run.checkpoints_dir)
+    assert newest is not None and newest.replay_buffer_file is not None
+    newest.replay_buffer_file.write_bytes(b"corrupt")  # only the newest keeps the buffer
+    code, _, err = _call("train", "--resume", str(run.path), "-n", "700")
+    assert code == 0, err
+    assert "has no replay buffer (only the newest checkpoint keeps it" in err
+    assert "save_replay_buffer: false" not in err
+
+    def no_room(_: object) -> shutil._ntuple_diskusage:
+        return shutil._ntuple_diskusage(10 << 30, 10 << 30, 0)
+
+    monkeypatch.setattr(shutil, "disk_usage", no_room)
+    code, _, err = _call("train", "--resume", str(run.path), "-n", "800")
+    assert code == 2
+    assert f"set save_replay_buffer: false in {run.config_file}" in err and "--set" not in err
