@@ -287,7 +287,7 @@ def evaluation_modes(algo: str) -> tuple[str, ...]:
 
 def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> None:
     """Whole games of the final and the best model, kept in the cell's benchmark.yml."""
-    from zoo.enjoy import ChosenModel, choose_model
+    from zoo.enjoy import ChosenModel, choose_model, run_config
     from zoo.runs import Run
 
     info = read_cell_info(cell.path)
@@ -295,6 +295,7 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
     if isinstance(done, dict) and done.get("games") == eval_games:
         return
     run = Run(cell.path)
+    config = run_config(run)  # the settings the cell trained with, as its config.yml says
     seeds = [FINAL_EVAL_SEED + game for game in range(eval_games)]
     results: dict[str, Any] = {"games": eval_games, "seeds": seeds}
     for kind in ("final", "best"):
@@ -305,7 +306,7 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
         results[kind] = {}
         for mode in evaluation_modes(cell.algo):
             started = time.monotonic()
-            scores, lengths = play_model(chosen.path, cell.config, seeds, sampled=mode == "sampled")
+            scores, lengths = play_model(chosen.path, config, seeds, sampled=mode == "sampled")
             results[kind][mode] = {
                 "scores": scores,
                 "lengths": lengths,
