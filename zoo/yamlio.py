@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import UserError
+from zoo.textfiles import read_text_file
 
 
 class _Loader(yaml.SafeLoader):
@@ -38,14 +39,8 @@ def parse_yaml_text(text: str, origin: str) -> Any:
 
 
 def read_yaml_file(path: Path, what: str = "hyperparameter file") -> Any:
-    """Read a YAML file, turning a missing or unreadable file into a UserError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    return parse_yaml_text(text, str(path))
+    """Read a YAML file, turning a missing, unreadable or oversized file into a UserError."""
+    return parse_yaml_text(read_text_file(path, what), str(path))
 
 
 def dump_yaml(data: Any) -> str:
