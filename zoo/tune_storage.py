@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -134,13 +135,17 @@ def _journal(path: Path) -> StudyStorage:
 
 def _check_is_journal(path: Path) -> None:
     """Refuse a file that is not an Optuna journal before Optuna appends a record to it."""
-    try:
-        with open(path, "rb") as file:
-            first = file.readline(JOURNAL_LINE_LIMIT)
-    except FileNotFoundError:
-        return  # a new journal
-    except OSError as error:
-        raise UserError(f"cannot read the study journal {path}: {error.strerror}") from None
+    for _ in range(10):
+        try:
+            with open(path, "rb") as file:
+                first = file.readline(JOURNAL_LINE_LIMIT)
+        except FileNotFoundError:
+            return  # a new journal
+        except OSError as error:
+            raise UserError(f"cannot read the study journal {path}: {error.strerror}") from None
+        if not first or first.endswith(b"\n"):
+            break
+        time.sleep(0.1)  # a worker started at the same moment may be writing the first record
     if not first:
         return  # empty: Optuna starts the journal here
     try:
