@@ -249,10 +249,10 @@ def test_a_model_that_is_not_the_runs_or_a_flag_it_contradicts_is_refused(
     DQN("MlpPolicy", "CartPole-v1", buffer_size=100).save(run_dir / "final_model.zip")
     cases = [
         ([str(run_dir)], f"{run_dir}/best_model.zip is a model of a2c, but "
-         f"{run_dir} is a dqn run; that zip does not belong to this run"),
+         f"{run_dir} is a run of dqn; that zip does not belong to this run"),
         ([str(run_dir), "--model", "final"], f"{run_dir}/final_model.zip takes observations of shape (4,), "
          f"but {run_dir} makes (4, 84, 84); that zip does not belong to this run"),
-        ([str(source), "--algo", "a2c"], f"--algo a2c: {source} is a dqn run; leave out --algo "
+        ([str(source), "--algo", "a2c"], f"--algo a2c: {source} is a run of dqn; leave out --algo "
          "with --run"),
         ([str(source), "--env", "Pong"], f"--env Pong: {source} plays BreakoutNoFrameskip-v4; "
          "leave out --env with --run"),

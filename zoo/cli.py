@@ -294,7 +294,7 @@ def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
     flag = "--pretrained" if args.pretrained is not None else "--run"
     if args.algo is not None and args.algo != info.get("algo"):
         raise UserError(
-            f"--algo {args.algo}: {what} is a {info.get('algo')} run; leave out --algo with {flag}"
+            f"--algo {args.algo}: {what} is a run of {info.get('algo')}; leave out --algo with {flag}"
         )
     if args.env is not None and resolve_env(args.env).name != info.get("env"):
         raise UserError(

@@ -82,7 +82,7 @@ def check_model_algo(chosen: ChosenModel, config: Config) -> type[BaseAlgorithm]
         names = {cls: name for name, cls in ALGORITHMS.items()}
         raise UserError(
             f"{chosen.path} is a model of {names.get(algorithm, algorithm.__name__)}, but "
-            f"{chosen.run.path} is a {config.algo} run; that zip does not belong to this run"
+            f"{chosen.run.path} is a run of {config.algo}; that zip does not belong to this run"
         )
     return algorithm
 
