@@ -271,14 +271,22 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _run_enjoy(args: argparse.Namespace) -> int:
-    from zoo.enjoy import choose_model, display_available, play, summary
+    from zoo.enjoy import check_record_target, choose_model, display_available, play, summary
     from zoo.errors import UserError
 
-    if args.episodes < 1 or not 0 <= args.epsilon <= 1 or not 1 <= args.fps <= 240:
-        raise UserError("--episodes must be >= 1, --epsilon in [0, 1], --fps in [1, 240]")
+    if args.episodes < 1:
+        raise UserError(f"--episodes {args.episodes}: give 1 or more games")
+    if not 0 <= args.epsilon <= 1:
+        raise UserError(f"--epsilon {args.epsilon:g}: give a random-action rate in [0, 1]")
+    if not 1 <= args.fps <= 240:
+        raise UserError(f"--fps {args.fps}: give 1 to 240 video frames per second")
+    if args.record is not None:
+        check_record_target(args.record)
     chosen = _shipped_model(args)
     if chosen is None:
         chosen = choose_model(_run_to_enjoy(args), args.model)
+    if args.run is not None or args.pretrained is not None:
+        _check_run_matches(args, chosen.run)
     render = not args.no_render and display_available()
     if not args.no_render and not render:
         print("no display found: playing without a window (--record FILE saves a video)")
@@ -296,6 +304,24 @@ def _run_enjoy(args: argparse.Namespace) -> int:
         )
         print(f"Recorded {result.frames_recorded:,} frames to {args.record}{merged}")
     return 0
+
+
+def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
+    """--algo and --env given with --run or --pretrained must be the run's own, not ignored."""
+    from zoo.envs import resolve_env
+    from zoo.errors import UserError
+
+    info = run.read_info()
+    what = "the shipped agent" if args.pretrained is not None else str(run.path)
+    flag = "--pretrained" if args.pretrained is not None else "--run"
+    if args.algo is not None and args.algo != info.get("algo"):
+        raise UserError(
+            f"--algo {args.algo}: {what} is a run of {info.get('algo')}; leave out --algo with {flag}"
+        )
+    if args.env is not None and resolve_env(args.env).name != info.get("env"):
+        raise UserError(
+            f"--env {args.env}: {what} plays {info.get('env')}; leave out --env with {flag}"
+        )
 
 
 def _run_to_enjoy(args: argparse.Namespace) -> Run:
@@ -398,7 +424,8 @@ def _run_report(args: argparse.Namespace) -> int:
             result = play(chosen, episodes, 0.0, 0, False, None, 15, lambda _: None)
             return result.scores, f"{chosen.kind} model now"
 
-    rows = run_scores(args.log_dir, evaluate)
+    # Notes go to stderr: stdout is the markdown table, often redirected to a file.
+    rows = run_scores(args.log_dir, evaluate, lambda line: print(f"note: {line}", file=sys.stderr))
     shipped = shipped_agent_scores()
     if not rows and not shipped:
         raise UserError(
@@ -585,7 +612,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     from zoo.train import resolve_device
     from zoo.tune import TuneSettings, prepare_study, run_workers
     from zoo.tune_report import open_report_study, write_report
-    from zoo.tune_storage import open_storage
+    from zoo.tune_storage import journal_path, open_storage
 
     if args.seed is not None and args.seed < 0:
         raise UserError("--seed must be >= 0")
@@ -594,8 +621,9 @@ def _run_tune(args: argparse.Namespace) -> int:
     settings = TuneSettings(
         algo=args.algo,
         env=args.env,
-        trials=args.trials or 1,
-        trial_steps=args.trial_steps or 1,
+        # --report runs no trial: any count passes the checks there.
+        trials=args.trials if not args.report else 1,
+        trial_steps=args.trial_steps if not args.report else 1,
         study=args.study,
         storage=args.storage,
         sampler=args.sampler,
@@ -630,6 +658,12 @@ def _run_tune(args: argparse.Namespace) -> int:
             interrupted = True
     else:
         interrupted = False
+        journal = journal_path(args.storage, settings.study_dir)
+        if journal is not None and not journal.is_file():  # a report creates no journal
+            raise UserError(
+                f"no study {settings.study_name!r} in {journal}; run zoo tune with the same "
+                "--study and --storage first"
+            )
         storage = open_storage(
             args.storage, settings.study_dir, 1, args.heartbeat_interval, args.grace_period
         )

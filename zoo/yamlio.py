@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import UserError
+from zoo.textfiles import read_text_file
 
 
 class _Loader(yaml.SafeLoader):
@@ -25,8 +26,6 @@ _Loader.add_implicit_resolver(
 # Values a document may expand to through its aliases: hyperparameter files hold hundreds;
 # a few lines of nested aliases ("billion laughs") expand to billions.
 MAX_EXPANDED_VALUES = 100_000
-# Hyperparameter and run files are a few KB; a cap keeps `/dev/zero` from filling memory.
-MAX_FILE_BYTES = 1 << 20
 
 
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
@@ -86,21 +85,8 @@ def parse_yaml_text(text: str, origin: str) -> Any:
 
 
 def read_yaml_file(path: Path, what: str = "hyperparameter file") -> Any:
-    """Read a YAML file, turning a missing or unreadable file into a UserError."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UserError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; not a {what}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (not UTF-8); give a YAML {what}") from None
-    return parse_yaml_text(text, str(path))
+    """Read a YAML file, turning a missing, unreadable or oversized file into a UserError."""
+    return parse_yaml_text(read_text_file(path, what), str(path))
 
 
 def dump_yaml(data: Any) -> str:
