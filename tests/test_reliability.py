@@ -259,3 +259,31 @@ def test_resume_messages_say_what_really_happened(
     code, _, err = _call("train", "--resume", str(run.path), "-n", "800")
     assert code == 2
     assert f"set save_replay_buffer: false in {run.config_file}" in err and "--set" not in err
+
+
+# Without zoo's hook the writer thread's error reaches the thread excepthook (a traceback on
+# stderr; under pytest, this warning).
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_full_disk_under_tensorboards_writer_thread_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    real_write = RecordWriter.write
+    records: list[int] = []
+
+    def full_after_a_while(self: RecordWriter, data: bytes) -> None:
+        records.append(1)
+        if len(records) > 20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, data)
+
+    monkeypatch.setattr(RecordWriter, "write", full_after_a_while)
+    config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=3000"])
+    run = start_run(tmp_path, config, "cpu", ["train"])
+    with pytest.raises(UserError) as failure:
+        train(config, run, TrainOptions(device="cpu"))
+    assert "No space left on device" in str(failure.value)
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Exception in thread" not in captured.err
+    assert _info(run)["status"] == "failed"

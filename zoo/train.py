@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -176,7 +177,8 @@ def _train(
             mark_resumed(run, start.step, total, options.command)
             options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
         try:
-            interrupted_with = _learn(model, total, start, callbacks, options)
+            with _write_errors_of_threads_left_to_the_main_thread():
+                interrupted_with = _learn(model, total, start, callbacks, options)
             interrupted = interrupted_with is not None
             with a_second_signal_quits(interrupted, options.warn):
                 _save_checkpoint(model, config, run)
@@ -194,6 +196,25 @@ def _train(
         )
     finally:
         _close_quietly(env)
+
+
+@contextlib.contextmanager
+def _write_errors_of_threads_left_to_the_main_thread() -> Iterator[None]:
+    """TensorBoard writes events in a thread of its own; on a full disk that thread died
+    with a traceback while the main thread printed more. Its OSError is kept quiet here: the
+    writer raises it again in the main thread at its next write, which ends the run with
+    the one line of `_write_failure`."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not issubclass(args.exc_type, OSError):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def _write_failure(run: Run, error: OSError) -> UserError:
