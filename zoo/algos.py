@@ -6,12 +6,15 @@ their template methods.
 - DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
   the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
   a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
+- `replay_buffer="frames"` stores pixel frames once (zoo/frame_buffer.py), n-step returns
+  included; `"sb3"` keeps SB3's own buffers.
 
 Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise for the others.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -26,6 +29,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples, TrainFreq
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from zoo.frame_buffer import FrameReplayBuffer
 from zoo.q_networks import (
     NETWORKS,
     CnnQPolicy,
@@ -39,6 +43,12 @@ from zoo.schedules import Schedule
 TD_LOSSES: Mapping[str, Callable[[th.Tensor, th.Tensor], th.Tensor]] = {
     "huber": F.smooth_l1_loss,  # Huber with delta 1: the 2015 paper's error clipping
     "mse": F.mse_loss,
+}
+
+# `replay_buffer`: the class that stores transitions (None: SB3 picks its own, n-step or not).
+REPLAY_BUFFERS: Mapping[str, type[FrameReplayBuffer] | None] = {
+    "frames": FrameReplayBuffer,
+    "sb3": None,
 }
 
 
@@ -154,6 +164,8 @@ class TemporalDifferenceTraining:
     Gradient steps wait until the buffer holds `learning_starts` transitions, which only
     matters when a run resumes without its saved buffer. With `random_warmup` false the
     policy (with its epsilon) acts before `learning_starts` instead of uniform random play.
+    `replay_buffer` names the buffer (REPLAY_BUFFERS); the frame buffer gets `n_steps` and
+    `gamma` from the algorithm, as SB3 gives them to its n-step buffer.
     """
 
     policy: Any
@@ -161,6 +173,10 @@ class TemporalDifferenceTraining:
     logger: Any
     max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
     learning_starts: int
+    gamma: float
+    n_steps: int
+    replay_buffer_class: type[Any] | None
+    replay_buffer_kwargs: dict[str, Any]
     random_warmup: bool = True
     _n_updates: int
     _vec_normalize_env: Any
@@ -173,16 +189,38 @@ class TemporalDifferenceTraining:
         dueling: bool = False,
         network: str | None = None,
         random_warmup: bool = True,
+        replay_buffer: str = "sb3",
         **kwargs: Any,
     ) -> None:
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+        if replay_buffer not in REPLAY_BUFFERS:
+            raise ValueError(
+                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFERS)}"
+            )
         self.double_q, self.dueling, self.network = double_q, dueling, network
         self.random_warmup = random_warmup
+        buffer_class = REPLAY_BUFFERS[replay_buffer]
+        if buffer_class is not None:
+            if kwargs.get("replay_buffer_class") is not None:
+                raise ValueError("give either replay_buffer or replay_buffer_class")
+            kwargs["replay_buffer_class"] = buffer_class
         kwargs["policy_kwargs"] = variant_policy_kwargs(
             kwargs.get("policy_kwargs"), dueling, network
         )
         super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        buffer_class = self.replay_buffer_class
+        if buffer_class is None or not issubclass(buffer_class, FrameReplayBuffer):
+            super()._setup_model()  # type: ignore[misc]
+            return
+        self.replay_buffer_kwargs.update({"n_steps": self.n_steps, "gamma": self.gamma})
+        with warnings.catch_warnings():
+            # SB3 warns that it sets up n-step returns only for its own buffer; this one
+            # has just been given them.
+            warnings.filterwarnings("ignore", message=r".*is ignored because a custom")
+            super()._setup_model()  # type: ignore[misc]
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         raise NotImplementedError
@@ -202,8 +240,7 @@ class TemporalDifferenceTraining:
 
     def discounts(self, batch: ReplayBufferSamples) -> th.Tensor | float:
         """gamma, or gamma**k per sample from SB3's n-step buffer (k < n when a game ended)."""
-        gamma: float = self.gamma  # type: ignore[attr-defined]
-        return batch.discounts if batch.discounts is not None else gamma
+        return batch.discounts if batch.discounts is not None else self.gamma
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         if self._stored_transitions() < self._transitions_before_learning():

@@ -412,10 +412,12 @@ def _check_combinations(
         fail(
             "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
         )
+    _check_replay_buffer(hyperparams, env, fail)
     if hyperparams.get("n_steps", 1) > 1 and hyperparams.get("optimize_memory_usage"):
         fail(
             "optimize_memory_usage",
-            "SB3's n-step replay buffer cannot store frames once; set it false or n_steps: 1",
+            "SB3's n-step replay buffer cannot store frames once; set it false "
+            "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
     if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
@@ -427,6 +429,20 @@ def _check_combinations(
         fail(
             "optimize_memory_usage",
             "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
+        )
+
+
+def _check_replay_buffer(
+    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
+) -> None:
+    if hyperparams.get("replay_buffer") != "frames":
+        return
+    if env.kind != "atari":
+        fail("replay_buffer", f"frames stores pixel frames, {env.name} has none; use sb3")
+    if hyperparams.get("optimize_memory_usage"):
+        fail(
+            "optimize_memory_usage",
+            "the frame buffer (replay_buffer: frames) stores each frame once already; set it false",
         )
 
 

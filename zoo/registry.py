@@ -14,6 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
+from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
 from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor
 from zoo.q_networks import NETWORKS
@@ -28,6 +29,7 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
 # Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
 Q_NETWORKS: tuple[str, ...] = tuple(NETWORKS)
 LOSSES: tuple[str, ...] = tuple(TD_LOSSES)
+REPLAY_BUFFERS: tuple[str, ...] = tuple(BUFFER_CLASSES)
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 

@@ -333,7 +333,14 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         schedule(low=0, high=1, exploration=True),
         "epsilon schedule (replaces the three exploration_* keys)",
     ),
-    "optimize_memory_usage": Field(boolean, "store each frame once in the replay buffer"),
+    "replay_buffer": Field(
+        choice(registry.REPLAY_BUFFERS),
+        "frames: each pixel frame stored once, stacks rebuilt when sampled (Atari pixel games); "
+        "sb3: SB3's buffer, two whole stacks per transition",
+    ),
+    "optimize_memory_usage": Field(
+        boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
+    ),
     "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
     "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
     "double_q": Field(

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -259,12 +260,15 @@ def _starting_model(
 
 
 def _end_stored_trajectories(model: OffPolicyAlgorithm) -> None:
-    """Mark the newest stored transition of each env as truncated: the game it belonged to
-    is gone, so n-step returns must not run on into the first game after the resume."""
+    """Mark the newest stored transition of each env as truncated unless its episode ended:
+    the game it belonged to is gone, so n-step returns must not run on into the first game
+    after the resume. A real end stays one (a truncation would bootstrap from it), so the
+    buffer samples what it sampled before the checkpoint, as SB3's n-step buffer cuts there."""
     buffer = model.replay_buffer
     if buffer is None or (buffer.pos == 0 and not buffer.full):
         return
-    buffer.timeouts[(buffer.pos - 1) % buffer.buffer_size] = True
+    newest = (buffer.pos - 1) % buffer.buffer_size
+    buffer.timeouts[newest] = np.logical_or(buffer.timeouts[newest], buffer.dones[newest] == 0)
 
 
 def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
