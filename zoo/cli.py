@@ -735,6 +735,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
     from zoo.errors import UserError
+    from zoo.memory_admission import admit_replay_buffer
     from zoo.resume import init_weights_file, prepare_resume, without_random_phase
     from zoo.runs import discard_unstarted_run, mark_resumed, start_run
     from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
@@ -746,6 +747,7 @@ def _run_train(args: argparse.Namespace) -> int:
         _refuse_with_resume(args)
         resumption = prepare_resume(args.resume, args.timesteps, options.warn)
         config, run, start = resumption.config, resumption.run, resumption.start
+        admit_replay_buffer(config)
         total = start.total_timesteps or config.n_timesteps
         mark_resumed(run, start.step, total, sys.argv[1:])
         say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
@@ -760,6 +762,7 @@ def _run_train(args: argparse.Namespace) -> int:
             config = without_random_phase(config)
         if args.init_from is not None:
             start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
+        admit_replay_buffer(config)  # before anything is created
         run = start_run(args.log_dir, config, device, sys.argv[1:])
         total = config.n_timesteps
         say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")

@@ -65,7 +65,8 @@ def frame_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_e
     per_env = max(buffer_size // n_envs, 1)
     frames = frame_capacity(per_env, stack) * n_envs * frame_bytes
     pending = n_envs * stack * frame_bytes  # each env's previous next observation
-    return frames + pending + per_env * n_envs * _INDEX_BYTES_PER_TRANSITION
+    per_env_counters = n_envs * (8 + 1 + 1)  # frames written, pending history, has pending
+    return frames + pending + per_env_counters + per_env * n_envs * _INDEX_BYTES_PER_TRANSITION
 
 
 def sb3_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
@@ -203,17 +204,22 @@ class FrameReplayBuffer(ReplayBuffer):
         batch_inds, env_indices = self._redraw_unrebuildable(batch_inds, env_indices)
         if self.n_steps > 1:
             return self._n_step_samples(batch_inds, env_indices, env)
-        next_obs = self._next_stacks(batch_inds, env_indices)
-        data = (
-            self._normalize_obs(self._stacks(batch_inds, env_indices), env),
-            self.actions[batch_inds, env_indices, :],
-            self._normalize_obs(next_obs, env),
-            # Only dones that are not due to timeouts, as in SB3's ReplayBuffer.
-            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices]))
-            .reshape(-1, 1),
-            self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
-        )  # fmt: skip
-        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        obs = self._normalize_obs(self._stacks(batch_inds, env_indices), env)
+        next_obs = self._normalize_obs(self._next_stacks(batch_inds, env_indices), env)
+        # Only dones that are not due to timeouts, as in SB3's ReplayBuffer.
+        dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+        rewards = self.rewards[batch_inds, env_indices].reshape(-1, 1)
+        return ReplayBufferSamples(
+            observations=self._stack_tensor(obs),
+            actions=self.to_torch(self.actions[batch_inds, env_indices, :]),
+            next_observations=self._stack_tensor(next_obs),
+            dones=self.to_torch(dones.reshape(-1, 1)),
+            rewards=self.to_torch(self._normalize_reward(rewards, env)),
+        )
+
+    def _stack_tensor(self, stacks: np.ndarray | dict[str, np.ndarray]) -> th.Tensor:
+        """The stacks were gathered for this batch alone: no second copy (SB3 copies)."""
+        return th.as_tensor(stacks, device=self.device)
 
     def _redraw_unrebuildable(
         self, batch_inds: np.ndarray, env_indices: np.ndarray
@@ -263,9 +269,9 @@ class FrameReplayBuffer(ReplayBuffer):
         self.timeouts[last_valid_index] = original_timeout_values
         obs = self._normalize_obs(self._stacks(batch_inds, env_indices), env)
         return ReplayBufferSamples(
-            observations=self.to_torch(obs),  # type: ignore[arg-type]
+            observations=self._stack_tensor(obs),
             actions=self.to_torch(self.actions[batch_inds, env_indices]),
-            next_observations=self.to_torch(next_obs),  # type: ignore[arg-type]
+            next_observations=self._stack_tensor(next_obs),
             dones=self.to_torch(final_dones),
             rewards=self.to_torch(n_step_returns),
             discounts=self.to_torch(target_q_discounts),

@@ -46,6 +46,7 @@ from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import EXIT_INTERRUPTED, UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, ctrl_c_requests_a_stop
+from zoo.memory_admission import admit_replay_buffer
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
@@ -143,6 +144,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
+    admit_replay_buffer(config)  # `zoo tune` and `zoo benchmark` runs too
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
