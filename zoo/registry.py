@@ -17,6 +17,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
 from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor
+from zoo.optimizers import DeepMindRMSprop
 from zoo.q_networks import NETWORKS
 
 # Subclasses of SB3's DQN, A2C and sb3-contrib's QRDQN; their zips load with the plain classes.
@@ -38,6 +39,7 @@ OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
     "adamw": th.optim.AdamW,
     "rmsprop": th.optim.RMSprop,
     "rmsprop_tf_like": RMSpropTFLike,
+    "rmsprop_deepmind": DeepMindRMSprop,  # the DQN papers': centred, eps inside the root
     "sgd": th.optim.SGD,
 }
 

@@ -359,7 +359,9 @@ SCHEMAS: Mapping[str, Schema] = {
         algorithm={
             **_Q_LEARNING_FIELDS,
             "loss": Field(choice(registry.LOSSES), "TD loss: huber (error clipping) or mse"),
-            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
             "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
         },
     ),
