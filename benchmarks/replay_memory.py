@@ -103,13 +103,26 @@ def show_sampling(fill: int, batches: int) -> None:
                 fill, observation_space, action_space, device="cpu", n_steps=n_steps
             )
         )
-        for index in range(fill):
-            frames.add(*stream[index % len(stream)])
-            sb3.add(*stream[index % len(stream)])
+        add_times = _fill((frames, sb3), stream, fill)
         frames_time, sb3_time = _sample_times((frames, sb3), batches)
         del frames, sb3
         print(f"  n_steps {n_steps}: frames {frames_time * 1e6:7.1f} us   "
               f"sb3 {sb3_time * 1e6:7.1f} us   frames / sb3 {frames_time / sb3_time:.2f}")  # fmt: skip
+    print(f"storing one transition (median of {fill:,}): frames {add_times[0] * 1e6:.1f} us   "
+          f"sb3 {add_times[1] * 1e6:.1f} us")  # fmt: skip
+
+
+def _fill(
+    buffers: tuple[ReplayBuffer, ...], stream: list[tuple[Any, ...]], fill: int
+) -> list[float]:
+    """Store `fill` transitions in each buffer, in turn; the median time of one `add`."""
+    durations: list[list[float]] = [[] for _ in buffers]
+    for index in range(fill):
+        for buffer, found in zip(buffers, durations, strict=True):
+            start = time.perf_counter()
+            buffer.add(*stream[index % len(stream)])
+            found.append(time.perf_counter() - start)
+    return [statistics.median(found) for found in durations]
 
 
 def _sample_times(buffers: tuple[ReplayBuffer, ...], batches: int) -> list[float]:
