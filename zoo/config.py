@@ -80,6 +80,10 @@ class Config:
             return None
         return build_schedule(spec, self.n_timesteps, exploration=True)
 
+    def priority_beta_schedule(self) -> Schedule | None:
+        spec = self.hyperparams.get("priority_beta")
+        return None if spec is None else build_schedule(spec, self.n_timesteps, rising=True)
+
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
 
@@ -89,7 +93,7 @@ class Config:
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
-            if key in self.schema.algorithm and key != "exploration"
+            if key in self.schema.algorithm and key not in ("exploration", "priority_beta")
         }
         kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
         if "train_freq" in kwargs:
@@ -320,7 +324,7 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
-SCHEDULE_KEYS = ("learning_rate", "exploration")
+SCHEDULE_KEYS = ("learning_rate", "exploration", "priority_beta")
 SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
 
 
@@ -435,6 +439,12 @@ def _check_combinations(
 def _check_replay_buffer(
     hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
 ) -> None:
+    if hyperparams.get("prioritized_replay") and hyperparams.get("replay_buffer") != "frames":
+        fail(
+            "prioritized_replay",
+            "prioritized replay draws from the frame buffer: it needs replay_buffer: frames "
+            "(Atari pixel games)",
+        )
     if hyperparams.get("replay_buffer") != "frames":
         return
     if env.kind != "atari":

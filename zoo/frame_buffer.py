@@ -202,6 +202,12 @@ class FrameReplayBuffer(ReplayBuffer):
         # The same random numbers as SB3's buffers: env indices drawn here, as there.
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         batch_inds, env_indices = self._redraw_unrebuildable(batch_inds, env_indices)
+        return self._samples_at(batch_inds, env_indices, env)
+
+    def _samples_at(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None
+    ) -> ReplayBufferSamples:
+        """The batch of transitions (batch_inds, env_indices), whose frames are all there."""
         if self.n_steps > 1:
             return self._n_step_samples(batch_inds, env_indices, env)
         obs = self._normalize_obs(self._stacks(batch_inds, env_indices), env)
