@@ -309,3 +309,18 @@ def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int) -> Non
 def _draw(buffer: Any, seed: int, every: np.ndarray) -> list[ReplayBufferSamples]:
     np.random.seed(seed)
     return [buffer.sample(256), buffer._get_samples(every)]
+
+
+def test_a_full_ring_is_loaded_without_a_copy() -> None:
+    import pickle
+
+    import gymnasium as gym
+
+    space = gym.spaces.Box(0, 255, (2, 3, 3), dtype=np.uint8)
+    buffer = FrameReplayBuffer(4, space, gym.spaces.Discrete(2), device="cpu")
+    for step in range(12):  # a stack that never continues: two frames per transition
+        obs = np.full((1, 2, 3, 3), step + 1, dtype=np.uint8)
+        buffer.add(obs, obs, np.array([[0]]), np.zeros(1), np.ones(1), [{}])
+    restored = pickle.loads(pickle.dumps(buffer, protocol=pickle.HIGHEST_PROTOCOL))
+    assert restored.frames.base is not None and restored.frames.flags.writeable
+    assert np.array_equal(restored.frames, buffer.frames)

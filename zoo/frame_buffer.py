@@ -313,8 +313,10 @@ class FrameReplayBuffer(ReplayBuffer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         saved = state["frames"]
-        frames = np.zeros((state["frame_capacity"], *saved.shape[1:]), dtype=saved.dtype)
-        frames[: len(saved)] = saved
+        frames = saved  # a full ring is used as loaded, not copied: 7 GB for 1M transitions
+        if len(saved) < state["frame_capacity"]:
+            frames = np.zeros((state["frame_capacity"], *saved.shape[1:]), dtype=saved.dtype)
+            frames[: len(saved)] = saved
         self.__dict__.update({**state, "frames": frames})
 
 
