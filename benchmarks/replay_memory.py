@@ -11,7 +11,7 @@
    stored again and again.
 3. Agent steps per second of the shipped Breakout DQN training with each buffer, after
    `--warmup` untimed steps, epsilon at its final value; `--repeat N` alternates the two N
-   times and prints each median.
+   times and prints each median; `--set KEY=VALUE` changes a hyperparameter of both.
 
 Numbers are printed, never asserted.
 """
@@ -139,13 +139,16 @@ def _sample_times(buffers: tuple[ReplayBuffer, ...], batches: int) -> list[float
     return [statistics.median(found) for found in durations]
 
 
-def training_rate(replay_buffer: str, steps: int, warmup: int, buffer_size: int) -> float:
+def training_rate(
+    replay_buffer: str, steps: int, warmup: int, buffer_size: int, extra: list[str]
+) -> float:
     overrides = [
         "seed=0",
         f"replay_buffer={replay_buffer}",
         f"buffer_size={buffer_size}",
         f"learning_starts={warmup}",
         "exploration=0.01",  # the shipped schedule's final value, as over most of a run
+        *extra,
     ]
     config = build_config("dqn", "Breakout", overrides=overrides)
     apply_torch_threads(config.hyperparams)
@@ -160,13 +163,13 @@ def training_rate(replay_buffer: str, steps: int, warmup: int, buffer_size: int)
         env.close()
 
 
-def show_training(steps: int, warmup: int, repeat: int, buffer_size: int) -> None:
+def show_training(steps: int, warmup: int, repeat: int, buffer_size: int, extra: list[str]) -> None:
     print(f"\nDQN training, shipped Breakout settings, buffer {buffer_size:,}, "
           f"{steps:,} timed steps after {warmup:,}, {repeat} round(s):")  # fmt: skip
     rates: dict[str, list[float]] = {"frames": [], "sb3": []}
     for _ in range(repeat):
         for name, found in rates.items():
-            found.append(training_rate(name, steps, warmup, buffer_size))
+            found.append(training_rate(name, steps, warmup, buffer_size, extra))
     for name, found in rates.items():
         runs = ", ".join(f"{rate:.1f}" for rate in found)
         print(f"  {name:6s} {statistics.median(found):7.1f} steps/s (runs: {runs})")
@@ -181,11 +184,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--buffer-size", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="for the training runs"
+    )
     args = parser.parse_args()
     show_bytes(args.allocate)
     show_sampling(args.fill, args.batches)
     if args.train_steps > 0:
-        show_training(args.train_steps, args.warmup, args.repeat, args.buffer_size)
+        show_training(args.train_steps, args.warmup, args.repeat, args.buffer_size, args.set)
 
 
 if __name__ == "__main__":
