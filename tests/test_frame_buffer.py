@@ -324,3 +324,27 @@ def test_a_full_ring_is_loaded_without_a_copy() -> None:
     restored = pickle.loads(pickle.dumps(buffer, protocol=pickle.HIGHEST_PROTOCOL))
     assert restored.frames.base is not None and restored.frames.flags.writeable
     assert np.array_equal(restored.frames, buffer.frames)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("replay_buffer_kwargs.foo=1", "the frames replay buffer takes no 'foo'"),
+        (
+            "replay_buffer_kwargs.episode_start_reserve=-1",
+            "episode_start_reserve must be a number >= 0",
+        ),
+        ("replay_buffer_kwargs.handle_timeout_termination=2", "must be true or false, got 2"),
+        ("replay_buffer=fast", "key 'replay_buffer': expected one of frames, sb3"),
+    ],
+)
+def test_bad_replay_settings_are_one_line(
+    in_process: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    setting: str,
+    message: str,
+) -> None:
+    result = in_process("train", "--algo", "dqn", "--env", "Breakout", "--set", setting)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []

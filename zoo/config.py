@@ -417,6 +417,8 @@ def _check_combinations(
             "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
         )
     _check_replay_buffer(hyperparams, env, fail)
+    if "buffer_size" in hyperparams:
+        _check_replay_buffer_kwargs(hyperparams, fail)
     if hyperparams.get("n_steps", 1) > 1 and hyperparams.get("optimize_memory_usage"):
         fail(
             "optimize_memory_usage",
@@ -454,6 +456,35 @@ def _check_replay_buffer(
             "optimize_memory_usage",
             "the frame buffer (replay_buffer: frames) stores each frame once already; set it false",
         )
+
+
+# replay_buffer_kwargs each buffer takes, and what their values must be.
+_REPLAY_BUFFER_KWARGS: Mapping[str, Mapping[str, str]] = {
+    "sb3": {"handle_timeout_termination": "true or false"},
+    "frames": {
+        "handle_timeout_termination": "true or false",
+        "episode_start_reserve": "a number >= 0 (frames per transition kept for episode starts)",
+    },
+}
+
+
+def _check_replay_buffer_kwargs(
+    hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
+) -> None:
+    kind = str(hyperparams.get("replay_buffer", "sb3"))
+    accepted = _REPLAY_BUFFER_KWARGS.get(kind, {})
+    for key, value in (hyperparams.get("replay_buffer_kwargs") or {}).items():
+        if key not in accepted:
+            fail(
+                "replay_buffer_kwargs",
+                f"the {kind} replay buffer takes no {key!r}; it takes {', '.join(accepted)}",
+            )
+        wrong_flag = key == "handle_timeout_termination" and not isinstance(value, bool)
+        wrong_number = key == "episode_start_reserve" and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+        )
+        if wrong_flag or wrong_number:
+            fail("replay_buffer_kwargs", f"{key} must be {accepted[key]}, got {value!r}")
 
 
 def _check_ale_backend(
