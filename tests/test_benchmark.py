@@ -57,7 +57,7 @@ def test_grid_resumes_a_killed_cell_skips_finished_ones_and_reports(
 
     result = zoo(*GRID)
     assert result.returncode == 0, result.stderr
-    assert f"[{CELLS[0]}] resuming at step 1,000 of 2,000" in result.stdout
+    assert f"[{CELLS[0]}] Resuming {grid_dir / CELLS[0]} at step 1,000 of 2,000" in result.stdout
     for cell in CELLS[1:]:
         assert f"[{cell}] training" in result.stdout
     with open(grid_dir / "results.csv", newline="") as file:
@@ -76,7 +76,7 @@ def test_grid_resumes_a_killed_cell_skips_finished_ones_and_reports(
     again = zoo(*GRID)  # everything finished: nothing trains, the same results
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already trained (2,000 steps)") == 4
-    assert "training" not in again.stdout and "resuming" not in again.stdout
+    assert "training" not in again.stdout and "Resuming" not in again.stdout
     with open(grid_dir / "results.csv", newline="") as file:
         assert list(csv.DictReader(file)) == rows
 

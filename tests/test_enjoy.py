@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import subprocess
 from collections.abc import Callable
@@ -141,3 +142,123 @@ def test_model_choice_falls_back_from_best_to_final_to_checkpoint(trained: Path)
     assert choose_model(run, None).kind == "best"
     assert choose_model(run, "checkpoint").path.name == "model.zip"
     assert isinstance(choose_model(run, "final"), ChosenModel)
+
+
+def test_range_errors_name_the_option(in_process: Zoo) -> None:
+    cases = [
+        (["--episodes", "0"], "--episodes 0: give 1 or more games"),
+        (["--epsilon", "2"], "--epsilon 2: give a random-action rate in [0, 1]"),
+        (["--fps", "0"], "--fps 0: give 1 to 240 video frames per second"),
+    ]
+    for args, message in cases:
+        result = in_process("enjoy", "--algo", "dqn", "--env", "Breakout", *args)
+        assert result.returncode == 2 and result.stderr == f"zoo: error: {message}\n"
+
+
+def test_record_onto_a_folder_or_under_a_file_is_refused_before_playing(
+    in_process: Zoo, tmp_path: Path
+) -> None:
+    (tmp_path / "x.mp4").mkdir()
+    (tmp_path / "notes").write_text("mine\n")
+    cases = [
+        ("x.mp4", "--record x.mp4: that is a folder; give the video another file name"),
+        ("notes/play.gif", "--record notes/play.gif: notes is a file, not a folder"),
+        ("notes/deeper/play.mp4", "notes is a file, not a folder"),
+    ]
+    for target, message in cases:
+        result = in_process("enjoy", "--algo", "dqn", "--env", "Breakout", "--record", target)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+        assert result.stdout == ""  # refused before looking for a run or playing
+    assert (tmp_path / "notes").read_text() == "mine\n" and list(
+        (tmp_path / "x.mp4").iterdir()
+    ) == []
+
+
+@pytest.fixture
+def unwritable_folder() -> Path:
+    """A folder where even root cannot create a file (tests run as root, whom chmod does not
+    stop): sysfs on Linux."""
+    folder = Path("/sys")
+    try:
+        (folder / "zoo-probe").touch()
+    except OSError:
+        return folder
+    (folder / "zoo-probe").unlink()
+    pytest.skip("no folder here refuses new files")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_record_into_a_folder_that_cannot_be_written_is_one_line(
+    trained: Path, in_process: Zoo, unwritable_folder: Path, suffix: str
+) -> None:
+    run_dir = trained / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
+    target = unwritable_folder / f"zoo-play{suffix}"
+    result = in_process("enjoy", "--run", str(run_dir), "--no-render", "--record", str(target))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"zoo: error: --record {target}: cannot write")
+    assert "game 1" not in result.stdout  # refused before any game
+    assert not target.exists()
+
+
+class _DiskFullWriter:
+    """A video writer whose disk fills up at the fifth frame."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def append_data(self, frame: np.ndarray) -> None:
+        self.frames += 1
+        if self.frames == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_a_recording_that_fails_keeps_the_video_already_there(
+    trained: Path, in_process: Zoo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    monkeypatch.setattr(imageio, "get_writer", lambda *args, **kwargs: _DiskFullWriter())
+    video = tmp_path / f"play{suffix}"
+    video.write_bytes(b"yesterday's video")
+    run_dir = trained / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
+    result = in_process("enjoy", "--run", str(run_dir), "--no-render", "--record", video.name)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"zoo: error: --record {video.name}: writing the video failed (No space left on device) "
+        "(the video already there is kept)\n"
+    )
+    assert video.read_bytes() == b"yesterday's video"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [video.name]  # no partial file
+
+
+def test_a_model_that_is_not_the_runs_or_a_flag_it_contradicts_is_refused(
+    trained: Path, in_process: Zoo, tmp_path: Path
+) -> None:
+    from stable_baselines3 import A2C, DQN
+
+    source = trained / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
+    run_dir = tmp_path / "copy"
+    run_dir.mkdir()
+    for name in ("run.yml", "config.yml"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    A2C("MlpPolicy", "CartPole-v1").save(run_dir / "best_model.zip")
+    DQN("MlpPolicy", "CartPole-v1", buffer_size=100).save(run_dir / "final_model.zip")
+    cases = [
+        ([str(run_dir)], f"{run_dir}/best_model.zip is a model of a2c, but "
+         f"{run_dir} is a run of dqn; that zip does not belong to this run"),
+        ([str(run_dir), "--model", "final"], f"{run_dir}/final_model.zip takes observations of shape (4,), "
+         f"but {run_dir} makes (4, 84, 84); that zip does not belong to this run"),
+        ([str(source), "--algo", "a2c"], f"--algo a2c: {source} is a run of dqn; leave out --algo "
+         "with --run"),
+        ([str(source), "--env", "Pong"], f"--env Pong: {source} plays BreakoutNoFrameskip-v4; "
+         "leave out --env with --run"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = in_process("enjoy", "--run", *args, "--no-render", "--episodes", "1")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"zoo: error: {message}\n"
+        assert "game 1" not in result.stdout

@@ -1,4 +1,4 @@
-"""Ctrl-C while training stops at the end of a step; a second one quits at once."""
+"""Ctrl-C or SIGTERM while training stops at the end of the rollout; a second one quits at once."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.conftest import REPO
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import build_config
 from zoo.evaluation import EVALUATIONS_FILE
-from zoo.interrupts import ctrl_c_requests_a_stop
+from zoo.interrupts import stop_requests
 from zoo.runs import start_run
 from zoo.train import TrainOptions, train
 
@@ -36,14 +36,16 @@ def _press_ctrl_c() -> None:
 
 def test_a_ctrl_c_sets_the_request_instead_of_raising(python_ctrl_c: None) -> None:
     messages: list[str] = []
-    with ctrl_c_requests_a_stop(messages.append) as request:
+    with stop_requests(messages.append) as request:
         _press_ctrl_c()
         assert request.requested
-    assert messages == ["zoo: Ctrl-C: stopping after the current step (Ctrl-C again quits at once)"]
+    assert messages == [
+        "zoo: Ctrl-C: stopping at the end of this rollout (Ctrl-C again quits at once)"
+    ]
     # The run is on its way out: a further Ctrl-C must still not raise mid-save.
     assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with ctrl_c_requests_a_stop(messages.append) as request:
+    with stop_requests(messages.append) as request:
         pass
     assert not request.requested
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
@@ -51,8 +53,8 @@ def test_a_ctrl_c_sets_the_request_instead_of_raising(python_ctrl_c: None) -> No
 
 def test_a_second_ctrl_c_quits_at_once() -> None:
     script = (
-        "import os, signal; from zoo.interrupts import ctrl_c_requests_a_stop\n"
-        "with ctrl_c_requests_a_stop(print):\n"
+        "import os, signal; from zoo.interrupts import stop_requests\n"
+        "with stop_requests(print):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    print('not reached')\n"
@@ -93,12 +95,15 @@ def test_training_stops_at_the_step_of_the_ctrl_c_and_saves(
         TrainOptions(device="cpu", warn=warnings.append),
         extra_callbacks=[CtrlCAt(700)],
     )
-    assert result.interrupted and result.timesteps == 700  # the very step, not a rollout later
-    assert any("Interrupted at step 700" in message for message in warnings)
+    # The end of the rollout the Ctrl-C came in: a step an uninterrupted run also stops at
+    # (DQN on CartPole collects 256 steps per rollout, A2C 5), never a step later.
+    stop = {"dqn": 768, "a2c": 700}[algo]
+    assert result.interrupted and result.timesteps == stop
+    assert any(f"Interrupted at step {stop}" in message for message in warnings)
     info = yaml.safe_load((run.path / "run.yml").read_text())
-    assert info["status"] == "interrupted" and info["timesteps"] == 700
+    assert info["status"] == "interrupted" and info["timesteps"] == stop
     checkpoint, _ = newest_checkpoint(run.path / "checkpoints")
-    assert checkpoint is not None and checkpoint.step == 700
+    assert checkpoint is not None and checkpoint.step == stop
 
 
 def test_ctrl_c_during_an_evaluation_abandons_its_games(
@@ -124,6 +129,8 @@ def test_ctrl_c_during_an_evaluation_abandons_its_games(
         TrainOptions(device="cpu", warn=lambda _: None),
         extra_callbacks=[CtrlCInEvaluation()],
     )
-    assert result.interrupted and result.timesteps == 300
+    # The evaluation at step 300 is abandoned; training stops where that rollout ends
+    # (DQN on CartPole: 256 steps per rollout), with no evaluation in between.
+    assert result.interrupted and result.timesteps == 512
     log = run.path / EVALUATIONS_FILE
     assert not log.exists() or len(log.read_text().splitlines()) <= 1  # no row of it

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,21 @@ def test_mean_plots_the_iqm_of_the_runs_at_their_shared_evaluation_steps() -> No
     expected = interval_estimates([10, 40, 12, 11], reps=2_000)["iqm"]
     assert (point[1], low[1], high[1]) == pytest.approx(expected)
     assert evaluation_iqm(runs[:1]) is None
+
+
+def test_damaged_files_are_named_not_called_a_run_without_games(
+    in_process: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    run = tmp_path / "logs" / "dqn" / "CartPole-v1_1"
+    run.mkdir(parents=True)
+    (run / "run.yml").write_text("algo: dqn\nenv: CartPole-v1\ntimesteps: 1000\n")
+    (run / "config.yml").write_text("n_timesteps: 1000\n")
+    (run / "evaluations.csv").write_bytes(b"\x00\x01garbage\n")
+    (run / "events.out.tfevents.1.host.1.0").write_bytes(b"\x17not a record" * 10)
+    result = in_process("plot", str(run))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no finished episode" not in lines[0], lines
+    assert "its TensorBoard event files hold no readable record" in lines[0]
+    assert "evaluations.csv: malformed, no 'step', 'mean', 'std', 'scores' columns" in lines[0]
+    assert not (run / "curves.png").exists()

@@ -76,3 +76,64 @@ def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
     assert f"| a2c | Breakout | 3 | {cells[0]} | {cells[1]} | {cells[2]} |" in text
     assert "| dqn |" not in text  # one scored run: nothing to aggregate
     assert over_seeds(rows[3:]) == ""
+
+
+def _fake_run(log_dir: Path, name: str, evaluations: str | bytes | None) -> Path:
+    """A run folder as report reads it: run.yml, and evaluations.csv as given."""
+    run = log_dir / "dqn" / name
+    run.mkdir(parents=True)
+    env = name.rsplit("_", 1)[0]
+    (run / "run.yml").write_text(f"algo: dqn\nenv: {env}\nstatus: finished\ntimesteps: 1000\n")
+    (run / "config.yml").write_text("n_timesteps: 1000\n")
+    if isinstance(evaluations, str):
+        (run / "evaluations.csv").write_text(evaluations)
+    elif evaluations is not None:
+        (run / "evaluations.csv").write_bytes(evaluations)
+    return run
+
+
+GOOD_EVALUATIONS = "step,mean,std,scores\n500,2,0,2 2\n1000,16.1,1,15.1 17.1\n"
+
+
+def test_a_damaged_run_is_left_out_with_a_note_and_the_others_reported(
+    in_process: Zoo, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    _fake_run(logs, "BreakoutNoFrameskip-v4_1", GOOD_EVALUATIONS)
+    _fake_run(logs, "BreakoutNoFrameskip-v4_2", "step,mean\n1000,5\n")  # no scores column
+    _fake_run(logs, "BreakoutNoFrameskip-v4_3", "step,mean,std,scores\n1000,x,0,1\n")
+    _fake_run(logs, "BreakoutNoFrameskip-v4_4", b"\x00\xff\xfe binary")
+    broken = _fake_run(logs, "BreakoutNoFrameskip-v4_5", GOOD_EVALUATIONS)
+    (broken / "run.yml").write_bytes(b"\xff\xfe: [")
+    _fake_run(logs, "PongNoFrameskip-v4_1", GOOD_EVALUATIONS)  # one run per game: no rliable
+    result = in_process("report")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| dqn/")]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| dqn/BreakoutNoFrameskip-v4_1",
+        "| dqn/PongNoFrameskip-v4_1",
+    ]
+    assert "16.1 ± 1.0 (2 games, evaluation at step 1,000)" in rows[0]
+    notes = result.stderr.strip().splitlines()
+    assert len(notes) == 4 and all(note.startswith("note: dqn/Breakout") for note in notes)
+    assert "v4_2 left out of the report: " in notes[0] and "no 'std', 'scores' columns" in notes[0]
+    assert "line 2 holds no readable step, mean, std and scores" in notes[1]
+    assert "evaluations.csv: not a UTF-8 text file" in notes[2]
+    assert "v4_5 left out of the report: " in notes[3] and "run.yml: not a UTF-8" in notes[3]
+
+
+def test_references_that_are_not_a_table_are_one_line(in_process: Zoo, tmp_path: Path) -> None:
+    _fake_run(tmp_path / "logs", "BreakoutNoFrameskip-v4_1", GOOD_EVALUATIONS)
+    (tmp_path / "scores.bin").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "folder").mkdir()
+    cases = [
+        ("scores.bin", "scores.bin: not a UTF-8 text file"),
+        ("/dev/zero", "/dev/zero: over 4 MiB"),
+        ("folder", "folder is a folder; give a markdown table of reference scores"),
+        ("missing.md", "markdown table of reference scores not found: missing.md"),
+    ]
+    for path, message in cases:
+        result = in_process("report", "--references", path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr

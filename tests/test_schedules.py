@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +360,19 @@ def test_zoo_schedule_draws_both_curves(zoo, tmp_path: Path) -> None:  # type: i
         and "key 'exploration'" in bad.stderr
         and len(bad.stderr.splitlines()) == 1
     )
+
+
+def test_schedule_refuses_an_output_it_would_not_write_as_named(
+    in_process: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    (tmp_path / "plots").mkdir()
+    cases = [
+        ("plots", "-o plots: is a folder; give an image file name such as plots/schedule.png"),
+        ("eps", "-o eps: give an image file name ending in .png, .svg or .pdf"),
+    ]
+    for output, message in cases:
+        result = in_process("schedule", "--algo", "dqn", "--env", "Breakout", "-o", output)
+        assert result.returncode == 2 and result.stderr.strip() == f"zoo: error: {message}"
+        assert "Wrote" not in result.stdout
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["plots"]
+    assert list((tmp_path / "plots").iterdir()) == []

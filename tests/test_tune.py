@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -27,7 +28,14 @@ from zoo.evaluation import EvaluationResult
 from zoo.models import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
 from zoo.search_space import load_search_space
 from zoo.train import build_model
-from zoo.tune import TrialReporter, TuneSettings, prepare_study, run_trial, trial_config
+from zoo.tune import (
+    TrialReporter,
+    TuneSettings,
+    make_sampler,
+    prepare_study,
+    run_trial,
+    trial_config,
+)
 from zoo.tune_storage import StudyStorage
 
 PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
@@ -397,3 +405,180 @@ def test_a_space_that_draws_nothing_is_refused(write_yaml: Callable[[str, str], 
     path = write_yaml("space.yml", "dqn:\n" + "".join(f"  {key}: null\n" for key in keys))
     with pytest.raises(UserError, match="draws nothing"):
         load_search_space("dqn", path)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--trial-steps", "0"], "--trial-steps must be >= 1"),
+        (["--storage", ""], "--storage '': give a journal file path"),
+        (["--storage", "postgresql://"], "name the server and the database"),
+        (["--storage", "postgresql:///optuna"], "name the server and the database"),
+        (["--storage", "postgresql://user@dbhost"], "name the server and the database"),
+        (["--hyperparams-file", "/dev/zero"], "/dev/zero: over 4 MiB"),
+    ],
+)
+def test_tune_refuses_nonsense_in_one_line(
+    in_process: Zoo, tmp_path: Path, extra: list[str], expected: str
+) -> None:
+    result = in_process("tune", *CARTPOLE_TRIAL, "--trials", "1", "--trial-steps", "100", *extra)
+    _one_line_error(result, expected)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_folder_given_as_storage_is_refused(in_process: Zoo, tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    result = in_process(
+        "tune", *CARTPOLE_TRIAL, "--trials", "1", "--trial-steps", "100", "--storage", "studies"
+    )
+    _one_line_error(result, "--storage studies: that is a folder; give a journal file such as")
+    assert list((tmp_path / "studies").iterdir()) == []
+
+
+def test_a_text_file_given_as_storage_is_refused_untouched(in_process: Zoo, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nsecond line\n")
+    result = in_process(
+        "tune", *CARTPOLE_TRIAL, "--trials", "1", "--trial-steps", "100", "--storage", "notes.txt"
+    )
+    _one_line_error(result, "--storage notes.txt: this file is not an Optuna study journal")
+    assert notes.read_text() == "my notes\nsecond line\n"
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"\x00\xff\xfe" * 100)
+    result = in_process("tune", *CARTPOLE_TRIAL, "--report", "--storage", "data.bin")
+    _one_line_error(result, "is not an Optuna study journal")
+    assert binary.read_bytes() == b"\x00\xff\xfe" * 100
+
+
+def test_report_on_a_damaged_journal_is_one_line(in_process: Zoo, tmp_path: Path) -> None:
+    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=1, trial_steps=100,
+                            study="s", log_dir=tmp_path / "logs")  # fmt: skip
+    prepare_study(settings)
+    journal = settings.study_dir / "journal.log"
+    first, *rest = journal.read_bytes().splitlines(keepends=True)
+    assert rest  # the study's attributes follow its creation
+    journal.write_bytes(first + b"\x00\xff not a record\n" + b"".join(rest))
+    result = in_process("tune", *CARTPOLE_TRIAL, "--study", "s", "--report")
+    _one_line_error(result, "journal.log: the study journal is damaged")
+    assert not (settings.study_dir / "trials.csv").exists()
+
+
+def test_report_of_an_unknown_study_creates_nothing(in_process: Zoo, tmp_path: Path) -> None:
+    result = in_process("tune", *CARTPOLE_TRIAL, "--study", "unknown", "--report")
+    _one_line_error(result, "no study 'unknown' in logs/tune/unknown/journal.log")
+    assert not (tmp_path / "logs").exists()
+    result = in_process("tune", *CARTPOLE_TRIAL, "--report", "--storage", "other.log")
+    _one_line_error(result, "no study 'dqn-CartPole-v1' in other.log")
+    assert not (tmp_path / "other.log").exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_workers_with_the_same_seed_draw_different_values(tmp_path: Path, sampler: str) -> None:
+    """Two workers, as on two machines given the same --seed, take turns on one study."""
+    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=6, trial_steps=1000,
+                            seed=7, sampler=sampler, log_dir=tmp_path)  # fmt: skip
+    space = load_search_space("dqn")
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    workers = [
+        optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(settings))
+        for _ in range(2)
+    ]
+    for number in range(6):
+        study = workers[number % 2]
+        trial = study.ask()
+        space.suggest(trial, settings.trial_steps)
+        study.tell(trial, float(number))
+    drawn = [tuple(sorted(t.params.items())) for t in workers[0].trials]
+    assert len(set(drawn)) == 6, drawn
+    # one worker on a new study with the same seed draws the same values again
+    again = optuna.create_study(sampler=make_sampler(settings), direction="maximize")
+    for number in range(6):
+        trial = again.ask()
+        space.suggest(trial, settings.trial_steps)
+        again.tell(trial, float(number))
+    assert [tuple(sorted(t.params.items())) for t in again.trials] == drawn
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
+    import psycopg
+
+    assert PG_URL is not None
+    name = f"zoo_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.skipif(PG_URL is None, reason="ZOO_TEST_POSTGRES_URL is not set")
+def test_four_workers_starting_together_on_a_new_database_all_join(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=4, trial_steps=100,
+                            study="race", storage=fresh_database, log_dir=tmp_path)  # fmt: skip
+    start = threading.Barrier(4)
+    errors: list[str] = []
+
+    def worker() -> None:
+        start.wait()  # every worker builds its storage at the same instant
+        try:
+            storage, _ = prepare_study(settings)
+            storage.storage.engine.dispose()  # type: ignore[attr-defined]
+        except UserError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    summaries = optuna.get_all_study_summaries(fresh_database.replace("://", "+psycopg://", 1))
+    assert [summary.study_name for summary in summaries] == ["race"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_URL is None, reason="ZOO_TEST_POSTGRES_URL is not set")
+def test_two_postgres_workers_with_the_same_seed_draw_different_values(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """Two workers start together, as on two machines; one more joins later, so that at least
+    two processes draw whatever the start-up times: no two trials draw the same values."""
+    args = [
+        sys.executable, "-m", "zoo", "tune", *CARTPOLE_TRIAL, "--trial-steps", "200",
+        "--evals-per-trial", "1", "--pruner", "none", "--study", "same",
+        "--storage", fresh_database, "--seed", "3", "--quiet", "--set", "eval_episodes=1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    together = [*args, "--trials", "6"]
+    workers = [subprocess.Popen(together, cwd=tmp_path, env=env, text=True, **pipes)
+               for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        _, err = worker.communicate(timeout=400)
+        assert worker.returncode == 0, err
+    later = subprocess.run([*args, "--trials", "8"], cwd=tmp_path, env=env, text=True,
+                           capture_output=True, timeout=400, check=False)  # fmt: skip
+    assert later.returncode == 0, later.stderr
+    study = optuna.load_study(
+        study_name="same", storage=fresh_database.replace("://", "+psycopg://", 1)
+    )
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 8
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 2
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == len(drawn), drawn

@@ -14,19 +14,25 @@ import dataclasses
 import hashlib
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.atomic import atomic_write_text
 from zoo.config import Config, build_config
 from zoo.errors import UserError
+from zoo.interrupts import Terminated
 from zoo.yamlio import dump_yaml, read_yaml_file
+
+if TYPE_CHECKING:
+    from zoo.runs import Run
+    from zoo.train import StartPoint, TrainOptions
 
 GRID_FILE = "grid.yml"
 CELL_FILE = "benchmark.yml"
@@ -170,35 +176,47 @@ def _update_cell_info(cell: Cell, **changes: Any) -> dict[str, Any]:
 class CellOutcome:
     name: str
     state: str  # trained, skipped (already finished) or interrupted
-    message: str
+    exit_code: int = 0  # 130 or 143 when Ctrl-C or SIGTERM stopped it
 
 
 def run_cell(
     cell: Cell, eval_games: int, device: str, argv: Sequence[str], quiet: bool
 ) -> CellOutcome:
     """Train the cell to its total (fresh, resumed or not at all), then evaluate it."""
+    from zoo.runs import Run, training_lock
     from zoo.train import TrainOptions, progress_stream, train
 
     say: Callable[[str], None] = (lambda _: None) if quiet else _say_for(cell.name)
-    options = TrainOptions(device=device, progress_stream=progress_stream(quiet), say=say)
-    prepared = _prepare_training(cell, device, argv, options)
+    options = TrainOptions(
+        device=device,
+        progress_stream=progress_stream(quiet),
+        say=say,
+        command=("benchmark", *argv),
+    )
+    try:
+        cell.path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {cell.path}: {error.strerror}") from None
+    run = Run(cell.path)
     state = "skipped"
-    if prepared is not None:
-        config, run, start = prepared
-        started = time.monotonic()
-        result = train(config, run, options, start=start)
-        seconds = time.monotonic() - started
-        info = read_cell_info(cell.path)
-        _update_cell_info(
-            cell,
-            train_seconds=float(info.get("train_seconds", 0.0)) + seconds,
-            machine=machine_description(),
-        )
-        if result.interrupted:
-            return CellOutcome(cell.name, "interrupted", f"interrupted at {result.timesteps:,}")
-        state = "trained"
-    _evaluate_cell(cell, eval_games, say)
-    return CellOutcome(cell.name, state, "finished")
+    with training_lock(run):  # before anything in the cell's folder is read or written
+        prepared = _prepare_training(cell, run, device, options)
+        if prepared is not None:
+            config, start = prepared
+            started = time.monotonic()
+            result = train(config, run, options, start=start)
+            seconds = time.monotonic() - started
+            info = read_cell_info(cell.path)
+            _update_cell_info(
+                cell,
+                train_seconds=float(info.get("train_seconds", 0.0)) + seconds,
+                machine=machine_description(),
+            )
+            if result.interrupted:
+                return CellOutcome(cell.name, "interrupted", result.exit_code)
+            state = "trained"
+        _evaluate_cell(cell, eval_games, say)
+    return CellOutcome(cell.name, state)
 
 
 def _say_for(name: str) -> Callable[[str], None]:
@@ -209,34 +227,32 @@ def _say_for(name: str) -> Callable[[str], None]:
 
 
 def _prepare_training(
-    cell: Cell, device: str, argv: Sequence[str], options: Any
-) -> tuple[Config, Any, Any] | None:
-    """(config, run, start point) to train, or None when the cell is already finished."""
+    cell: Cell, run: Run, device: str, options: TrainOptions
+) -> tuple[Config, StartPoint] | None:
+    """(config, start point) to train, or None when the cell is already finished."""
     from zoo.resume import prepare_resume
-    from zoo.runs import Run, mark_resumed, write_run_files
+    from zoo.runs import write_run_files
     from zoo.train import StartPoint
 
-    if cell.run_file.is_file():
-        info = Run(cell.path).read_info()
-        total = cell.config.n_timesteps
-        if info.get("status") == "finished" and int(info.get("timesteps") or 0) >= total:
-            options.say(f"already trained ({total:,} steps)")
-            return None
-        resumption = prepare_resume(cell.path, None, options.warn)
-        run, start = resumption.run, resumption.start
-        mark_resumed(run, start.step, start.total_timesteps or total, ["benchmark", *argv])
-        options.say(f"resuming at step {start.step:,} of {start.total_timesteps:,}")
-        return resumption.config, run, start
-    try:
-        cell.path.mkdir(parents=True)
-    except OSError as error:
-        raise UserError(f"cannot create {cell.path}: {error.strerror}") from None
-    run = Run(cell.path)
-    write_run_files(run, cell.config, device, ["benchmark", *argv])
+    if not cell.run_file.is_file():
+        write_run_files(run, cell.config, device, list(options.command))
+        options.say(
+            f"training {cell.algo} on {cell.env}, seed {cell.seed}, to {cell.config.n_timesteps:,}"
+        )
+        return cell.config, StartPoint()
+    info = run.read_info()
+    total = cell.config.n_timesteps
+    if info.get("status") == "finished" and int(info.get("timesteps") or 0) >= total:
+        options.say(f"already trained ({total:,} steps)")
+        return None
+    resumption = prepare_resume(run, None, options.warn)
+    if resumption.finished_now:
+        options.say(f"wrote the final model of step {resumption.start.step:,} (its total)")
+        return None
     options.say(
-        f"training {cell.algo} on {cell.env}, seed {cell.seed}, to {cell.config.n_timesteps:,}"
+        f"resuming at step {resumption.start.step:,} of {resumption.start.total_timesteps:,}"
     )
-    return cell.config, run, StartPoint()
+    return resumption.config, resumption.start
 
 
 def machine_description() -> dict[str, Any]:
@@ -271,7 +287,7 @@ def evaluation_modes(algo: str) -> tuple[str, ...]:
 
 def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> None:
     """Whole games of the final and the best model, kept in the cell's benchmark.yml."""
-    from zoo.enjoy import ChosenModel, choose_model
+    from zoo.enjoy import ChosenModel, choose_model, run_config
     from zoo.runs import Run
 
     info = read_cell_info(cell.path)
@@ -279,6 +295,7 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
     if isinstance(done, dict) and done.get("games") == eval_games:
         return
     run = Run(cell.path)
+    config = run_config(run)  # the settings the cell trained with, as its config.yml says
     seeds = [FINAL_EVAL_SEED + game for game in range(eval_games)]
     results: dict[str, Any] = {"games": eval_games, "seeds": seeds}
     for kind in ("final", "best"):
@@ -289,7 +306,7 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
         results[kind] = {}
         for mode in evaluation_modes(cell.algo):
             started = time.monotonic()
-            scores, lengths = play_model(chosen.path, cell.config, seeds, sampled=mode == "sampled")
+            scores, lengths = play_model(chosen.path, config, seeds, sampled=mode == "sampled")
             results[kind][mode] = {
                 "scores": scores,
                 "lengths": lengths,
@@ -339,7 +356,15 @@ def run_cells(
             pool.submit(_run_named_cell, grid, grid_dir, name, eval_games, device, argv, quiet)
             for name in names
         ]
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except Terminated:
+            # A terminal's Ctrl-C reaches every worker; a SIGTERM only this process.
+            for worker in active_children():
+                if worker.pid is not None:
+                    os.kill(worker.pid, signal.SIGTERM)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _run_named_cell(

@@ -228,15 +228,18 @@ def replay_buffer_bytes(model: BaseAlgorithm) -> int:
     return sum(v.nbytes for v in vars(buffer).values() if isinstance(v, np.ndarray))
 
 
-def check_room_for_replay_buffers(folder: Path, buffer_bytes: int) -> None:
+def check_room_for_replay_buffers(
+    folder: Path,
+    buffer_bytes: int,
+    advice: str = "free space, lower buffer_size or set save_replay_buffer: false",
+) -> None:
     """Two buffers exist on disk while a new checkpoint replaces the previous one."""
     needed = 2 * buffer_bytes + (64 << 20)
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise UserError(
             f"save_replay_buffer: checkpoints need {_gib(needed)} for the replay buffer "
-            f"({_gib(buffer_bytes)} each) but {folder} has {_gib(free)} free; free space, "
-            "lower buffer_size or set save_replay_buffer: false"
+            f"({_gib(buffer_bytes)} each) but {folder} has {_gib(free)} free; {advice}"
         )
 
 

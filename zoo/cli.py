@@ -15,15 +15,37 @@ if TYPE_CHECKING:
     from zoo.config import Config
     from zoo.enjoy import ChosenModel
     from zoo.runs import Run
+    from zoo.train import TrainResult
 
 EXIT_USER_ERROR = 2
+
+
+# An error message echoes what the user gave: long values are cut so it stays one line.
+MAX_MESSAGE_CHARS = 600
+
+
+def one_line(message: str) -> str:
+    """The message on one line, at most MAX_MESSAGE_CHARS long."""
+    flat = " ".join(message.split())
+    if len(flat) <= MAX_MESSAGE_CHARS:
+        return flat
+    return f"{flat[: MAX_MESSAGE_CHARS - 40]} ... ({len(flat) - MAX_MESSAGE_CHARS + 40:,} more characters)"
+
+
+def log_dir(text: str) -> Path:
+    """--log-dir: a folder name; an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder name (e.g. logs), not an empty string")
+    return Path(text)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (argparse prints the whole usage block by default)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(
+            EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n"
+        )
 
 
 TRAIN_EPILOG = """\
@@ -179,7 +201,7 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     train.add_argument(
         "--log-dir",
-        type=Path,
+        type=log_dir,
         default=Path("logs"),
         metavar="DIR",
         help="where run folders go (default: logs)",
@@ -243,20 +265,28 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--fps", type=int, default=15, help="video frames per second (default 15: real time)"
     )
     enjoy.add_argument(
-        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+        "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
     )
     enjoy.set_defaults(handler=_run_enjoy)
 
 
 def _run_enjoy(args: argparse.Namespace) -> int:
-    from zoo.enjoy import choose_model, display_available, play, summary
+    from zoo.enjoy import check_record_target, choose_model, display_available, play, summary
     from zoo.errors import UserError
 
-    if args.episodes < 1 or not 0 <= args.epsilon <= 1 or not 1 <= args.fps <= 240:
-        raise UserError("--episodes must be >= 1, --epsilon in [0, 1], --fps in [1, 240]")
+    if args.episodes < 1:
+        raise UserError(f"--episodes {args.episodes}: give 1 or more games")
+    if not 0 <= args.epsilon <= 1:
+        raise UserError(f"--epsilon {args.epsilon:g}: give a random-action rate in [0, 1]")
+    if not 1 <= args.fps <= 240:
+        raise UserError(f"--fps {args.fps}: give 1 to 240 video frames per second")
+    if args.record is not None:
+        check_record_target(args.record)
     chosen = _shipped_model(args)
     if chosen is None:
         chosen = choose_model(_run_to_enjoy(args), args.model)
+    if args.run is not None or args.pretrained is not None:
+        _check_run_matches(args, chosen.run)
     render = not args.no_render and display_available()
     if not args.no_render and not render:
         print("no display found: playing without a window (--record FILE saves a video)")
@@ -274,6 +304,24 @@ def _run_enjoy(args: argparse.Namespace) -> int:
         )
         print(f"Recorded {result.frames_recorded:,} frames to {args.record}{merged}")
     return 0
+
+
+def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
+    """--algo and --env given with --run or --pretrained must be the run's own, not ignored."""
+    from zoo.envs import resolve_env
+    from zoo.errors import UserError
+
+    info = run.read_info()
+    what = "the shipped agent" if args.pretrained is not None else str(run.path)
+    flag = "--pretrained" if args.pretrained is not None else "--run"
+    if args.algo is not None and args.algo != info.get("algo"):
+        raise UserError(
+            f"--algo {args.algo}: {what} is a run of {info.get('algo')}; leave out --algo with {flag}"
+        )
+    if args.env is not None and resolve_env(args.env).name != info.get("env"):
+        raise UserError(
+            f"--env {args.env}: {what} plays {info.get('env')}; leave out --env with {flag}"
+        )
 
 
 def _run_to_enjoy(args: argparse.Namespace) -> Run:
@@ -337,7 +385,7 @@ def _add_report(commands: argparse._SubParsersAction[_Parser]) -> None:
         "games, unclipped), the human-normalized score and the published references.",
     )
     report.add_argument(
-        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+        "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
     )
     report.add_argument(
         "--episodes",
@@ -376,7 +424,8 @@ def _run_report(args: argparse.Namespace) -> int:
             result = play(chosen, episodes, 0.0, 0, False, None, 15, lambda _: None)
             return result.scores, f"{chosen.kind} model now"
 
-    rows = run_scores(args.log_dir, evaluate)
+    # Notes go to stderr: stdout is the markdown table, often redirected to a file.
+    rows = run_scores(args.log_dir, evaluate, lambda line: print(f"note: {line}", file=sys.stderr))
     shipped = shipped_agent_scores()
     if not rows and not shipped:
         raise UserError(
@@ -408,7 +457,7 @@ def _add_plot(commands: argparse._SubParsersAction[_Parser]) -> None:
     plot.add_argument("--env", help="with --algo: every run of this env (short or full name)")
     plot.add_argument("--exp-id", type=int, metavar="N", help="only run <env>_N of --algo/--env")
     plot.add_argument(
-        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+        "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
     )
     plot.add_argument("-o", "--output", type=Path, metavar="FILE",
                       help="a .png or .svg (default: curves.png in the run folder, "
@@ -532,7 +581,7 @@ def _add_tune(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="entries replacing the shipped search space's",
     )
     tune.add_argument(
-        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="default: logs"
+        "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
     )
     tune.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto"
@@ -563,7 +612,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     from zoo.train import resolve_device
     from zoo.tune import TuneSettings, prepare_study, run_workers
     from zoo.tune_report import open_report_study, write_report
-    from zoo.tune_storage import open_storage
+    from zoo.tune_storage import journal_path, open_storage
 
     if args.seed is not None and args.seed < 0:
         raise UserError("--seed must be >= 0")
@@ -572,8 +621,9 @@ def _run_tune(args: argparse.Namespace) -> int:
     settings = TuneSettings(
         algo=args.algo,
         env=args.env,
-        trials=args.trials or 1,
-        trial_steps=args.trial_steps or 1,
+        # --report runs no trial: any count passes the checks there.
+        trials=args.trials if not args.report else 1,
+        trial_steps=args.trial_steps if not args.report else 1,
         study=args.study,
         storage=args.storage,
         sampler=args.sampler,
@@ -608,6 +658,12 @@ def _run_tune(args: argparse.Namespace) -> int:
             interrupted = True
     else:
         interrupted = False
+        journal = journal_path(args.storage, settings.study_dir)
+        if journal is not None and not journal.is_file():  # a report creates no journal
+            raise UserError(
+                f"no study {settings.study_name!r} in {journal}; run zoo tune with the same "
+                "--study and --storage first"
+            )
         storage = open_storage(
             args.storage, settings.study_dir, 1, args.heartbeat_interval, args.grace_period
         )
@@ -669,7 +725,7 @@ def _add_benchmark(commands: argparse._SubParsersAction[_Parser]) -> None:
                        help="only write the results of what is trained so far (no training)")  # fmt: skip
     bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="where the networks train (default: auto)")  # fmt: skip
-    bench.add_argument("--log-dir", type=Path, default=Path("logs"), metavar="DIR",
+    bench.add_argument("--log-dir", type=log_dir, default=Path("logs"), metavar="DIR",
                        help="default: logs")  # fmt: skip
     bench.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
     bench.set_defaults(handler=_run_benchmark)
@@ -710,7 +766,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     grid_dir = args.log_dir / "benchmark" / name
     cells = select_cells(grid_cells(grid, grid_dir), args.cells)
     say = _printer(args.quiet)
-    interrupted = False
+    interrupted = 0
     if not args.report:
         device = resolve_device(args.device)
         claim_grid_dir(grid, grid_dir)
@@ -719,7 +775,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             grid, grid_dir, [c.name for c in cells], args.eval_games, device, args.workers,
             args.quiet,
         )  # fmt: skip
-        interrupted = any(outcome.state == "interrupted" for outcome in outcomes)
+        interrupted = next((o.exit_code for o in outcomes if o.exit_code), 0)
     elif not (grid_dir / "grid.yml").is_file():
         raise UserError(f"no benchmark {name} in {args.log_dir}; run it first without --report")
     else:
@@ -728,8 +784,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         say(f"Wrote {path}")
     if interrupted:
         say(f"Interrupted: run the same command again to continue ({grid_dir})")
-        return EXIT_INTERRUPTED
-    return 0
+    return interrupted
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -737,56 +792,69 @@ def _run_train(args: argparse.Namespace) -> int:
     from zoo.errors import UserError
     from zoo.memory_admission import admit_replay_buffer
     from zoo.resume import init_weights_file, prepare_resume, without_random_phase
-    from zoo.runs import discard_unstarted_run, mark_resumed, start_run
+    from zoo.runs import discard_unstarted_run, open_run, start_run, training_lock
     from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
 
     say = _printer(args.quiet)
     device = resolve_device(args.device)
-    options = TrainOptions(device=device, progress_stream=progress_stream(args.quiet), say=say)
+    options = TrainOptions(
+        device=device,
+        progress_stream=progress_stream(args.quiet),
+        say=say,
+        command=tuple(sys.argv[1:]),
+    )
     if args.resume is not None:
         _refuse_with_resume(args)
-        resumption = prepare_resume(args.resume, args.timesteps, options.warn)
-        config, run, start = resumption.config, resumption.run, resumption.start
-        admit_replay_buffer(config)
-        total = start.total_timesteps or config.n_timesteps
-        mark_resumed(run, start.step, total, sys.argv[1:])
-        say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
-    else:
-        if args.algo is None or args.env is None:
-            raise UserError("train needs --algo and --env (or --resume RUN_DIR)")
-        config = _config_from_args(args)
-        start = StartPoint()
-        if args.skip_random_phase:
-            if args.init_from is None:
-                raise UserError("--skip-random-phase goes with --init-from MODEL_OR_RUN")
-            config = without_random_phase(config)
-        if args.init_from is not None:
-            start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
-        admit_replay_buffer(config)  # before anything is created
-        run = start_run(args.log_dir, config, device, sys.argv[1:])
-        total = config.n_timesteps
-        say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")
-        if start.init_weights is not None:
-            say(f"Starting from the weights of {start.init_weights}")
-        say(f"Run folder: {run.path}")
-        learning_starts = config.hyperparams.get("learning_starts")
-        if learning_starts is not None and learning_starts >= total:
-            say(
-                f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
-                "the agent only plays at random"
-            )
+        if args.timesteps is not None and args.timesteps < 1:
+            raise UserError("-n/--timesteps must be at least 1 (the run's new total)")
+        run = open_run(args.resume)
+        # Nothing in the folder is touched before the lock is held: a second resume of a
+        # run in training must leave it alone.
+        with training_lock(run):
+            resumption = prepare_resume(run, args.timesteps, options.warn)
+            if resumption.finished_now:
+                say(f"{run.path} had reached step {resumption.start.step:,}, its total: wrote "
+                    f"{run.final_model.name} from that checkpoint; the run is finished")  # fmt: skip
+                return 0
+            result = train(resumption.config, run, options, start=resumption.start)
+        return _report_training(result, say)
+    if args.algo is None or args.env is None:
+        raise UserError("train needs --algo and --env (or --resume RUN_DIR)")
+    config = _config_from_args(args)
+    start = StartPoint()
+    if args.skip_random_phase:
+        if args.init_from is None:
+            raise UserError("--skip-random-phase goes with --init-from MODEL_OR_RUN")
+        config = without_random_phase(config)
+    if args.init_from is not None:
+        start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
+    admit_replay_buffer(config)  # before anything is created
+    run = start_run(args.log_dir, config, device, sys.argv[1:])
+    total = config.n_timesteps
+    say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")
+    if start.init_weights is not None:
+        say(f"Starting from the weights of {start.init_weights}")
+    say(f"Run folder: {run.path}")
+    learning_starts = config.hyperparams.get("learning_starts")
+    if learning_starts is not None and learning_starts >= total:
+        say(f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
+            "the agent only plays at random")  # fmt: skip
     try:
         result = train(config, run, options, start=start)
     except UserError:
-        if args.resume is None:
-            discard_unstarted_run(run)  # a fresh run that failed before its first step
+        discard_unstarted_run(run)  # a fresh run that failed before its first step
         raise
+    return _report_training(result, say)
+
+
+def _report_training(result: TrainResult, say: Callable[[str], None]) -> int:
+    run = result.run
     if result.interrupted:
         say(
             f"Interrupted at step {result.timesteps:,}: checkpoint and {run.final_model} saved; "
             f"continue with: zoo train --resume {run.path}"
         )
-        return EXIT_INTERRUPTED
+        return result.exit_code
     if result.stopped_by is not None:
         say(f"Stopped early: {result.stopped_by}")
     say(f"Done: {result.timesteps:,} steps. Model: {run.final_model}")
@@ -864,19 +932,21 @@ def _printer(quiet: bool) -> Callable[[str], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from zoo.errors import UserError
+    from zoo.interrupts import exit_code_of, treat_sigterm_as_ctrl_c
     from zoo.threads import prefer_sleeping_openmp_threads
 
     prefer_sleeping_openmp_threads()  # before any command imports PyTorch
 
     args = build_parser().parse_args(argv)
+    treat_sigterm_as_ctrl_c()
     try:
         return int(args.handler(args))
     except UserError as error:
-        print(f"zoo: error: {error}", file=sys.stderr)
+        print(f"zoo: error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("zoo: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code_of(interrupt)
 
 
 if __name__ == "__main__":

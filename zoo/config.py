@@ -426,6 +426,14 @@ def _check_combinations(
             "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
+    optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}
+    if "lr" in optimizer_kwargs:
+        fail("policy_kwargs", "optimizer_kwargs.lr: the step size is learning_rate; set that")
+    batch_size = hyperparams.get("batch_size")
+    if buffer_size is not None and batch_size is not None and batch_size > buffer_size:
+        fail("batch_size", f"{batch_size} is larger than the replay buffer ({buffer_size})")
+    if env.kind in ("atari", "atari_ram"):
+        _check_ale_settings(hyperparams.get("env_kwargs") or {}, fail)
     if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
         fail("eval_actions", "sampled needs a policy that samples its actions (a2c); use greedy")
     replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
@@ -501,6 +509,26 @@ def _check_ale_backend(
         ale_env_kwargs(env.gym_id, dict(hyperparams.get("env_kwargs") or {}))
     except UserError as error:
         fail("env_kwargs", str(error))
+
+
+def _check_ale_settings(env_kwargs: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
+    """The ALE settings users set through env_kwargs: ALE takes any number silently."""
+    sticky = env_kwargs.get("repeat_action_probability")
+    if sticky is not None and (
+        isinstance(sticky, bool) or not isinstance(sticky, (int, float)) or not 0 <= sticky <= 1
+    ):
+        fail("env_kwargs", f"repeat_action_probability must be a number in [0, 1], got {sticky!r}")
+    frames = env_kwargs.get("max_num_frames_per_episode")
+    if frames is not None and (
+        isinstance(frames, bool) or not isinstance(frames, int) or frames < 0
+    ):
+        fail(
+            "env_kwargs",
+            f"max_num_frames_per_episode must be an integer >= 0 (0: no cap), got {frames!r}",
+        )
+    full = env_kwargs.get("full_action_space")
+    if full is not None and not isinstance(full, bool):
+        fail("env_kwargs", f"full_action_space must be true or false, got {full!r}")
 
 
 def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:

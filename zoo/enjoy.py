@@ -7,6 +7,7 @@ unclipped score. Videos hold the colour screen a person sees, one frame per agen
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 
+from zoo.atomic import partial_name
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
 from zoo.envs import make_eval_env
 from zoo.errors import UserError
 from zoo.evaluation import BEST_MODEL, play_evaluation_games
-from zoo.models import load_model
+from zoo.models import algorithm_of, load_algorithm
+from zoo.registry import ALGORITHMS
 from zoo.runs import FINAL_MODEL, Run
 
 MODEL_CHOICES = ("best", "final", "checkpoint")
@@ -57,6 +61,32 @@ def _model_path(run: Run, kind: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def check_record_target(path: Path) -> None:
+    """Refuse, before any game is played, a --record name that cannot become a video file."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--record {path}: give a .mp4 or .gif file name")
+    if path.is_dir():
+        raise UserError(f"--record {path}: that is a folder; give the video another file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"--record {path}: {folder} is a file, not a folder")
+
+
+def check_model_algo(chosen: ChosenModel, config: Config) -> type[BaseAlgorithm]:
+    """The algorithm of the chosen zip, refused when it is not the run's (a zip copied into
+    the wrong run folder would play on another algo's env settings)."""
+    algorithm = algorithm_of(chosen.path)
+    if algorithm is not ALGORITHMS.get(config.algo):
+        names = {cls: name for name, cls in ALGORITHMS.items()}
+        raise UserError(
+            f"{chosen.path} is a model of {names.get(algorithm, algorithm.__name__)}, but "
+            f"{chosen.run.path} is a run of {config.algo}; that zip does not belong to this run"
+        )
+    return algorithm
+
+
 def run_config(run: Run) -> Config:
     info = run.read_info()
     return build_config(str(info["algo"]), str(info["env"]), hyperparams_file=run.config_file)
@@ -83,10 +113,10 @@ def play(
     fps: int,
     say: Callable[[str], None],
 ) -> PlayResult:
-    if record is not None and record.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserError(f"--record {record}: give a .mp4 or .gif file name")
+    if record is not None:
+        check_record_target(record)
     config = run_config(chosen.run)
-    model = load_model(chosen.path, device="cpu")
+    model = load_algorithm(check_model_algo(chosen, config), chosen.path, device="cpu")
     max_frames = int(config.hyperparams.get("eval_max_frames", 108_000))
     atari = config.env.is_atari
     render_mode = None
@@ -95,19 +125,27 @@ def play(
     elif record is not None and not atari:
         render_mode = "rgb_array"  # other envs draw their frames only when asked to
     env = make_eval_env(config.env, config.env_settings(), seed, max_frames, render_mode)
+    if model.observation_space.shape != env.observation_space.shape:
+        env.close()
+        raise UserError(
+            f"{chosen.path} takes observations of shape {model.observation_space.shape}, but "
+            f"{chosen.run.path} makes {env.observation_space.shape}; that zip does not belong "
+            "to this run"
+        )
     # As the run's evaluations played: a greedy A2C agent can stall where it must serve.
     sampled = config.hyperparams.get("eval_actions") == "sampled"
     if sampled:
         set_random_seed(seed)  # the draws of SB3's sampling: the same games for the same seed
         say("Actions sampled from the policy (the run's eval_actions)")
-    writer = _video_writer(record, fps) if record is not None else None
-    frames = 0
+    try:
+        video = VideoFile(record, fps) if record is not None else None
+    except UserError:
+        env.close()
+        raise
 
     def after_step(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
-        nonlocal frames
-        if writer is not None:
-            writer.append_data(_screen(env))
-            frames += 1
+        if video is not None:
+            video.append(_screen(env))
         episode = local_vars["info"].get("episode")
         if episode is not None:
             game = int(local_vars["episode_counts"][0]) + 1
@@ -117,11 +155,19 @@ def play(
         scores, lengths = play_evaluation_games(
             model, env, episodes, epsilon, seed, callback=after_step, sampled=sampled
         )
+    except KeyboardInterrupt:
+        if video is not None:
+            video.finish()  # the games played so far still make a video
+        raise
+    except BaseException:
+        if video is not None:
+            video.discard()
+        raise
     finally:
-        if writer is not None:
-            writer.close()
         env.close()
-    return PlayResult(scores, lengths, frames)
+    if video is not None:
+        video.finish()
+    return PlayResult(scores, lengths, video.frames if video is not None else 0)
 
 
 def _screen(env: Any) -> np.ndarray:
@@ -132,17 +178,69 @@ def _screen(env: Any) -> np.ndarray:
     return np.asarray(game.render())
 
 
+class VideoFile:
+    """A video written under a temporary name and renamed over `path` once complete: a
+    failed recording leaves no broken file and keeps a video that was already there."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path = path
+        self.partial = partial_name(path)
+        self.frames = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The encoders open their file only at the first frame or at the end: a folder
+            # that cannot be written fails here, before any game is played.
+            self.partial.touch()
+            self.writer = _video_writer(self.partial, fps)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                self.partial.unlink(missing_ok=True)
+            raise UserError(f"--record {path}: cannot write there ({_reason(error)})") from None
+
+    def append(self, frame: np.ndarray) -> None:
+        try:
+            self.writer.append_data(frame)
+        except OSError as error:
+            self.discard()
+            raise self._failed(error) from None
+        self.frames += 1
+
+    def finish(self) -> None:
+        try:
+            self.writer.close()
+            os.replace(self.partial, self.path)
+        except OSError as error:
+            self.discard()
+            raise self._failed(error) from None
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.writer.close()
+        with contextlib.suppress(OSError):
+            self.partial.unlink(missing_ok=True)
+
+    def _failed(self, error: OSError) -> UserError:
+        kept = " (the video already there is kept)" if self.path.is_file() else ""
+        return UserError(f"--record {self.path}: writing the video failed ({_reason(error)}){kept}")
+
+
+def _reason(error: OSError) -> str:
+    text = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if "Broken pipe" in text:  # imageio's word for an ffmpeg that stopped
+        return "the ffmpeg encoder stopped: is the disk full or the folder read-only?"
+    return text
+
+
 def _video_writer(path: Path, fps: int) -> Any:
     import imageio.v2 as imageio
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".gif":
-            return imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
-        # imageio-ffmpeg brings its own ffmpeg binary; 210x160 needs no resizing for H.264.
-        return imageio.get_writer(path, fps=fps, macro_block_size=2, quality=7)
-    except OSError as error:
-        raise UserError(f"--record {path}: cannot write ({error})") from None
+    if path.suffix.lower() == ".gif":
+        return imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
+    # imageio-ffmpeg brings its own ffmpeg binary; 210x160 needs no resizing for H.264.
+    # ffmpeg stays quiet: a failure is reported in one line here.
+    return imageio.get_writer(
+        path, fps=fps, macro_block_size=2, quality=7, ffmpeg_log_level="quiet"
+    )
 
 
 def summary(scores: list[float]) -> str:

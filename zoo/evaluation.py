@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from zoo.atomic import atomic_write_text, write_atomically
 from zoo.errors import UserError
 from zoo.interrupts import StopRequest
+from zoo.textfiles import read_text_file
 
 EVALUATIONS_FILE = "evaluations.csv"
 BEST_MODEL = "best_model.zip"
@@ -47,6 +48,8 @@ COLUMNS = (
     "wall_time",
     "eval_seconds",
 )
+# The columns that readers of the file (report, plot) need.
+READ_COLUMNS = ("step", "mean", "std", "scores")
 # Games of one evaluation played side by side: one env each and one network call for all.
 MAX_PARALLEL_GAMES = 32
 
@@ -252,6 +255,32 @@ class EvaluationLog:
         with open(self.path, newline="", encoding="utf-8") as file:
             return [row for row in csv.DictReader(file) if row.get("step", "").isdigit()]
 
+    def checked_rows(self) -> list[dict[str, str]]:
+        """The rows, each with a readable step, mean, std and scores; a UserError naming the
+        file and what is wrong with it when it was damaged or edited by hand."""
+        if not self.path.is_file():
+            return []
+        text = read_text_file(self.path, "evaluations file")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [name for name in READ_COLUMNS if name not in (reader.fieldnames or [])]
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            raise UserError(f"{self.path}: malformed, no {names} column{'s' * (len(missing) > 1)}")
+        rows = []
+        for row in reader:
+            try:
+                int(row["step"])
+                for name in ("mean", "std"):
+                    float(row[name])
+                [float(score) for score in row["scores"].split()]
+            except (TypeError, ValueError, AttributeError):
+                raise UserError(
+                    f"{self.path}: malformed, line {reader.line_num} holds no readable "
+                    "step, mean, std and scores"
+                ) from None
+            rows.append(row)
+        return rows
+
     def best_mean(self) -> float | None:
         means = [float(row["mean"]) for row in self.rows() if row.get("mean")]
         return max(means) if means else None
@@ -328,7 +357,7 @@ class EvaluationCallback(BaseCallback):
         try:
             result = self.evaluate()
         except EvaluationCancelled:
-            return False
+            return True  # StopWhenRequested ends training at the rollout boundary
         if self.on_result is not None and not self.on_result(self.model, result):
             self.stopped_by_listener = result
             return False

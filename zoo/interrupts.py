@@ -1,10 +1,15 @@
-"""Ctrl-C during training: stop at the end of the current step, never in the middle of one.
+"""Ctrl-C and SIGTERM: the one module that installs signal handlers; the others ask it.
+
+SIGTERM is what Slurm, Kubernetes, systemd and `docker stop` send before they kill a job, so
+it is handled as Ctrl-C is: `zoo` makes it raise `Terminated` (a KeyboardInterrupt) wherever
+Ctrl-C would raise KeyboardInterrupt, and the exit code says which signal it was (130, 143).
 
 Python's own handler raises KeyboardInterrupt wherever the main thread happens to be: inside
 PyTorch's zip writer (the checkpoint fails with "unexpected pos"), inside TensorBoard's event
 queue (its writer can then hang when closed), inside an env. While `zoo train` runs SB3's
-learn, a Ctrl-C only sets a flag instead, and a callback ends learn() at the next step, the
-way SB3 callbacks stop training. A second Ctrl-C quits at once: files are written under
+learn, a first signal only sets a flag instead, and a callback ends learn() at the next
+rollout boundary, the way SB3 callbacks stop training. While a file is written the signal is
+held until the file is complete. A second signal quits at once: files are written under
 temporary names, so the newest complete checkpoint stays usable.
 """
 
@@ -13,31 +18,44 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from zoo.errors import EXIT_INTERRUPTED
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+Handler = Callable[[int, FrameType | None], None]
 
 
-class StopRequest:
-    """Set by the first Ctrl-C."""
-
-    def __init__(self) -> None:
-        self.requested = False
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt."""
 
 
-class StopWhenRequested(BaseCallback):
-    """Ends SB3's learn() after the step in which Ctrl-C was pressed."""
+def exit_code(signum: int) -> int:
+    """The exit code of a process stopped by `signum`, as shells report it (130, 143)."""
+    return 128 + signum
 
-    def __init__(self, request: StopRequest) -> None:
-        super().__init__()
-        self.request = request
 
-    def _on_step(self) -> bool:
-        return not self.request.requested
+def exit_code_of(interrupt: KeyboardInterrupt) -> int:
+    return exit_code(signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def _python_handler(signum: int) -> Handler:
+    return signal.default_int_handler if signum == signal.SIGINT else _raise_terminated
+
+
+def treat_sigterm_as_ctrl_c() -> None:
+    """From now on SIGTERM raises Terminated in the main thread, as Ctrl-C raises
+    KeyboardInterrupt (Python's default would end the process with nothing saved)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def python_handles_ctrl_c() -> bool:
@@ -49,13 +67,76 @@ def python_handles_ctrl_c() -> bool:
 
 
 @contextlib.contextmanager
-def ctrl_c_requests_a_stop(warn: Callable[[str], None]) -> Iterator[StopRequest]:
-    """Within the block a first Ctrl-C sets the request and a second quits the process.
+def _handling(handler: Handler) -> Iterator[None]:
+    """`handler` for Ctrl-C and SIGTERM inside the block; Python's own (and zoo's SIGTERM
+    one) restored after it."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _python_handler(signum))
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _quit_now(signum: int, what: str, warn: Callable[[str], None] = _to_stderr) -> None:
+    warn(f"zoo: interrupted again ({_NAMES.get(signum, 'signal')}): quitting without {what}")
+    os._exit(exit_code(signum))
+
+
+class StopRequest:
+    """Set by the first Ctrl-C or SIGTERM."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum or signal.SIGINT)
+
+
+class StopWhenRequested(BaseCallback):
+    """Ends SB3's learn() at the rollout boundary after a stop request.
+
+    The stop lands where a rollout ends, as in a run that was never stopped: a resumed run
+    then collects its rollouts, logs its rows and saves its checkpoints at the very steps an
+    uninterrupted one does. SB3 can only stop from inside a step, so the first step of the
+    next rollout is taken back: its transition is never stored and the step counter returns
+    to the boundary (the games in play are not part of a checkpoint anyway).
+    """
+
+    def __init__(self, request: StopRequest) -> None:
+        super().__init__()
+        self.request = request
+        self._first_step_of_rollout = False
+
+    def _on_rollout_start(self) -> None:
+        self._first_step_of_rollout = True
+
+    def _on_step(self) -> bool:
+        first, self._first_step_of_rollout = self._first_step_of_rollout, False
+        if self.request.requested and first:
+            self.model.num_timesteps -= self.training_env.num_envs
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequest]:
+    """Within the block a first Ctrl-C or SIGTERM sets the request, a second quits.
 
     Only in the main thread and where Ctrl-C would raise KeyboardInterrupt (Python's own
     handler is installed); elsewhere the request is never set and KeyboardInterrupt keeps
     its usual course. After a request the quitting handler stays installed: the run is on
-    its way to its final save, where a further Ctrl-C must not raise either.
+    its way to its final save, where a further signal must not raise either.
     """
     request = StopRequest()
     if not python_handles_ctrl_c():
@@ -64,14 +145,66 @@ def ctrl_c_requests_a_stop(warn: Callable[[str], None]) -> Iterator[StopRequest]
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if request.requested:
-            warn("zoo: interrupted again: quitting without a new checkpoint")
-            os._exit(EXIT_INTERRUPTED)
-        request.requested = True
-        warn("zoo: Ctrl-C: stopping after the current step (Ctrl-C again quits at once)")
+            _quit_now(signum, "a new checkpoint", warn)
+        request.signum = signum
+        name = _NAMES.get(signum, "signal")
+        warn(f"zoo: {name}: stopping at the end of this rollout ({name} again quits at once)")
 
-    signal.signal(signal.SIGINT, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     try:
         yield request
     finally:
         if not request.requested:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, _python_handler(signum))
+
+
+@contextlib.contextmanager
+def signals_after_the_write() -> Iterator[None]:
+    """Hold a Ctrl-C or SIGTERM that comes while a file is written until it is complete.
+
+    Raised inside PyTorch's zip writer, KeyboardInterrupt comes out as a RuntimeError
+    ("unexpected pos"): a Ctrl-C during a periodic checkpoint ended the run with a traceback
+    and without its final checkpoint. A second signal still quits at once: the file is only
+    under its temporary name, so nothing saved before is touched. Only where Ctrl-C would
+    raise KeyboardInterrupt (the main thread, Python's own handler); a handler of zoo's, such
+    as the one that quits during the final save, stays in charge.
+    """
+    if not python_handles_ctrl_c():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held:
+            _quit_now(signum, "this file")
+        held.append(signum)
+        _to_stderr("zoo: stopping once the file being written is complete")
+
+    with _handling(hold):
+        yield
+    if held:
+        raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def a_second_signal_quits(interrupted: bool, warn: Callable[[str], None]) -> Iterator[None]:
+    """After a stop request, while the final checkpoint and model are saved: another signal
+    ends the process at once. Every file is written under a temporary name and renamed, so
+    quitting mid-save leaves the previous checkpoint and model intact; the unfinished
+    checkpoint has no manifest and is never used."""
+    if not interrupted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        _quit_now(signum, "this checkpoint", warn)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, quit_now)
+    yield
+    # Saved: the process is on its way out. Ignoring further signals keeps the interpreter's
+    # shutdown (which restores the default handlers) from dying of one with no exit code.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

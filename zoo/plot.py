@@ -50,18 +50,33 @@ class RunCurves:
     eval_means: np.ndarray
     eval_stds: np.ndarray
     scalars: dict[str, Series] = field(default_factory=dict)
+    damage: tuple[str, ...] = ()  # why a file of the run could not be read
 
     @property
     def empty(self) -> bool:
         return len(self.game_steps) == 0 and len(self.eval_steps) == 0
 
+    def why_empty(self) -> str:
+        if self.damage:
+            return "; ".join(self.damage)
+        return "no finished episode and no evaluation yet"
+
 
 def load_run_curves(run: Run, label: str) -> RunCurves:
     info = run.read_info()
     group = f"{info['algo']} {info['env']}"
-    scalars = _tensorboard_scalars(run.path)
+    damage = []
+    try:
+        scalars = _tensorboard_scalars(run.path)
+    except UserError as error:
+        scalars = {}
+        damage.append(str(error))
     game_steps, game_scores = scalars.pop("episode/score", (np.zeros(0), np.zeros(0)))
-    evaluations = _evaluations(run.path / EVALUATIONS_FILE)
+    try:
+        evaluations = _evaluations(run.path / EVALUATIONS_FILE)
+    except UserError as error:
+        evaluations = np.zeros((0, 3))
+        damage.append(str(error))
     return RunCurves(
         label=label,
         group=group,
@@ -71,17 +86,16 @@ def load_run_curves(run: Run, label: str) -> RunCurves:
         eval_means=evaluations[:, 1],
         eval_stds=evaluations[:, 2],
         scalars=scalars,
+        damage=tuple(damage),
     )
 
 
 def _evaluations(path: Path) -> np.ndarray:
-    """Rows of (step, mean, std); a row with an unreadable number is skipped."""
-    rows: list[tuple[float, float, float]] = []
-    for row in EvaluationLog(path).rows():
-        try:
-            rows.append((float(row["step"]), float(row["mean"]), float(row["std"])))
-        except (KeyError, TypeError, ValueError):
-            continue
+    """Rows of (step, mean, std); a UserError saying what is wrong with a damaged file."""
+    rows = [
+        (float(row["step"]), float(row["mean"]), float(row["std"]))
+        for row in EvaluationLog(path).checked_rows()
+    ]
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
@@ -96,6 +110,11 @@ def _tensorboard_scalars(folder: Path) -> dict[str, Series]:
         accumulator.Reload()
     except Exception as error:  # a damaged event file: say which run, keep going without it
         raise UserError(f"{folder}: cannot read its TensorBoard events ({error})") from None
+    # Every event file starts with a version record: none read means damaged files, not a
+    # run without games (TensorBoard skips what it cannot read without a word).
+    written = any(path.stat().st_size > 0 for path in folder.glob("events.out.tfevents.*"))
+    if accumulator.file_version is None and written:
+        raise UserError(f"{folder}: its TensorBoard event files hold no readable record")
     series: dict[str, Series] = {}
     for tag in accumulator.Tags()["scalars"]:
         events = accumulator.Scalars(tag)
@@ -141,8 +160,13 @@ def draw(
     drawable = [run for run in runs if not run.empty]
     for run in runs:
         if run.empty:
-            say(f"{run.label}: no finished episode and no evaluation yet; left out of the plot")
+            say(f"{run.label}: {run.why_empty()}; left out of the plot")
+        elif run.damage:
+            say(f"{run.label}: {'; '.join(run.damage)}; the rest of the run is plotted")
     if not drawable:
+        if any(run.damage for run in runs):
+            reasons = "; ".join(f"{run.label}: {run.why_empty()}" for run in runs)
+            raise UserError(f"nothing to plot: {reasons}")
         names = ", ".join(run.label for run in runs)
         raise UserError(
             f"nothing to plot: {names} has no finished episode and no evaluation yet; "

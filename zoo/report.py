@@ -17,6 +17,7 @@ import numpy as np
 
 from zoo.errors import UserError
 from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.textfiles import read_text_file
 
 REFERENCE_COLUMNS = (
     "DQN 2013 (paper table)",
@@ -50,10 +51,7 @@ def reference_table(path: Path | None = None) -> dict[str, dict[str, float | Non
     if path is None:
         text = resources.files("zoo").joinpath("reference_scores.md").read_text(encoding="utf-8")
     else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise UserError(f"cannot read {path}: {error.strerror}") from None
+        text = read_text_file(path, "markdown table of reference scores")
     header: list[str] | None = None
     table: dict[str, dict[str, float | None]] = {}
     for line in text.splitlines():
@@ -85,31 +83,49 @@ def game_of(env_name: str) -> str:
 
 
 def run_scores(
-    log_dir: Path, evaluate: Callable[[Path], tuple[list[float], str]] | None = None
+    log_dir: Path,
+    evaluate: Callable[[Path], tuple[list[float], str]] | None = None,
+    note: Callable[[str], None] = lambda _: None,
 ) -> list[RunScore]:
-    """One row per run folder under `log_dir`: its last evaluation, or `evaluate`'s games."""
-    from zoo.runs import Run, run_files
+    """One row per run folder under `log_dir`: its last evaluation, or `evaluate`'s games.
+    A damaged run gets no row, only a `note` saying why: the others are still reported."""
+    from zoo.runs import run_files
 
     rows = []
     for run_file in run_files(log_dir):
-        run = Run(run_file.parent)
-        info = run.read_info()
-        algo, env = str(info.get("algo", "?")), str(info.get("env", "?"))
-        scores, source = evaluate(run.path) if evaluate is not None else _last_evaluation(run.path)
-        values = np.asarray(scores, dtype=np.float64)
-        rows.append(
-            RunScore(
-                run=str(run.path.relative_to(log_dir)),
-                algo=algo,
-                game=game_of(env),
-                steps=int(info.get("timesteps") or 0),
-                mean=float(values.mean()) if len(values) else None,
-                std=float(values.std()) if len(values) else None,
-                games=len(values),
-                source=source,
-            )
-        )
+        name = str(run_file.parent.relative_to(log_dir))
+        try:
+            rows.append(_run_score(run_file.parent, name, evaluate))
+        except UserError as error:
+            note(f"{name} left out of the report: {error}")
     return rows
+
+
+def _run_score(
+    path: Path, name: str, evaluate: Callable[[Path], tuple[list[float], str]] | None
+) -> RunScore:
+    from zoo.runs import Run
+
+    info = Run(path).read_info()
+    algo, env = info.get("algo"), info.get("env")
+    if not isinstance(algo, str) or not isinstance(env, str):
+        raise UserError(f"{path / 'run.yml'} names no algo and env; the run folder is damaged")
+    try:
+        steps = int(info.get("timesteps") or 0)
+    except (TypeError, ValueError):
+        raise UserError(f"{path / 'run.yml'}: timesteps is not a number") from None
+    scores, source = evaluate(path) if evaluate is not None else _last_evaluation(path)
+    values = np.asarray(scores, dtype=np.float64)
+    return RunScore(
+        run=name,
+        algo=algo,
+        game=game_of(env),
+        steps=steps,
+        mean=float(values.mean()) if len(values) else None,
+        std=float(values.std()) if len(values) else None,
+        games=len(values),
+        source=source,
+    )
 
 
 def shipped_agent_scores() -> list[RunScore]:
@@ -172,7 +188,7 @@ def over_seeds(rows: list[RunScore]) -> str:
 
 
 def _last_evaluation(run_path: Path) -> tuple[list[float], str]:
-    rows = EvaluationLog(run_path / EVALUATIONS_FILE).rows()
+    rows = EvaluationLog(run_path / EVALUATIONS_FILE).checked_rows()
     if not rows:
         return [], "no evaluation yet"
     last = rows[-1]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from zoo.checkpoints import newest_checkpoint, set_aside
+from zoo.atomic import atomic_write_text, write_atomically
+from zoo.checkpoints import Checkpoint, newest_checkpoint, set_aside
 from zoo.config import Config, build_config
 from zoo.errors import UserError
 from zoo.models import algorithm_of
-from zoo.runs import Run, open_run
+from zoo.runs import Run, open_run, update_run_status
 from zoo.train import StartPoint
 
 
@@ -20,37 +22,82 @@ class Resumption:
     run: Run
     config: Config
     start: StartPoint
+    # The run had reached its total but its final model was missing or stale: written now
+    # from the newest checkpoint, nothing left to train.
+    finished_now: bool = False
 
 
 def prepare_resume(
-    run_dir: Path, total_timesteps: int | None, warn: Callable[[str], None]
+    run: Run, total_timesteps: int | None, warn: Callable[[str], None]
 ) -> Resumption:
     """The run, its own config and the newest complete checkpoint to continue from.
 
-    Newer checkpoints that are incomplete or corrupt are reported and set aside. With no
-    checkpoint at all the run starts over from step 0 in the same folder.
+    Call it holding the run's training lock: it tidies the folder. Newer checkpoints that
+    are incomplete or corrupt are reported and set aside, and files a killed save left
+    half-written are removed. With no checkpoint at all the run starts over from step 0 in
+    the same folder, its old final model kept under another name.
     """
-    run = open_run(run_dir)
     info = run.read_info()
     config = build_config(str(info["algo"]), str(info["env"]), hyperparams_file=run.config_file)
     checkpoint, skipped = newest_checkpoint(run.checkpoints_dir)
     for error in skipped:
         warn(f"warning: skipping checkpoint {error.path.name}: {error}")
         set_aside(error.path)
-    if checkpoint is None:
-        warn(f"note: {run.path} has no complete checkpoint: the run starts over from step 0")
+    remove_partial_files(run)
     saved_total = info.get("total_timesteps")
     total = total_timesteps or (saved_total if isinstance(saved_total, int) else None)
     total = total or config.n_timesteps
     step = checkpoint.step if checkpoint is not None else 0
-    if total <= step:
-        raise UserError(
-            f"{run.path} is already at step {step:,} of {total:,}; "
-            f"give a larger total with -n to train on"
-        )
+    if checkpoint is None:
+        warn(f"note: {run.path} has no complete checkpoint: the run starts over from step 0")
+        _keep_old_final_model(run, info, warn)
+    elif total <= step:
+        if info.get("status") == "finished" and run.final_model.is_file():
+            raise UserError(
+                f"{run.path} is already at step {step:,} of {total:,}; "
+                f"give a larger total with -n to train on"
+            )
+        # Stopped between its last checkpoint and its final model (e.g. killed mid-write).
+        write_atomically(run.final_model, lambda to: shutil.copyfile(checkpoint.model_file, to))
+        update_run_status(run, "finished", step)
+        finished = StartPoint(resumed=True, checkpoint=checkpoint, total_timesteps=total)
+        return Resumption(run, config, finished, finished_now=True)
+    if checkpoint is not None:
+        keep_monitor_rows_of(run, checkpoint)
     return Resumption(
         run, config, StartPoint(resumed=True, checkpoint=checkpoint, total_timesteps=total)
     )
+
+
+def remove_partial_files(run: Run) -> None:
+    """Files a killed process left under their temporary names (never complete)."""
+    for folder in (run.path, run.checkpoints_dir):
+        for leftover in folder.glob(".*.partial*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _keep_old_final_model(run: Run, info: dict[str, object], warn: Callable[[str], None]) -> None:
+    if not run.final_model.is_file():
+        return
+    steps = info.get("timesteps")
+    kept = run.path / f"final_model_before_restart_step_{steps}.zip"
+    run.final_model.rename(kept)
+    warn(f"note: the run's earlier final model is kept as {kept.name}")
+
+
+def keep_monitor_rows_of(run: Run, checkpoint: Checkpoint) -> None:
+    """Cut each monitor file back to the games it held at the checkpoint: games of the
+    steps a resume rolls back were never part of the run that goes on."""
+    rows = checkpoint.training_state().get("monitor_lines")
+    if not isinstance(rows, dict):
+        return  # a checkpoint from before zoo counted them
+    for name, count in rows.items():
+        path = run.monitor_dir / str(name)
+        if not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if len(lines) > int(count):
+            atomic_write_text(path, "".join(lines[: int(count)]))
 
 
 def init_weights_file(source: Path, warn: Callable[[str], None]) -> Path:

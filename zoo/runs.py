@@ -175,10 +175,27 @@ def runs_found(log_dir: Path, algo: str, env_name: str) -> str:
     return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 
 
+# Run folders whose lock this process holds, with how many blocks hold it.
+_HELD_LOCKS: dict[Path, int] = {}
+
+
 @contextlib.contextmanager
 def training_lock(run: Run) -> Iterator[None]:
-    """Held while a process trains in `run`; the OS releases it when the process dies."""
-    handle = open(run.lock_file, "a+")  # noqa: SIM115  (held for the whole training)
+    """Held while a process touches `run` to train it: from the first look at its
+    checkpoints to the final save. The OS releases it when the process dies. Nested blocks
+    of one process share the lock."""
+    key = run.path.resolve()
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    try:
+        handle = open(run.lock_file, "a+")  # noqa: SIM115  (held for the whole training)
+    except OSError as error:
+        raise UserError(f"cannot lock {run.path}: {error.strerror}") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -186,7 +203,11 @@ def training_lock(run: Run) -> Iterator[None]:
             raise UserError(
                 f"{run.path} is being trained by another zoo process; wait for it or stop it"
             ) from None
-        yield
+        _HELD_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
     finally:
         handle.close()
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from zoo.config import Config
+from zoo.errors import UserError
 from zoo.schedules import Schedule
 
 EPSILON_COLOR = "#d62728"
@@ -36,8 +37,21 @@ def sample_points(schedule: Schedule, end: float) -> list[float]:
     return sorted(points)
 
 
+def check_output(output: Path) -> None:
+    """An image file name matplotlib writes as named (it adds .png to a name without one)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if output.is_dir():
+        raise UserError(
+            f"-o {output}: is a folder; give an image file name such as {output / 'schedule.png'}"
+        )
+    if output.suffix.lower().lstrip(".") not in FigureCanvasBase.get_supported_filetypes():
+        raise UserError(f"-o {output}: give an image file name ending in .png, .svg or .pdf")
+
+
 def draw(config: Config, output: Path, width: int, height: int) -> list[str]:
-    """Write the PNG; return the lines of sample values to print."""
+    """Write the image; return the lines of sample values to print."""
+    check_output(output)
     panels: list[tuple[str, Schedule, str]] = []
     epsilon = config.exploration_schedule()
     if epsilon is not None:

@@ -7,14 +7,10 @@ another model (`--init-from`). Tuning calls the same `train`.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 import numpy as np
@@ -36,6 +32,7 @@ from zoo.checkpoints import (
     Checkpoint,
     capture_rng_states,
     check_room_for_replay_buffers,
+    newest_checkpoint,
     prune_checkpoints,
     replay_buffer_bytes,
     restore_rng_states,
@@ -43,13 +40,13 @@ from zoo.checkpoints import (
 )
 from zoo.config import Config
 from zoo.envs import make_eval_env, make_vec_env_for
-from zoo.errors import EXIT_INTERRUPTED, UserError
+from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
-from zoo.interrupts import StopWhenRequested, ctrl_c_requests_a_stop
+from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
-from zoo.runs import Run, save_model_atomically, training_lock, update_run_status
+from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
 
 # Agent steps between two rows of logged training metrics, unless log_freq says otherwise.
@@ -70,6 +67,8 @@ class TrainOptions:
     warn: Callable[[str], None] = _to_stderr  # problems the user must see
     # Told every evaluation; returning False stops training (tuning prunes trials with it).
     on_evaluation: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None
+    # The command line, recorded in run.yml when a resume starts training.
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,12 @@ class StartPoint:
 class TrainResult:
     run: Run
     timesteps: int
-    interrupted: bool
+    exit_code: int = 0  # 130 or 143 when Ctrl-C or SIGTERM stopped it
     stopped_by: str | None = None  # why training ended before its budget, if it did
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.exit_code != 0
 
 
 def resolve_device(requested: str) -> str:
@@ -108,16 +110,28 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+# What SB3, PyTorch and numpy raise for settings they cannot build (an optimizer argument
+# out of range, a buffer that cannot be allocated): each is the user's to change.
+_CONSTRUCTION_ERRORS = (MemoryError, ValueError, TypeError, OverflowError, RuntimeError)
+
+
 def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     algorithm = registry.ALGORITHMS[config.algo]
-    model = algorithm(
-        config.policy,
-        env,
-        seed=config.seed,
-        device=device,
-        verbose=0,
-        **config.algorithm_kwargs(),
-    )
+    try:
+        model = algorithm(
+            config.policy,
+            env,
+            seed=config.seed,
+            device=device,
+            verbose=0,
+            **config.algorithm_kwargs(),
+        )
+    except _CONSTRUCTION_ERRORS as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"cannot build the {config.algo} model with these settings: {reason}; "
+            "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
+        ) from None
     # Functions of the global step, saved with the model so that a resumed run continues them.
     model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
     model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
@@ -158,27 +172,47 @@ def _train(
     try:
         model = _starting_model(config, env, options, start)
         model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
-        _check_replay_buffer_room(model, config, run, options)
+        _check_replay_buffer_room(model, config, run, options, start.resumed)
         evaluation = _evaluation_callback(config, run, options, start)
         callbacks = _callbacks(config, run, model, options, total, evaluation, extra_callbacks)
         if start.checkpoint is not None:
             restore_rng_states(start.checkpoint.training_state().get("rng", {}))
-        interrupted = _learn(model, total, start, callbacks, options)
-        with _second_ctrl_c_quits(interrupted, options):
-            checkpoint = _save_checkpoint(model, config, run)
-            save_model_atomically(model, run.final_model)
-            status = "interrupted" if interrupted else "finished"
-            update_run_status(run, status, model.num_timesteps)
-        model.logger.close()
+        if start.resumed:  # recorded once everything is set up: a refused resume leaves no trace
+            mark_resumed(run, start.step, total, options.command)
+            options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
+        try:
+            interrupted_with = _learn(model, total, start, callbacks, options)
+            interrupted = interrupted_with is not None
+            with a_second_signal_quits(interrupted, options.warn):
+                _save_checkpoint(model, config, run)
+                save_model_atomically(model, run.final_model)
+                status = "interrupted" if interrupted else "finished"
+                update_run_status(run, status, model.num_timesteps)
+            model.logger.close()
+        except OSError as error:  # a full disk, a folder made read-only mid-run
+            raise _write_failure(run, error) from None
         return TrainResult(
             run=run,
             timesteps=model.num_timesteps,
-            interrupted=interrupted,
+            exit_code=interrupted_with or 0,
             stopped_by=_stop_reason(callbacks, evaluation),
-            notes=[f"checkpoint: {checkpoint.path}"],
         )
     finally:
         _close_quietly(env)
+
+
+def _write_failure(run: Run, error: OSError) -> UserError:
+    """One line for a run that could not write its files; the run is marked failed where
+    that can still be written, and its newest complete checkpoint is named."""
+    checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
+    kept = f"step {checkpoint.step:,}" if checkpoint is not None else "none yet"
+    with contextlib.suppress(OSError):
+        update_run_status(run, "failed", checkpoint.step if checkpoint is not None else 0)
+    where = f" ({error.filename})" if error.filename else ""
+    return UserError(
+        f"cannot write to the run folder{where}: {error.strerror or error}; newest complete "
+        f"checkpoint: {kept}. Free space or fix the folder, then: zoo train --resume {run.path}"
+    )
 
 
 def _learn(
@@ -187,13 +221,14 @@ def _learn(
     start: StartPoint,
     callbacks: list[BaseCallback],
     options: TrainOptions,
-) -> bool:
-    """Run SB3's learn to `total` global steps; True when Ctrl-C cut it short."""
+) -> int | None:
+    """Run SB3's learn to `total` global steps; the exit code of the Ctrl-C or SIGTERM that
+    cut it short, or None."""
     try:
-        with ctrl_c_requests_a_stop(options.warn) as stop:
+        with stop_requests(options.warn) as stop:
             for callback in callbacks:
                 if isinstance(callback, EvaluationCallback):
-                    callback.cancel_when = stop  # Ctrl-C need not wait for its games
+                    callback.cancel_when = stop  # a stop need not wait for its games
             model.learn(
                 total_timesteps=total - model.num_timesteps,
                 callback=CallbackList([*callbacks, StopWhenRequested(stop)]),
@@ -202,38 +237,20 @@ def _learn(
                 log_interval=None,  # type: ignore[arg-type]
                 reset_num_timesteps=not start.resumed,
             )
-    except KeyboardInterrupt:  # where Ctrl-C could not be turned into a stop request
+    except KeyboardInterrupt as interrupt:  # where a signal could not become a stop request
         for callback in callbacks:
             if isinstance(callback, ProgressBarCallback):
                 callback.close()  # SB3 skips _on_training_end when learn() is interrupted
+        code = exit_code_of(interrupt)
     else:
         if not stop.requested:
-            return False
+            return None
+        code = stop.exit_code
     options.warn(
         f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
         "(Ctrl-C again quits at once; saved files stay intact)"
     )
-    return True
-
-
-@contextlib.contextmanager
-def _second_ctrl_c_quits(interrupted: bool, options: TrainOptions) -> Iterator[None]:
-    """After a first Ctrl-C, a second one ends the process at once. Every file is written
-    under a temporary name and renamed, so quitting mid-save leaves the previous checkpoint
-    and model intact; the unfinished checkpoint has no manifest and is never used."""
-    if not interrupted or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def quit_now(signum: int, frame: FrameType | None) -> None:
-        options.warn("zoo: interrupted again: quitting without this checkpoint")
-        os._exit(EXIT_INTERRUPTED)
-
-    signal.signal(signal.SIGINT, quit_now)
-    yield
-    # Saved: the process is on its way out. Ignoring further Ctrl-C keeps the interpreter's
-    # shutdown (which restores the default handler) from dying of it with no exit code.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 def _starting_model(
@@ -255,10 +272,15 @@ def _starting_model(
             model.load_replay_buffer(buffer_file)
             _end_stored_trajectories(model)
         elif config.hyperparams.get("learning_starts") is not None:
+            why = (
+                "only the newest checkpoint keeps it, and that one could not be used"
+                if config.hyperparams.get("save_replay_buffer")
+                else "save_replay_buffer: false"
+            )
             options.warn(
-                f"note: checkpoint {checkpoint.path.name} has no replay buffer "
-                "(save_replay_buffer: false): learning restarts with an empty buffer and "
-                f"gradient steps resume once it holds {model.learning_starts:,} transitions"
+                f"note: checkpoint {checkpoint.path.name} has no replay buffer ({why}): "
+                "learning restarts with an empty buffer and gradient steps resume once it "
+                f"holds {model.learning_starts:,} transitions"
             )
     return model
 
@@ -287,7 +309,7 @@ def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
 
 
 def _check_replay_buffer_room(
-    model: BaseAlgorithm, config: Config, run: Run, options: TrainOptions
+    model: BaseAlgorithm, config: Config, run: Run, options: TrainOptions, resumed: bool
 ) -> None:
     if not config.hyperparams.get("save_replay_buffer") or not isinstance(
         model, OffPolicyAlgorithm
@@ -295,7 +317,11 @@ def _check_replay_buffer_room(
         return
     size = replay_buffer_bytes(model)
     options.say(f"Checkpoints include the replay buffer: {size / 2**30:.2f} GiB each")
-    check_room_for_replay_buffers(run.path, size)
+    if resumed:  # a resume takes the run's own config: no --set, the file is the place
+        advice = f"free space, or set save_replay_buffer: false in {run.config_file}"
+        check_room_for_replay_buffers(run.path, size, advice)
+    else:
+        check_room_for_replay_buffers(run.path, size)
 
 
 def _evaluation_callback(
@@ -357,11 +383,21 @@ def _save_checkpoint(model: BaseAlgorithm, config: Config, run: Run) -> Checkpoi
     checkpoint = save_checkpoint(
         model,
         run.checkpoints_dir,
-        {"rng": capture_rng_states()},
+        {"rng": capture_rng_states(), "monitor_lines": monitor_lines(run)},
         with_replay_buffer=bool(config.hyperparams.get("save_replay_buffer")),
     )
     prune_checkpoints(run.checkpoints_dir, int(config.hyperparams.get("keep_checkpoints", 3)))
+    # run.yml follows the checkpoints: after a crash it tells where a resume starts.
+    update_run_status(run, "running", model.num_timesteps)
     return checkpoint
+
+
+def monitor_lines(run: Run) -> dict[str, int]:
+    """Lines of each monitor file now (the Monitor flushes every finished game)."""
+    return {
+        path.name: len(path.read_bytes().splitlines())
+        for path in sorted(run.monitor_dir.glob("*.monitor.csv"))
+    }
 
 
 def _stop_reason(

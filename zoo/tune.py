@@ -33,6 +33,7 @@ from zoo.evaluation import EvaluationResult
 from zoo.runs import Run, write_run_files
 from zoo.search_space import SearchSpace, load_search_space
 from zoo.train import TrainOptions, train
+from zoo.tune_sampler import TrialSeededSampler
 from zoo.tune_storage import (
     WORKER_ATTR,
     StudyStorage,
@@ -157,11 +158,19 @@ class TrialOutcome:
     interrupted: bool = False
 
 
-def make_sampler(settings: TuneSettings, worker: int) -> optuna.samplers.BaseSampler:
-    seed = None if settings.seed is None else settings.seed + 7919 * worker
-    if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def make_sampler(settings: TuneSettings) -> optuna.samplers.BaseSampler:
+    """With --seed, every trial draws from its own stream, (seed, trial number): workers
+    started with the same --seed on many machines draw different values, and one worker
+    draws the same values again. Without it, each process seeds itself at random."""
+
+    def make(seed: int | None) -> optuna.samplers.BaseSampler:
+        if settings.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
+
+    if settings.seed is None:
+        return make(None)
+    return TrialSeededSampler(make, settings.seed)
 
 
 def make_pruner(settings: TuneSettings) -> optuna.pruners.BasePruner:
@@ -261,7 +270,7 @@ def trial_config(settings: TuneSettings, values: dict[str, Any], number: int) ->
 def run_workers(settings: TuneSettings) -> None:
     """Run `settings.workers` workers on this machine until the study has its trials."""
     if settings.workers == 1:
-        run_worker(settings, 0)
+        run_worker(settings)
         return
     context = multiprocessing.get_context("spawn")
     processes = [
@@ -286,7 +295,7 @@ def _worker_process(settings: TuneSettings, index: int) -> None:
     # Workers share the cores: torch in each uses its share.
     th.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
     try:
-        run_worker(settings, index)
+        run_worker(settings)
     except UserError as error:
         print(f"zoo: error: worker {index}: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -294,7 +303,7 @@ def _worker_process(settings: TuneSettings, index: int) -> None:
         sys.exit(130)
 
 
-def run_worker(settings: TuneSettings, index: int) -> list[TrialOutcome]:
+def run_worker(settings: TuneSettings) -> list[TrialOutcome]:
     """Take trials until the study has `settings.trials` complete or pruned ones."""
     storage = open_storage(
         settings.storage,
@@ -306,7 +315,7 @@ def run_worker(settings: TuneSettings, index: int) -> list[TrialOutcome]:
     study = optuna.load_study(
         study_name=settings.study_name,
         storage=storage.storage,
-        sampler=make_sampler(settings, index),
+        sampler=make_sampler(settings),
         pruner=make_pruner(settings),
     )
     space = load_search_space(settings.algo, settings.search_space)

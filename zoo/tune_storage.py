@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -31,6 +33,9 @@ from optuna.trial import TrialState
 from zoo.errors import UserError
 
 JOURNAL_FILE = "journal.log"
+# Bytes of a journal's first line read to tell a journal from another file.
+JOURNAL_LINE_LIMIT = 1 << 20
+SCHEMA_LOCK_KEY = zlib.crc32(b"zoo tune: create the study tables")
 WORKER_ATTR = "worker"
 # A trial whose worker was killed runs again, at most this many times.
 MAX_RETRIES = 3
@@ -61,9 +66,10 @@ def open_storage(
 ) -> StudyStorage:
     """`spec`: None (a journal file in the study folder), a journal file path, sqlite:///FILE
     or postgresql://USER@HOST/DB."""
-    if spec is None or "://" not in spec:
-        path = Path(spec) if spec is not None else study_dir / JOURNAL_FILE
-        return _journal(path)
+    journal = journal_path(spec, study_dir)
+    if journal is not None:
+        return _journal(journal)
+    assert spec is not None
     scheme = spec.split("://", 1)[0].lower()
     if scheme.startswith("sqlite"):
         if workers > 1:
@@ -75,9 +81,13 @@ def open_storage(
         storage = _rdb(spec, None, None)
         return StudyStorage(storage, spec, lambda: _file_lock(study_dir / ".claim.lock"), None)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        _check_postgres_url(spec)
         # The driver zoo installs (psycopg 3), whatever SQLAlchemy's default for the scheme.
         url = "postgresql+psycopg://" + spec.split("://", 1)[1]
-        storage = _rdb(url, heartbeat_interval, grace_period)
+        # Optuna creates its tables on first use; workers started together on a new database
+        # would race to create them, so one at a time does.
+        with _advisory_lock_on(url, SCHEMA_LOCK_KEY):
+            storage = _rdb(url, heartbeat_interval, grace_period)
         return StudyStorage(
             storage, _without_password(spec), lambda: _advisory_lock(storage), heartbeat_interval
         )
@@ -87,21 +97,83 @@ def open_storage(
     )
 
 
+def journal_path(spec: str | None, study_dir: Path) -> Path | None:
+    """The journal file a --storage value names (None: the default one); None for a URL."""
+    if spec is None:
+        return study_dir / JOURNAL_FILE
+    if not spec.strip():
+        raise UserError(
+            "--storage '': give a journal file path, sqlite:///FILE or postgresql://USER@HOST/DB"
+        )
+    return Path(spec) if "://" not in spec else None
+
+
 def _journal(path: Path) -> StudyStorage:
+    if path.is_dir():
+        raise UserError(
+            f"--storage {path}: that is a folder; give a journal file such as {path / JOURNAL_FILE}"
+        )
+    _check_is_journal(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(path))
     except OSError as error:
         raise UserError(f"cannot open the study journal {path}: {error.strerror}") from None
+    try:
+        storage = JournalStorage(backend)  # replays the whole journal
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        if isinstance(error, KeyError):
+            reason = f"a record lacks {reason}"
+        raise UserError(
+            f"{path}: the study journal is damaged ({reason}); keep it aside and start the "
+            "study again with another --study or --storage"
+        ) from None
     lock_file = path.with_name(path.name + ".claim")
-    return StudyStorage(JournalStorage(backend), str(path), lambda: _file_lock(lock_file), None)
+    return StudyStorage(storage, str(path), lambda: _file_lock(lock_file), None)
+
+
+def _check_is_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal before Optuna appends a record to it."""
+    for _ in range(10):
+        try:
+            with open(path, "rb") as file:
+                first = file.readline(JOURNAL_LINE_LIMIT)
+        except FileNotFoundError:
+            return  # a new journal
+        except OSError as error:
+            raise UserError(f"cannot read the study journal {path}: {error.strerror}") from None
+        if not first or first.endswith(b"\n"):
+            break
+        time.sleep(0.1)  # a worker started at the same moment may be writing the first record
+    if not first:
+        return  # empty: Optuna starts the journal here
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not {"op_code", "worker_id"} <= record.keys():
+        raise UserError(
+            f"--storage {path}: this file is not an Optuna study journal; it is left as it is. "
+            "Give a new file name, an existing journal or a database URL"
+        )
+
+
+def _check_postgres_url(spec: str) -> None:
+    """A URL missing its host or database would quietly use a local database named after the
+    user; refuse it. A Unix socket folder may come as ?host=/path."""
+    parts = urlsplit(spec)
+    host = parts.hostname or "host=" in parts.query
+    if not host or not parts.path.strip("/"):
+        raise UserError(
+            f"--storage {_without_password(spec)}: name the server and the database, "
+            "postgresql://USER@HOST:PORT/DB"
+        )
 
 
 def _rdb(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat_interval else None
-    try:
+    with _database_errors(url):
         return RDBStorage(
             url,
             heartbeat_interval=heartbeat_interval,
@@ -109,6 +181,15 @@ def _rdb(url: str, heartbeat_interval: int | None, grace_period: int | None) -> 
             heartbeat_stale_trial_callback=retry,
             engine_kwargs={"pool_pre_ping": True},
         )
+
+
+@contextlib.contextmanager
+def _database_errors(url: str) -> Iterator[None]:
+    """A database that cannot be reached or used becomes one line."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        yield
     except (SQLAlchemyError, ArgumentError, ImportError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         first = reason[0] if reason else type(error).__name__
@@ -116,6 +197,26 @@ def _rdb(url: str, heartbeat_interval: int | None, grace_period: int | None) -> 
             f"cannot reach the study database {_without_password(url)}: {first}; check the URL "
             "and that the server is running and accepts this user"
         ) from None
+
+
+@contextlib.contextmanager
+def _advisory_lock_on(url: str, key: int) -> Iterator[None]:
+    """A PostgreSQL advisory lock held on a connection of its own while the block runs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    with _database_errors(url):
+        engine = create_engine(url, poolclass=NullPool)
+        connection = engine.connect()
+    try:
+        with _database_errors(url):
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+        yield
+    finally:
+        # Closing the connection ends its session, which releases the lock.
+        connection.close()
+        engine.dispose()
 
 
 def _without_password(url: str) -> str:

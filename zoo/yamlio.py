@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import UserError
+from zoo.textfiles import read_text_file
 
 
 class _Loader(yaml.SafeLoader):
@@ -22,12 +23,58 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Values a document may expand to through its aliases: hyperparameter files hold hundreds;
+# a few lines of nested aliases ("billion laughs") expand to billions.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    """A mapping whose keys are unique: a repeated key or section would silently win."""
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values `node` stands for once every alias is expanded (each node counted once)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a recursive alias counts once
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 def parse_yaml_text(text: str, origin: str) -> Any:
-    """Parse YAML text; a syntax error becomes one line naming `origin` and the position."""
+    """Parse YAML text; a syntax error, a duplicate key or aliases that expand beyond
+    reason become one line naming `origin` (and the position where there is one)."""
     try:
         loader = _Loader(text)
         try:
-            return loader.get_single_data()
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            expanded = _expanded_size(node, {})
+            if expanded > MAX_EXPANDED_VALUES:
+                raise UserError(
+                    f"{origin}: its aliases expand to {expanded:,} values (at most "
+                    f"{MAX_EXPANDED_VALUES:,}); write the values out"
+                )
+            return loader.construct_document(node)
         finally:
             loader.dispose()
     except yaml.YAMLError as error:
@@ -38,14 +85,8 @@ def parse_yaml_text(text: str, origin: str) -> Any:
 
 
 def read_yaml_file(path: Path, what: str = "hyperparameter file") -> Any:
-    """Read a YAML file, turning a missing or unreadable file into a UserError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    return parse_yaml_text(text, str(path))
+    """Read a YAML file, turning a missing, unreadable or oversized file into a UserError."""
+    return parse_yaml_text(read_text_file(path, what), str(path))
 
 
 def dump_yaml(data: Any) -> str:

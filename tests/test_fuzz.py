@@ -1,0 +1,95 @@
+"""Bad input, table-driven: one line on stderr, exit code 2, no traceback, no run folder.
+
+In process and without training, so it runs in the fast tier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from zoo.cli import main
+
+BOMB = "\n".join(
+    [f"a0: &a0 [{', '.join(['x'] * 9)}]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+)
+
+FILES = {
+    "duplicate_keys.yml": "atari:\n  learning_rate: 1e-4\n  learning_rate: 1e-3\n",
+    "duplicate_sections.yml": "atari:\n  batch_size: 32\natari:\n  batch_size: 64\n",
+    "bomb.yml": BOMB + "\n",
+    "binary.yml": b"\x00\xff\xfe\x80 not yaml",
+}
+
+TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
+BREAKOUT = ["train", "--algo", "dqn", "--env", "Breakout"]
+
+CASES: list[tuple[list[str], str]] = [
+    (["train", "--algo", "dqn", "--env", "Nope"], "unknown env"),
+    (["train", "--algo", "xyz", "--env", "Breakout"], "invalid choice"),
+    ([*TRAIN, "--set", "buffer_size=1e12"], "Unable to allocate"),
+    ([*TRAIN, "--set", "buffer_size=1e30"], "cannot build the dqn model"),
+    ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={lr: 5}"], "the step size is learning_rate"),
+    ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={betas: [2, 3]}"], "Invalid beta"),
+    ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={eps: -1}"], "Invalid epsilon"),
+    ([*TRAIN, "--set", "batch_size=5000", "--set", "buffer_size=100"], "larger than the replay"),
+    ([*BREAKOUT, "--set", "env_kwargs.repeat_action_probability=7"], "in [0, 1], got 7"),
+    ([*BREAKOUT, "--set", "env_kwargs.max_num_frames_per_episode=-1"], "integer >= 0"),
+    ([*TRAIN, "--log-dir", ""], "not an empty string"),
+    ([*TRAIN, "--set", "learning_rate=abc"], "learning_rate"),
+    ([*TRAIN, "--set", "learning_rate"], "expected KEY=VALUE"),
+    ([*TRAIN, "--set", "x" * 5000 + "=1"], "more characters"),
+    ([*TRAIN, "--hyperparams-file", "duplicate_keys.yml"], "duplicate key 'learning_rate'"),
+    ([*TRAIN, "--hyperparams-file", "duplicate_sections.yml"], "duplicate key 'atari'"),
+    ([*TRAIN, "--hyperparams-file", "bomb.yml"], "aliases expand to"),
+    ([*TRAIN, "--hyperparams-file", "binary.yml"], "not a UTF-8 text file"),
+    ([*TRAIN, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
+    ([*TRAIN, "--hyperparams-file", "missing.yml"], "not found"),
+    (["train", "--resume", "nowhere"], "no such run folder"),
+    (["train", "--resume", "nowhere", "-n", "0"], "-n/--timesteps must be at least 1"),
+    (["train", "--resume", "nowhere", "--seed", "3"], "cannot be combined"),
+    (["schedule", "--algo", "dqn", "--env", "Breakout", "--width", "5"], "--width"),
+    (["enjoy", "--algo", "dqn", "--env", "Breakout", "--episodes", "0"], "--episodes"),
+    (["enjoy", "--pretrained", "nope"], "no such shipped agent"),
+    (["report", "--log-dir", "nowhere"], "no such log folder"),
+    (["plot", "--algo", "dqn"], "give --algo and --env together"),
+    (
+        ["benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--eval-games", "0"],
+        "--eval-games",
+    ),
+    (["benchmark", "--algos", "dqn", "--envs", "Nope"], "unknown env"),
+]
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as exit_:  # argparse's own errors
+            code = int(exit_.code or 0)
+    return code, stderr.getvalue()
+
+
+@pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, content in FILES.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    code, stderr = _run(args)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert len(stderr) <= 700
+    assert expected in stderr
+    assert not list(tmp_path.glob("**/run.yml"))  # no run folder left behind
