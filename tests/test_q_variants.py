@@ -224,7 +224,7 @@ def test_save_load_round_trip_gives_identical_q_values(
         f"{key}={'null' if value is None else str(value).lower()}" for key, value in variant.items()
     ]
     extra = ["policy_kwargs.n_quantiles=8"] if algo == "qrdqn" else []
-    config = build_config(algo, "Breakout", overrides=[*overrides, *extra, "buffer_size=10"])
+    config = build_config(algo, "Breakout", overrides=[*overrides, *extra, "buffer_size=32"])
     model = build_model(config, breakout_env, "cpu")
     path = tmp_path / "model.zip"
     model.save(path)
