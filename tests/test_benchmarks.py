@@ -63,3 +63,16 @@ def test_checkpoint_io_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "model only" in result.stdout and "with replay buffer" in result.stdout
+
+
+def test_replay_memory_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/replay_memory.py", "--allocate", "1000", "--fill", "300",
+         "--batches", "20", "--train-steps", "16", "--warmup", "32", "--buffer-size", "500",
+         "--set", "network=dqn2013"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1,000,000 transitions: frames   7.31 GB" in result.stdout
+    assert "n_steps 3: frames" in result.stdout and "storing one transition" in result.stdout
+    assert "frames " in result.stdout.split("DQN training")[1]

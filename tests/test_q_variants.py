@@ -19,6 +19,7 @@ from zoo.algos import ZooDQN, ZooQRDQN, next_quantiles
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
+from zoo.frame_buffer import FrameReplayBuffer
 from zoo.models import load_model
 from zoo.q_networks import (
     CnnQPolicy,
@@ -223,7 +224,7 @@ def test_save_load_round_trip_gives_identical_q_values(
         f"{key}={'null' if value is None else str(value).lower()}" for key, value in variant.items()
     ]
     extra = ["policy_kwargs.n_quantiles=8"] if algo == "qrdqn" else []
-    config = build_config(algo, "Breakout", overrides=[*overrides, *extra, "buffer_size=10"])
+    config = build_config(algo, "Breakout", overrides=[*overrides, *extra, "buffer_size=32"])
     model = build_model(config, breakout_env, "cpu")
     path = tmp_path / "model.zip"
     model.save(path)
@@ -237,6 +238,7 @@ def test_save_load_round_trip_gives_identical_q_values(
     assert th.allclose(original_q, plain_q, atol=1e-5)
     loaded = load_model(path, device="cpu")
     assert type(loaded) is (ZooDQN if algo == "dqn" else ZooQRDQN)
+    assert isinstance(loaded.replay_buffer, FrameReplayBuffer)  # the Atari default
     for key, value in variant.items():
         assert getattr(loaded, key) == value
 
@@ -267,10 +269,15 @@ def test_variant_keys_are_validated() -> None:
             "dqn",
             "Breakout",
             overrides=[
+                "replay_buffer=sb3",
                 "optimize_memory_usage=true",
                 "replay_buffer_kwargs.handle_timeout_termination=false",
             ],
         )
+    with pytest.raises(UserError, match=r"key 'replay_buffer': frames stores pixel frames"):
+        build_config("dqn", "SpaceInvaders-ram", overrides=["replay_buffer=frames"])
+    with pytest.raises(UserError, match=r"key 'optimize_memory_usage': the frame buffer"):
+        build_config("qrdqn", "Breakout", overrides=["optimize_memory_usage=true"])
     with pytest.raises(UserError, match=r"key 'double_q': expected true or false"):
         build_config("dqn", "Breakout", overrides=["double_q=yes please"])
 

@@ -6,12 +6,16 @@ their template methods.
 - DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
   the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
   a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
+- `replay_buffer="frames"` stores pixel frames once (zoo/frame_buffer.py), n-step returns
+  included; `"sb3"` keeps SB3's own buffers. `prioritized_replay` draws from the frame buffer
+  by priority (zoo/prioritized.py) and weights the losses by importance.
 
 Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise for the others.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -26,6 +30,8 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples, TrainFreq
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from zoo.frame_buffer import FrameReplayBuffer
+from zoo.prioritized import PrioritizedFrameReplayBuffer
 from zoo.q_networks import (
     NETWORKS,
     CnnQPolicy,
@@ -36,9 +42,20 @@ from zoo.q_networks import (
 )
 from zoo.schedules import Schedule
 
-TD_LOSSES: Mapping[str, Callable[[th.Tensor, th.Tensor], th.Tensor]] = {
+# Each takes (input, target, reduction="mean"|"none").
+TD_LOSSES: Mapping[str, Callable[..., th.Tensor]] = {
     "huber": F.smooth_l1_loss,  # Huber with delta 1: the 2015 paper's error clipping
     "mse": F.mse_loss,
+}
+
+# Importance-sampling exponent of prioritized replay when no schedule was given (Schaul et
+# al. 2016 anneal it from 0.4 to 1; zoo's configs do so over the run).
+DEFAULT_PRIORITY_BETA = 0.4
+
+# `replay_buffer`: the class that stores transitions (None: SB3 picks its own, n-step or not).
+REPLAY_BUFFERS: Mapping[str, type[FrameReplayBuffer] | None] = {
+    "frames": FrameReplayBuffer,
+    "sb3": None,
 }
 
 
@@ -127,6 +144,17 @@ def next_quantiles(
     return target_quantiles.gather(dim=2, index=greedy).squeeze(dim=2)
 
 
+def quantile_huber_losses(current: th.Tensor, targets: th.Tensor) -> th.Tensor:
+    """sb3-contrib's quantile Huber loss (summed over quantiles) of each transition,
+    shape (batch,); their mean is sb3-contrib's `quantile_huber_loss`."""
+    n_quantiles = current.shape[-1]
+    tau = (th.arange(n_quantiles, device=current.device, dtype=th.float) + 0.5) / n_quantiles
+    delta = targets.unsqueeze(-2) - current.unsqueeze(-1)  # (batch, current, target)
+    huber = th.where(delta.abs() > 1, delta.abs() - 0.5, delta**2 * 0.5)
+    weighted = th.abs(tau.view(1, -1, 1) - (delta.detach() < 0).float()) * huber
+    return weighted.sum(dim=-2).mean(dim=-1)
+
+
 class ExactStepBudget:
     """Mixin for off-policy algorithms: the last rollout is cut short so that training stops
     at the step budget (rounded up to a multiple of n_envs) instead of a whole `train_freq`
@@ -154,6 +182,11 @@ class TemporalDifferenceTraining:
     Gradient steps wait until the buffer holds `learning_starts` transitions, which only
     matters when a run resumes without its saved buffer. With `random_warmup` false the
     policy (with its epsilon) acts before `learning_starts` instead of uniform random play.
+    `replay_buffer` names the buffer (REPLAY_BUFFERS); the frame buffer gets `n_steps` and
+    `gamma` from the algorithm, as SB3 gives them to its n-step buffer. `prioritized_replay`
+    (frame buffer only) draws by priority with exponent `priority_alpha`, weights each loss by
+    its importance weight (exponent: `priority_beta_schedule` of the global step) and sets
+    priorities to the per-sample errors of `td_losses` plus `priority_epsilon`.
     """
 
     policy: Any
@@ -161,7 +194,14 @@ class TemporalDifferenceTraining:
     logger: Any
     max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
     learning_starts: int
+    gamma: float
+    n_steps: int
+    replay_buffer_class: type[Any] | None
+    replay_buffer_kwargs: dict[str, Any]
     random_warmup: bool = True
+    prioritized_replay: bool = False
+    priority_beta_schedule: Schedule | None = None
+    num_timesteps: int
     _n_updates: int
     _vec_normalize_env: Any
     _update_learning_rate: Callable[[Any], None]
@@ -173,18 +213,57 @@ class TemporalDifferenceTraining:
         dueling: bool = False,
         network: str | None = None,
         random_warmup: bool = True,
+        replay_buffer: str = "sb3",
+        prioritized_replay: bool = False,
+        priority_alpha: float = 0.6,
+        priority_epsilon: float = 1e-6,
         **kwargs: Any,
     ) -> None:
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+        if replay_buffer not in REPLAY_BUFFERS:
+            raise ValueError(
+                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFERS)}"
+            )
         self.double_q, self.dueling, self.network = double_q, dueling, network
         self.random_warmup = random_warmup
+        buffer_class = REPLAY_BUFFERS[replay_buffer]
+        self.prioritized_replay = prioritized_replay
+        if prioritized_replay:
+            if buffer_class is not FrameReplayBuffer:
+                raise ValueError("prioritized_replay needs replay_buffer='frames'")
+            buffer_class = PrioritizedFrameReplayBuffer
+            kwargs["replay_buffer_kwargs"] = {
+                **(kwargs.get("replay_buffer_kwargs") or {}),
+                "alpha": priority_alpha,
+                "epsilon": priority_epsilon,
+            }
+        if buffer_class is not None:
+            if kwargs.get("replay_buffer_class") is not None:
+                raise ValueError("give either replay_buffer or replay_buffer_class")
+            kwargs["replay_buffer_class"] = buffer_class
         kwargs["policy_kwargs"] = variant_policy_kwargs(
             kwargs.get("policy_kwargs"), dueling, network
         )
         super().__init__(*args, **kwargs)
 
+    def _setup_model(self) -> None:
+        buffer_class = self.replay_buffer_class
+        if buffer_class is None or not issubclass(buffer_class, FrameReplayBuffer):
+            super()._setup_model()  # type: ignore[misc]
+            return
+        self.replay_buffer_kwargs.update({"n_steps": self.n_steps, "gamma": self.gamma})
+        with warnings.catch_warnings():
+            # SB3 warns that it sets up n-step returns only for its own buffer; this one
+            # has just been given them.
+            warnings.filterwarnings("ignore", message=r".*is ignored because a custom")
+            super()._setup_model()  # type: ignore[misc]
+
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        raise NotImplementedError
+
+    def td_losses(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """Per transition: the loss (batch,) and the error its priority is made of."""
         raise NotImplementedError
 
     def _stored_transitions(self) -> int:
@@ -202,18 +281,21 @@ class TemporalDifferenceTraining:
 
     def discounts(self, batch: ReplayBufferSamples) -> th.Tensor | float:
         """gamma, or gamma**k per sample from SB3's n-step buffer (k < n when a game ended)."""
-        gamma: float = self.gamma  # type: ignore[attr-defined]
-        return batch.discounts if batch.discounts is not None else gamma
+        return batch.discounts if batch.discounts is not None else self.gamma
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         if self._stored_transitions() < self._transitions_before_learning():
             return  # a run resumed without its replay buffer refills it first
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        prioritized = isinstance(self.replay_buffer, PrioritizedFrameReplayBuffer)
         losses = []
         for _ in range(gradient_steps):
-            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            loss = self.td_loss(batch)
+            if prioritized:
+                loss = self._prioritized_loss(batch_size)
+            else:
+                batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                loss = self.td_loss(batch)
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()
             loss.backward()
@@ -223,6 +305,22 @@ class TemporalDifferenceTraining:
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
+
+    def priority_beta(self) -> float:
+        schedule = self.priority_beta_schedule
+        return DEFAULT_PRIORITY_BETA if schedule is None else schedule.value(self.num_timesteps)
+
+    def _prioritized_loss(self, batch_size: int) -> th.Tensor:
+        """The importance-weighted loss of a batch drawn by priority; the batch's
+        priorities become its new errors."""
+        beta = self.priority_beta()
+        self.logger.record("train/priority_beta", beta)
+        batch, leaves, weights = self.replay_buffer.sample_prioritized(
+            batch_size, beta, env=self._vec_normalize_env
+        )
+        losses, errors = self.td_losses(batch)
+        self.replay_buffer.update_priorities(leaves, errors)
+        return (weights[:, 0] * losses).mean()
 
 
 class ZooDQN(
@@ -246,13 +344,23 @@ class ZooDQN(
         super().__init__(*args, **kwargs)
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        current, targets = self._values_and_targets(batch)
+        return TD_LOSSES[self.loss](current, targets)
+
+    def td_losses(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        current, targets = self._values_and_targets(batch)
+        losses = TD_LOSSES[self.loss](current, targets, reduction="none")[:, 0]
+        return losses, (targets - current).detach().abs()[:, 0]
+
+    def _values_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """Q(s, a) of the batch (batch, 1) and its TD targets."""
         with th.no_grad():
             next_values = next_q_values(
                 self.q_net, self.q_net_target, batch.next_observations, self.double_q
             )
             targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
         current = self.q_net(batch.observations).gather(dim=1, index=batch.actions.long())
-        return TD_LOSSES[self.loss](current, targets)
+        return current, targets
 
 
 class ZooQRDQN(
@@ -271,6 +379,16 @@ class ZooQRDQN(
     }
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        current, targets = self._quantiles_and_targets(batch)
+        return quantile_huber_loss(current, targets, sum_over_quantiles=True)
+
+    def td_losses(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        current, targets = self._quantiles_and_targets(batch)
+        losses = quantile_huber_losses(current, targets)
+        return losses, losses.detach()  # the priority is the quantile loss itself
+
+    def _quantiles_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """The quantiles of Z(s, a) (batch, n_quantiles) and their target quantiles."""
         with th.no_grad():
             next_values = next_quantiles(
                 self.quantile_net, self.quantile_net_target, batch.next_observations, self.double_q
@@ -279,7 +397,7 @@ class ZooQRDQN(
         quantiles = self.quantile_net(batch.observations)  # (batch, n_quantiles, n_actions)
         actions = batch.actions[..., None].long().expand(-1, self.n_quantiles, 1)
         current = quantiles.gather(dim=2, index=actions).squeeze(dim=2)
-        return quantile_huber_loss(current, targets, sum_over_quantiles=True)
+        return current, targets
 
 
 class ZooA2C(ChannelsLastConvolutions, StepScheduledLearningRate, A2C):

@@ -790,6 +790,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
     from zoo.errors import UserError
+    from zoo.memory_admission import admit_replay_buffer
     from zoo.resume import init_weights_file, prepare_resume, without_random_phase
     from zoo.runs import discard_unstarted_run, open_run, start_run, training_lock
     from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
@@ -827,6 +828,7 @@ def _run_train(args: argparse.Namespace) -> int:
         config = without_random_phase(config)
     if args.init_from is not None:
         start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
+    admit_replay_buffer(config)  # before anything is created
     run = start_run(args.log_dir, config, device, sys.argv[1:])
     total = config.n_timesteps
     say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")

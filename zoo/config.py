@@ -80,6 +80,10 @@ class Config:
             return None
         return build_schedule(spec, self.n_timesteps, exploration=True)
 
+    def priority_beta_schedule(self) -> Schedule | None:
+        spec = self.hyperparams.get("priority_beta")
+        return None if spec is None else build_schedule(spec, self.n_timesteps, rising=True)
+
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
 
@@ -89,7 +93,7 @@ class Config:
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
-            if key in self.schema.algorithm and key != "exploration"
+            if key in self.schema.algorithm and key not in ("exploration", "priority_beta")
         }
         kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
         if "train_freq" in kwargs:
@@ -320,7 +324,7 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
-SCHEDULE_KEYS = ("learning_rate", "exploration")
+SCHEDULE_KEYS = ("learning_rate", "exploration", "priority_beta")
 SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
 
 
@@ -412,10 +416,14 @@ def _check_combinations(
         fail(
             "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
         )
+    _check_replay_buffer(hyperparams, env, fail)
+    if "buffer_size" in hyperparams:
+        _check_replay_buffer_kwargs(hyperparams, fail)
     if hyperparams.get("n_steps", 1) > 1 and hyperparams.get("optimize_memory_usage"):
         fail(
             "optimize_memory_usage",
-            "SB3's n-step replay buffer cannot store frames once; set it false or n_steps: 1",
+            "SB3's n-step replay buffer cannot store frames once; set it false "
+            "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
     optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}
@@ -436,6 +444,55 @@ def _check_combinations(
             "optimize_memory_usage",
             "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
         )
+
+
+def _check_replay_buffer(
+    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
+) -> None:
+    if hyperparams.get("prioritized_replay") and hyperparams.get("replay_buffer") != "frames":
+        fail(
+            "prioritized_replay",
+            "prioritized replay draws from the frame buffer: it needs replay_buffer: frames "
+            "(Atari pixel games)",
+        )
+    if hyperparams.get("replay_buffer") != "frames":
+        return
+    if env.kind != "atari":
+        fail("replay_buffer", f"frames stores pixel frames, {env.name} has none; use sb3")
+    if hyperparams.get("optimize_memory_usage"):
+        fail(
+            "optimize_memory_usage",
+            "the frame buffer (replay_buffer: frames) stores each frame once already; set it false",
+        )
+
+
+# replay_buffer_kwargs each buffer takes, and what their values must be.
+_REPLAY_BUFFER_KWARGS: Mapping[str, Mapping[str, str]] = {
+    "sb3": {"handle_timeout_termination": "true or false"},
+    "frames": {
+        "handle_timeout_termination": "true or false",
+        "episode_start_reserve": "a number >= 0 (frames per transition kept for episode starts)",
+    },
+}
+
+
+def _check_replay_buffer_kwargs(
+    hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
+) -> None:
+    kind = str(hyperparams.get("replay_buffer", "sb3"))
+    accepted = _REPLAY_BUFFER_KWARGS.get(kind, {})
+    for key, value in (hyperparams.get("replay_buffer_kwargs") or {}).items():
+        if key not in accepted:
+            fail(
+                "replay_buffer_kwargs",
+                f"the {kind} replay buffer takes no {key!r}; it takes {', '.join(accepted)}",
+            )
+        wrong_flag = key == "handle_timeout_termination" and not isinstance(value, bool)
+        wrong_number = key == "episode_start_reserve" and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+        )
+        if wrong_flag or wrong_number:
+            fail("replay_buffer_kwargs", f"{key} must be {accepted[key]}, got {value!r}")
 
 
 def _check_ale_backend(

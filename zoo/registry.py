@@ -14,8 +14,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
+from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
 from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor
+from zoo.optimizers import DeepMindRMSprop
 from zoo.q_networks import NETWORKS
 
 # Subclasses of SB3's DQN, A2C and sb3-contrib's QRDQN; their zips load with the plain classes.
@@ -28,6 +30,7 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
 # Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
 Q_NETWORKS: tuple[str, ...] = tuple(NETWORKS)
 LOSSES: tuple[str, ...] = tuple(TD_LOSSES)
+REPLAY_BUFFERS: tuple[str, ...] = tuple(BUFFER_CLASSES)
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 
@@ -36,6 +39,7 @@ OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
     "adamw": th.optim.AdamW,
     "rmsprop": th.optim.RMSprop,
     "rmsprop_tf_like": RMSpropTFLike,
+    "rmsprop_deepmind": DeepMindRMSprop,  # the DQN papers': centred, eps inside the root
     "sgd": th.optim.SGD,
 }
 

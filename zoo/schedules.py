@@ -90,8 +90,11 @@ def build_schedule(
     total_steps: int,
     *,
     exploration: bool = False,
+    rising: bool = False,
 ) -> Schedule:
-    """Build a schedule from a YAML spec; `total_steps` resolves `fraction`."""
+    """Build a schedule from a YAML spec; `total_steps` resolves `fraction`. Schedules decay
+    (final <= initial) unless `rising` (a value annealed upwards, as prioritized replay's
+    beta towards 1), where linear and exponential ones go up instead."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return Schedule(kind="constant", unit="steps", random_steps=0, initial=float(spec))
     if not isinstance(spec, Mapping):
@@ -122,10 +125,15 @@ def build_schedule(
         if every <= 0:
             raise ScheduleError(f"step: every must be > 0, got {every}")
         final = _number(spec, "final", 0.0)
+        if rising:
+            raise ScheduleError("step schedules only decay; use linear or exponential")
         _check_decay(kind, initial, final)
         return Schedule(**common, initial=initial, final=final, factor=factor, length=every)
     final = _number(spec, "final")
-    _check_decay(kind, initial, final)
+    if rising:
+        _check_rise(kind, initial, final)
+    else:
+        _check_decay(kind, initial, final)
     if kind == "exponential":
         tau = _number(spec, "tau")
         if tau <= 0:
@@ -162,6 +170,11 @@ def _number(
 def _check_decay(kind: str, initial: float, final: float) -> None:
     if final > initial:
         raise ScheduleError(f"{kind} decay: final ({final:g}) is larger than initial ({initial:g})")
+
+
+def _check_rise(kind: str, initial: float, final: float) -> None:
+    if final < initial:
+        raise ScheduleError(f"{kind} rise: final ({final:g}) is smaller than initial ({initial:g})")
 
 
 def _linear_length(spec: Mapping[str, Any], total_steps: int) -> float:

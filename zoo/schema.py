@@ -86,16 +86,17 @@ def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> st
 
 
 def schedule(
-    low: float, high: float | None = None, exploration: bool = False
+    low: float, high: float | None = None, exploration: bool = False, rising: bool = False
 ) -> Callable[[Any], Any]:
     """A number or a schedule spec (see zoo/schedules.py) whose values lie in [low, high].
 
-    A constant learning rate must be > 0; a decay may end at 0.
+    A constant learning rate must be > 0; a decay may end at 0. `rising`: the schedule goes
+    up instead (prioritized replay's beta).
     """
 
     def check(value: Any) -> Any:
         try:
-            built = build_schedule(value, total_steps=1, exploration=exploration)
+            built = build_schedule(value, total_steps=1, exploration=exploration, rising=rising)
         except ScheduleError as error:
             raise FieldError(str(error)) from None
         if built.kind == "constant" and not exploration and built.initial <= low:
@@ -333,7 +334,30 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         schedule(low=0, high=1, exploration=True),
         "epsilon schedule (replaces the three exploration_* keys)",
     ),
-    "optimize_memory_usage": Field(boolean, "store each frame once in the replay buffer"),
+    "replay_buffer": Field(
+        choice(registry.REPLAY_BUFFERS),
+        "frames: each pixel frame stored once, stacks rebuilt when sampled (Atari pixel games); "
+        "sb3: SB3's buffer, two whole stacks per transition",
+    ),
+    "optimize_memory_usage": Field(
+        boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
+    ),
+    "prioritized_replay": Field(
+        boolean,
+        "draw transitions by priority |TD error| + priority_epsilon, proportional "
+        "(Schaul et al. 2016); needs replay_buffer: frames",
+    ),
+    "priority_alpha": Field(
+        number(low=0, high=1), "prioritized replay: P(i) ~ priority^alpha (0: uniform)"
+    ),
+    "priority_beta": Field(
+        schedule(low=0, high=1, rising=True),
+        "prioritized replay: importance-weight exponent, a number or a schedule of the "
+        "global step (default 0.4 -> 1 over the run)",
+    ),
+    "priority_epsilon": Field(
+        number(low=0, low_open=True), "prioritized replay: added to every |TD error|"
+    ),
     "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
     "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
     "double_q": Field(
@@ -352,7 +376,9 @@ SCHEMAS: Mapping[str, Schema] = {
         algorithm={
             **_Q_LEARNING_FIELDS,
             "loss": Field(choice(registry.LOSSES), "TD loss: huber (error clipping) or mse"),
-            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
             "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
         },
     ),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -43,6 +44,7 @@ from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
+from zoo.memory_admission import admit_replay_buffer
 from zoo.models import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
@@ -134,6 +136,8 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     # Functions of the global step, saved with the model so that a resumed run continues them.
     model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
     model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
+    if "priority_beta" in config.hyperparams:
+        model.priority_beta_schedule = config.priority_beta_schedule()  # type: ignore[attr-defined]
     return model
 
 
@@ -157,6 +161,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
+    admit_replay_buffer(config)  # `zoo tune` and `zoo benchmark` runs too
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
@@ -302,12 +307,15 @@ def _starting_model(
 
 
 def _end_stored_trajectories(model: OffPolicyAlgorithm) -> None:
-    """Mark the newest stored transition of each env as truncated: the game it belonged to
-    is gone, so n-step returns must not run on into the first game after the resume."""
+    """Mark the newest stored transition of each env as truncated unless its episode ended:
+    the game it belonged to is gone, so n-step returns must not run on into the first game
+    after the resume. A real end stays one (a truncation would bootstrap from it), so the
+    buffer samples what it sampled before the checkpoint, as SB3's n-step buffer cuts there."""
     buffer = model.replay_buffer
     if buffer is None or (buffer.pos == 0 and not buffer.full):
         return
-    buffer.timeouts[(buffer.pos - 1) % buffer.buffer_size] = True
+    newest = (buffer.pos - 1) % buffer.buffer_size
+    buffer.timeouts[newest] = np.logical_or(buffer.timeouts[newest], buffer.dones[newest] == 0)
 
 
 def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:

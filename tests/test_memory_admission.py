@@ -1,0 +1,50 @@
+"""A replay buffer that cannot fit in memory is refused before anything is created."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zoo.config import build_config
+from zoo.errors import UserError
+from zoo.memory_admission import admit_replay_buffer, replay_buffer_bytes_needed
+
+InProcess = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_an_impossible_buffer_is_one_line_and_exit_2(in_process: InProcess, tmp_path: Path) -> None:
+    result = in_process(
+        "train", "--algo", "dqn", "--env", "Breakout", "--set", "buffer_size=1000000000"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("zoo: error: buffer_size 1,000,000,000: the replay buffer needs")
+    assert "GB is available; lower buffer_size (about" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no run folder, no logs folder
+
+
+def test_sizes_follow_the_buffer_kind() -> None:
+    frames = build_config("dqn", "Breakout", overrides=["buffer_size=100000"])
+    assert frames.hyperparams["replay_buffer"] == "frames"
+    assert 0.70e9 < replay_buffer_bytes_needed(frames) <= 0.75e9
+    sb3 = build_config("dqn", "Breakout", overrides=["buffer_size=100000", "replay_buffer=sb3"])
+    assert replay_buffer_bytes_needed(sb3) == 100_000 * (2 * 4 * 84 * 84 + 20)
+    ram = build_config("qrdqn", "SpaceInvaders-ram", overrides=["buffer_size=1000"])
+    assert replay_buffer_bytes_needed(ram) == 1000 * (2 * 3 * 128 + 20)
+    cartpole = build_config("dqn", "CartPole-v1", overrides=["buffer_size=1000"])
+    assert replay_buffer_bytes_needed(cartpole) == 1000 * (2 * 4 * 4 + 20)  # float32 x 4
+    assert replay_buffer_bytes_needed(build_config("a2c", "Breakout")) == 0
+
+
+def test_the_message_names_what_to_lower() -> None:
+    sb3 = build_config("dqn", "Breakout", overrides=["buffer_size=100000", "replay_buffer=sb3"])
+    with pytest.raises(UserError, match=r"needs 5\.65 GB .* and 4\.00 GB is available") as error:
+        admit_replay_buffer(sb3, available=4 * 10**9)
+    assert "or store each frame once with --set replay_buffer=frames" in str(error.value)
+    assert admit_replay_buffer(sb3, available=64 * 10**9) == replay_buffer_bytes_needed(sb3)
+    with pytest.raises(UserError, match="free memory first"):
+        admit_replay_buffer(sb3, available=10**6)

@@ -1,0 +1,333 @@
+"""A replay buffer for stacked pixel frames that stores each frame once.
+
+SB3's `ReplayBuffer` keeps two stacks of four 84x84 frames per transition (56 kB); seven of
+those eight frames are also in the neighbouring transitions. `FrameReplayBuffer` keeps one
+ring of frames per env (about one 7 kB frame per transition) and rebuilds `observations` and
+`next_observations` when it samples, as Dopamine does. It is an SB3 `ReplayBuffer`
+(`replay_buffer_class`), so the rest of SB3's training loop is unchanged, and its batches are
+those of SB3's `ReplayBuffer` (`n_steps: 1`) or SB3's `NStepReplayBuffer` (`n_steps > 1`),
+bit for bit, for the same indices and random numbers (tests/test_frame_buffer.py).
+
+How a stack is stored. Each transition records the frame number of its observation's newest
+frame and its `history`: how many frames before that one the stack holds; the older positions
+are zeros, as VecFrameStack and the `ale` backend clear a stack when an episode begins. The
+next observation is always the next frame number, with one more frame of history. Nothing
+about episodes is assumed: `add` compares each observation with the previous next
+observation of its env; where they differ (a new episode, a lost life, a resumed run) the
+observation's own frames are written (a frame equal to the newest stored one is reused), so
+what comes back is what went in. An env whose next observation is not its observation
+shifted by one frame is not a frame stack and is refused.
+
+The ring holds a little more than one frame per transition (`frame_capacity`): an episode
+start costs one frame more. Should episode starts be so frequent that the frames of the
+oldest transitions are overwritten, those transitions are never sampled (their draws are
+drawn again): a sampled stack never straddles the ring's write position.
+
+Why a class of our own rather than cpprb (`stack_compress`, `next_of`) or torchrl's
+storages: the batches must be SB3's, field by field (rewards, done masks and discounts of
+SB3's n-step returns, several envs side by side, `TimeLimit.truncated`), which neither gives;
+cpprb has had no release since 2024 and stacks one env's frames with its own episode
+convention; torchrl pins PyTorch versions and brings tensordict. The class here is one ring
+and two small index arrays over numpy, pickles as it is (checkpoints hold the compact form)
+and is checked bit for bit against SB3's buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+# Bytes per transition besides frames: action (int64), reward, done, timeout (float32),
+# newest frame number (int64) and history (uint8).
+_INDEX_BYTES_PER_TRANSITION = 8 + 4 + 4 + 4 + 8 + 1
+# Share of the ring kept for the extra frame each episode start costs: one start in 32
+# transitions before the oldest ones lose their frames (a lost life costs none on `ale`).
+EPISODE_START_RESERVE = 1 / 32
+
+
+def frame_capacity(
+    transitions_per_env: int, stack: int, reserve: float = EPISODE_START_RESERVE
+) -> int:
+    """Frames in one env's ring: one per transition, the stack of the oldest one, and a
+    reserve for episode starts (each writes one frame more)."""
+    return transitions_per_env + stack + 1 + int(np.ceil(transitions_per_env * reserve))
+
+
+def frame_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
+    """Bytes a full `FrameReplayBuffer` takes, from its array sizes (nothing is allocated)."""
+    stack, frame_bytes = observation_shape[0], int(np.prod(observation_shape[1:]))
+    per_env = max(buffer_size // n_envs, 1)
+    frames = frame_capacity(per_env, stack) * n_envs * frame_bytes
+    pending = n_envs * stack * frame_bytes  # each env's previous next observation
+    per_env_counters = n_envs * (8 + 1 + 1)  # frames written, pending history, has pending
+    return frames + pending + per_env_counters + per_env * n_envs * _INDEX_BYTES_PER_TRANSITION
+
+
+def sb3_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
+    """Bytes SB3's `ReplayBuffer` (or `NStepReplayBuffer`) takes for the same transitions:
+    two uint8 stacks, an int64 action and three float32 per transition."""
+    per_env = max(buffer_size // n_envs, 1)
+    stack_bytes = int(np.prod(observation_shape))
+    return per_env * n_envs * (2 * stack_bytes + 8 + 3 * 4)
+
+
+class FrameReplayBuffer(ReplayBuffer):
+    """SB3's replay buffer for channel-first uint8 frame stacks, each frame stored once.
+
+    `n_steps` > 1 gives SB3's n-step returns (discounted by `gamma`), as `NStepReplayBuffer`.
+    `episode_start_reserve`: frames kept for episode starts, as a share of the transitions.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        n_steps: int = 1,
+        gamma: float = 0.99,
+        episode_start_reserve: float = EPISODE_START_RESERVE,
+    ) -> None:
+        check_frame_stack_space(observation_space)
+        if optimize_memory_usage:
+            raise ValueError("FrameReplayBuffer stores each frame once already")
+        # SB3's ReplayBuffer.__init__ would allocate two full stacks per transition.
+        BaseBuffer.__init__(
+            self, buffer_size, observation_space, action_space, device, n_envs=n_envs
+        )
+        self.buffer_size = max(buffer_size // n_envs, 1)
+        self.optimize_memory_usage = False
+        self.handle_timeout_termination = handle_timeout_termination
+        self.n_steps = n_steps
+        self.gamma = gamma
+        self.stack = int(self.obs_shape[0])
+        self.frame_capacity = frame_capacity(self.buffer_size, self.stack, episode_start_reserve)
+        shape = (self.buffer_size, self.n_envs)
+        self.actions = np.zeros(
+            (*shape, self.action_dim), dtype=self._maybe_cast_dtype(action_space.dtype)
+        )
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.dones = np.zeros(shape, dtype=np.float32)
+        self.timeouts = np.zeros(shape, dtype=np.float32)
+        # Slot-major, so the written part of the ring is one contiguous block.
+        self.frames = np.zeros(
+            (self.frame_capacity, self.n_envs, *self.obs_shape[1:]), dtype=observation_space.dtype
+        )
+        self.frames_written = np.zeros(self.n_envs, dtype=np.int64)
+        self.newest_frame = np.zeros(shape, dtype=np.int64)  # frame number, counted per env
+        self.history = np.zeros(shape, dtype=np.uint8)
+        # Each env's previous next observation and its history: the next `obs` continues it.
+        self.pending = np.zeros((self.n_envs, *self.obs_shape), dtype=observation_space.dtype)
+        self.pending_history = np.zeros(self.n_envs, dtype=np.uint8)
+        self.has_pending = np.zeros(self.n_envs, dtype=bool)
+
+    # -- storing -------------------------------------------------------------------------
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        obs = np.asarray(obs).reshape((self.n_envs, *self.obs_shape))
+        next_obs = np.asarray(next_obs).reshape((self.n_envs, *self.obs_shape))
+        shifted = (next_obs[:, :-1] == obs[:, 1:]).reshape(self.n_envs, -1).all(axis=1)
+        if not shifted.all():
+            raise ValueError(
+                "FrameReplayBuffer: a next observation is not its observation shifted by one "
+                "frame; the env does not stack frames (use SB3's replay buffer)"
+            )
+        continues = self.has_pending & (obs == self.pending).reshape(self.n_envs, -1).all(axis=1)
+        newest = self.frames_written - 1
+        history = self.pending_history.copy()
+        for env in map(int, np.flatnonzero(~continues)):
+            newest[env], history[env] = self._store_stack(env, obs[env])
+        # Every next observation adds one frame after its observation's newest frame.
+        envs = np.arange(self.n_envs)
+        self.frames[self.frames_written % self.frame_capacity, envs] = next_obs[:, -1]
+        self.frames_written += 1
+        self.newest_frame[self.pos] = newest
+        self.history[self.pos] = history
+        self.pending[:] = next_obs
+        self.pending_history = np.minimum(history + 1, self.stack - 1).astype(np.uint8)
+        self.has_pending[:] = True
+
+        self.actions[self.pos] = np.asarray(action).reshape((self.n_envs, self.action_dim))
+        self.rewards[self.pos] = np.asarray(reward)
+        self.dones[self.pos] = np.asarray(done)
+        if self.handle_timeout_termination:
+            self.timeouts[self.pos] = [info.get("TimeLimit.truncated", False) for info in infos]
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
+            self.pos = 0
+
+    def _store_stack(self, env: int, stack: np.ndarray) -> tuple[int, int]:
+        """Write the frames of a stack that does not continue the env's last one; returns the
+        number of its newest frame and its history. Leading all-zero frames are not stored."""
+        nonzero: np.ndarray = np.any(stack.reshape(self.stack, -1), axis=1)
+        first = int(np.argmax(nonzero)) if nonzero[:-1].any() else self.stack - 1
+        written = int(self.frames_written[env])
+        newest_stored = self.frames[(written - 1) % self.frame_capacity, env]
+        if first == self.stack - 1 and written > 0 and np.array_equal(newest_stored, stack[-1]):
+            return written - 1, 0  # e.g. a lost life: the game goes on from the same frame
+        for frame in stack[first:]:
+            self.frames[self.frames_written[env] % self.frame_capacity, env] = frame
+            self.frames_written[env] += 1
+        return int(self.frames_written[env]) - 1, self.stack - 1 - first
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def rebuildable(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        """Whether each transition's frames are still in its env's ring. Later transitions of
+        an env only use later frames, so its next (and n-step) observations are there too."""
+        oldest = self.newest_frame[batch_inds, env_indices] - self.history[batch_inds, env_indices]
+        return oldest >= self.frames_written[env_indices] - self.frame_capacity
+
+    def _get_samples(
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> ReplayBufferSamples:
+        # The same random numbers as SB3's buffers: env indices drawn here, as there.
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        batch_inds, env_indices = self._redraw_unrebuildable(batch_inds, env_indices)
+        return self._samples_at(batch_inds, env_indices, env)
+
+    def _samples_at(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None
+    ) -> ReplayBufferSamples:
+        """The batch of transitions (batch_inds, env_indices), whose frames are all there."""
+        if self.n_steps > 1:
+            return self._n_step_samples(batch_inds, env_indices, env)
+        obs = self._normalize_obs(self._stacks(batch_inds, env_indices), env)
+        next_obs = self._normalize_obs(self._next_stacks(batch_inds, env_indices), env)
+        # Only dones that are not due to timeouts, as in SB3's ReplayBuffer.
+        dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+        rewards = self.rewards[batch_inds, env_indices].reshape(-1, 1)
+        return ReplayBufferSamples(
+            observations=self._stack_tensor(obs),
+            actions=self.to_torch(self.actions[batch_inds, env_indices, :]),
+            next_observations=self._stack_tensor(next_obs),
+            dones=self.to_torch(dones.reshape(-1, 1)),
+            rewards=self.to_torch(self._normalize_reward(rewards, env)),
+        )
+
+    def _stack_tensor(self, stacks: np.ndarray | dict[str, np.ndarray]) -> th.Tensor:
+        """The stacks were gathered for this batch alone: no second copy (SB3 copies)."""
+        return th.as_tensor(stacks, device=self.device)
+
+    def _redraw_unrebuildable(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw again the transitions whose frames were overwritten (only when episode starts
+        outran the ring's reserve); the newest transition of every env is always there."""
+        batch_inds, env_indices = np.array(batch_inds), np.array(env_indices)
+        upper = self.buffer_size if self.full else self.pos
+        lost = ~self.rebuildable(batch_inds, env_indices)
+        while lost.any():
+            count = int(lost.sum())
+            batch_inds[lost] = np.random.randint(0, upper, size=count)
+            env_indices[lost] = np.random.randint(0, self.n_envs, size=count)
+            lost = ~self.rebuildable(batch_inds, env_indices)
+        return batch_inds, env_indices
+
+    def _n_step_samples(
+        self, batch_inds: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None
+    ) -> ReplayBufferSamples:
+        """SB3's NStepReplayBuffer._get_samples, step for step, with rebuilt stacks."""
+        # The transition before self.pos is cut (temporarily truncated) unless done, so that
+        # no n-step return runs across the write position into the oldest transitions.
+        last_valid_index = self.pos - 1
+        original_timeout_values = self.timeouts[last_valid_index].copy()
+        self.timeouts[last_valid_index] = np.logical_or(
+            original_timeout_values, np.logical_not(self.dones[last_valid_index])
+        )
+        steps = np.arange(self.n_steps).reshape(1, -1)
+        indices = (batch_inds[:, None] + steps) % self.buffer_size
+        rewards_seq = self._normalize_reward(self.rewards[indices, env_indices[:, None]], env)
+        dones_seq = self.dones[indices, env_indices[:, None]]
+        truncated_seq = self.timeouts[indices, env_indices[:, None]]
+        # Rewards count up to the first done or truncation, inclusive.
+        done_or_truncated = np.logical_or(dones_seq, truncated_seq)
+        done_idx = done_or_truncated.argmax(axis=1)
+        has_done_or_truncated = done_or_truncated.any(axis=1)
+        done_idx = np.where(has_done_or_truncated, done_idx, self.n_steps - 1)
+        mask = np.arange(self.n_steps).reshape(1, -1) <= done_idx[:, None]
+        target_q_discounts = self.gamma ** mask.sum(axis=1, keepdims=True).astype(np.float32)
+        discounts = self.gamma ** np.arange(self.n_steps, dtype=np.float32).reshape(1, -1)
+        n_step_returns = (rewards_seq * discounts * mask).sum(axis=1, keepdims=True)
+        last_indices = (batch_inds + done_idx) % self.buffer_size
+        next_obs = self._normalize_obs(self._next_stacks(last_indices, env_indices), env)
+        next_dones = self.dones[last_indices, env_indices][:, None].astype(np.float32)
+        next_timeouts = self.timeouts[last_indices, env_indices][:, None].astype(np.float32)
+        final_dones = next_dones * (1.0 - next_timeouts)
+        self.timeouts[last_valid_index] = original_timeout_values
+        obs = self._normalize_obs(self._stacks(batch_inds, env_indices), env)
+        return ReplayBufferSamples(
+            observations=self._stack_tensor(obs),
+            actions=self.to_torch(self.actions[batch_inds, env_indices]),
+            next_observations=self._stack_tensor(next_obs),
+            dones=self.to_torch(final_dones),
+            rewards=self.to_torch(n_step_returns),
+            discounts=self.to_torch(target_q_discounts),
+        )
+
+    def _stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        """The observations of transitions (batch_inds, env_indices)."""
+        newest = self.newest_frame[batch_inds, env_indices]
+        history = self.history[batch_inds, env_indices].astype(np.int64)
+        return self._gather(newest, history, env_indices)
+
+    def _next_stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        """The next observations: one frame on, with one more frame of history."""
+        newest = self.newest_frame[batch_inds, env_indices] + 1
+        history = self.history[batch_inds, env_indices].astype(np.int64) + 1
+        return self._gather(newest, np.minimum(history, self.stack - 1), env_indices)
+
+    def _gather(self, newest: np.ndarray, history: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        offsets = np.arange(1 - self.stack, 1)  # oldest position first, as in the stack
+        slots = (newest[:, None] + offsets) % self.frame_capacity
+        stacks = self.frames[slots, envs[:, None]]
+        stacks[offsets[None, :] < -history[:, None]] = 0  # before the stack's first frame
+        return stacks
+
+    # -- pickling (checkpoints) ----------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A ring that has not wrapped yet is saved up to its last written frame."""
+        state = dict(self.__dict__)
+        used = int(min(self.frames_written.max(initial=0), self.frame_capacity))
+        state["frames"] = self.frames[:used]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        saved = state["frames"]
+        frames = saved  # a full ring is used as loaded, not copied: 7 GB for 1M transitions
+        if len(saved) < state["frame_capacity"]:
+            frames = np.zeros((state["frame_capacity"], *saved.shape[1:]), dtype=saved.dtype)
+            frames[: len(saved)] = saved
+        self.__dict__.update({**state, "frames": frames})
+
+
+def check_frame_stack_space(observation_space: spaces.Space) -> None:
+    """FrameReplayBuffer takes channel-first uint8 stacks of 2-D frames, (stack, H, W)."""
+    if not (
+        isinstance(observation_space, spaces.Box)
+        and observation_space.dtype == np.uint8
+        and len(observation_space.shape) == 3
+    ):
+        raise ValueError(
+            "FrameReplayBuffer needs uint8 frame stacks of shape (stack, height, width), "
+            f"got {observation_space}"
+        )

@@ -1,0 +1,82 @@
+"""Memory admission: a run whose replay buffer cannot fit in memory is refused at the start.
+
+SB3 allocates its buffer with `np.zeros`, which the operating system only backs with memory
+as transitions are written, so a buffer too large for the machine fails hours into a run.
+zoo computes the full size of the buffer the config asks for, from the array sizes and
+without allocating it, and compares it with the memory available now (psutil).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import psutil
+
+from zoo.config import Config
+from zoo.errors import UserError
+from zoo.frame_buffer import frame_buffer_bytes
+
+# Besides the buffer, a training process holds PyTorch, the networks, the optimizer state,
+# the envs and a batch or two.
+RUN_HEADROOM_BYTES = 1 << 30
+# An action (int64 for Discrete), a reward, a done flag and a timeout flag (float32 each).
+_SB3_SCALAR_BYTES = 8 + 3 * 4
+
+
+def observation_shape(config: Config) -> tuple[tuple[int, ...], int]:
+    """Shape and bytes per element of the observations the run's buffer stores."""
+    settings = config.env_settings()
+    if config.env.kind == "atari":
+        return (settings.frame_stack, settings.screen_size, settings.screen_size), 1
+    env = gym.make(config.env.gym_id, **config.env.make_kwargs())
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    shape = tuple(int(size) for size in (space.shape or (1,)))
+    if settings.frame_stack > 1:  # VecFrameStack stacks along the last axis
+        shape = (*shape[:-1], shape[-1] * settings.frame_stack)
+    return shape, int(np.dtype(space.dtype).itemsize)
+
+
+def replay_buffer_bytes_needed(config: Config) -> int:
+    """Bytes the run's replay buffer takes once full; 0 for algorithms without one."""
+    buffer_size = config.hyperparams.get("buffer_size")
+    if buffer_size is None:
+        return 0
+    n_envs = int(config.hyperparams["n_envs"])
+    shape, itemsize = observation_shape(config)
+    if config.hyperparams.get("replay_buffer") == "frames":
+        return frame_buffer_bytes(int(buffer_size), shape, n_envs)
+    transitions = max(int(buffer_size) // n_envs, 1) * n_envs
+    copies = 1 if config.hyperparams.get("optimize_memory_usage") else 2
+    return transitions * (copies * int(np.prod(shape)) * itemsize + _SB3_SCALAR_BYTES)
+
+
+def admit_replay_buffer(config: Config, available: int | None = None) -> int:
+    """The buffer's full size in bytes, or one line saying it cannot fit and what to lower."""
+    needed = replay_buffer_bytes_needed(config)
+    if needed == 0:
+        return 0
+    if available is None:
+        available = int(psutil.virtual_memory().available)
+    if needed + RUN_HEADROOM_BYTES <= available:
+        return needed
+    buffer_size = int(config.hyperparams["buffer_size"])
+    fitting = int(max(available - RUN_HEADROOM_BYTES, 0) / needed * buffer_size)
+    hint = (
+        f"lower buffer_size (about {fitting:,} fits here, e.g. --set buffer_size={fitting})"
+        if fitting >= 1
+        else "free memory first"
+    )
+    if config.hyperparams.get("replay_buffer") == "sb3" and config.env.kind == "atari":
+        hint += " or store each frame once with --set replay_buffer=frames"
+    raise UserError(
+        f"buffer_size {buffer_size:,}: the replay buffer needs {_gb(needed)} of memory when "
+        f"full (plus about {_gb(RUN_HEADROOM_BYTES)} for the rest of the run) and "
+        f"{_gb(available)} is available; {hint}"
+    )
+
+
+def _gb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:,.2f} GB"
