@@ -130,7 +130,7 @@ def test_a_loaded_model_keeps_its_layout_and_trains_on(
 
 
 def test_mlp_policies_are_left_alone() -> None:
-    config = build_config("dqn", "SpaceInvaders-ram", overrides=["buffer_size=10"])
+    config = build_config("dqn", "SpaceInvaders-ram", overrides=["buffer_size=32"])
     env = make_vec_env_for(config.env, config.env_settings(), seed=0)
     try:
         model = build_model(config, env, "cpu")

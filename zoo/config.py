@@ -431,7 +431,11 @@ def _check_combinations(
         fail("policy_kwargs", "optimizer_kwargs.lr: the step size is learning_rate; set that")
     batch_size = hyperparams.get("batch_size")
     if buffer_size is not None and batch_size is not None and batch_size > buffer_size:
-        fail("batch_size", f"{batch_size} is larger than the replay buffer ({buffer_size})")
+        buffer_origin = origins.get("buffer_size", "defaults")
+        fail(
+            "batch_size",
+            f"{batch_size} is larger than the replay buffer ({buffer_size}, from {buffer_origin})",
+        )
     if env.kind in ("atari", "atari_ram"):
         _check_ale_settings(hyperparams.get("env_kwargs") or {}, fail)
     if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
