@@ -249,10 +249,7 @@ def _prepare_training(
     if resumption.finished_now:
         options.say(f"wrote the final model of step {resumption.start.step:,} (its total)")
         return None
-    options.say(
-        f"resuming at step {resumption.start.step:,} of {resumption.start.total_timesteps:,}"
-    )
-    return resumption.config, resumption.start
+    return resumption.config, resumption.start  # train() says "Resuming ... at step N"
 
 
 def machine_description() -> dict[str, Any]:
