@@ -47,10 +47,6 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def _python_handler(signum: int) -> Handler:
-    return signal.default_int_handler if signum == signal.SIGINT else _raise_terminated
-
-
 def treat_sigterm_as_ctrl_c() -> None:
     """From now on SIGTERM raises Terminated in the main thread, as Ctrl-C raises
     KeyboardInterrupt (Python's default would end the process with nothing saved)."""
@@ -68,15 +64,15 @@ def python_handles_ctrl_c() -> bool:
 
 @contextlib.contextmanager
 def _handling(handler: Handler) -> Iterator[None]:
-    """`handler` for Ctrl-C and SIGTERM inside the block; Python's own (and zoo's SIGTERM
-    one) restored after it."""
+    """`handler` for Ctrl-C and SIGTERM inside the block; the previous handlers after it."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
     try:
         yield
     finally:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _python_handler(signum))
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _to_stderr(message: str) -> None:
@@ -150,14 +146,15 @@ def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequ
         name = _NAMES.get(signum, "signal")
         warn(f"zoo: {name}: stopping at the end of this rollout ({name} again quits at once)")
 
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
     try:
         yield request
     finally:
         if not request.requested:
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, _python_handler(signum))
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 @contextlib.contextmanager
