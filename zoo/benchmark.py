@@ -28,6 +28,7 @@ from zoo.atomic import atomic_write_text
 from zoo.config import Config, build_config
 from zoo.errors import UserError
 from zoo.interrupts import Terminated
+from zoo.runs import RUN_FILE
 from zoo.yamlio import dump_yaml, read_yaml_file
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class Cell:
 
     @property
     def run_file(self) -> Path:
-        return self.path / "run.yml"
+        return self.path / RUN_FILE
 
     @property
     def info_file(self) -> Path:
