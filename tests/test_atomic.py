@@ -41,7 +41,7 @@ def test_ctrl_c_during_a_write_raises_once_the_file_is_complete(
     with pytest.raises(KeyboardInterrupt):
         write_atomically(target, _save_with_ctrl_c(presses=1))
     assert th.load(target)["t49"][0] == 49.0  # whole, and under its real name
-    assert not partial_name(target).exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
@@ -61,3 +61,11 @@ def test_a_second_ctrl_c_during_a_write_quits_and_keeps_the_old_file(tmp_path: P
     assert "not reached" not in result.stdout and "Traceback" not in result.stderr
     assert "interrupted again" in result.stderr
     assert list(th.load(target)) == ["old"]  # the earlier file is untouched
+
+
+def test_two_writers_of_one_file_write_to_different_temporary_files(tmp_path: Path) -> None:
+    # Tune workers sharing a study folder write the same report file at the same moment.
+    target = tmp_path / "history.png"
+    first, second = partial_name(target), partial_name(target)
+    assert first != second and first.parent == second.parent == tmp_path
+    assert first.name.startswith(".history.png.") and first.suffix == ".png"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +28,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def partial_name(path: Path) -> Path:
-    """Where `path` is written before the rename; keeps the suffix that SB3's savers expect."""
-    return path.with_name(f".{path.name}.partial{path.suffix}")
+    """Where `path` is written before the rename; keeps the suffix that SB3's savers expect.
+
+    The name is this writer's own (process id and a random tag), so two processes writing the
+    same file at once (tune workers sharing a study folder) never rename each other's file away.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
