@@ -8,10 +8,13 @@
    `--allocate` transitions is also built and its arrays counted, to check the formula.
 2. Time to sample a batch of 32 from both, 1-step and 3-step, each holding `--fill`
    transitions: a few hundred real Breakout transitions (zoo's `ale` env stack, random play)
-   stored again and again.
-3. Agent steps per second of the shipped Breakout DQN training with each buffer, after
-   `--warmup` untimed steps, epsilon at its final value; `--repeat N` alternates the two N
-   times and prints each median; `--set KEY=VALUE` changes a hyperparameter of both.
+   stored again and again. The frame buffer is timed twice: its frames in main memory
+   (`frame_store: host`) and on `--device` (`frame_store: device`; on a GPU no batch of
+   stacks is copied from the host).
+3. Agent steps per second of the shipped Breakout DQN training with each buffer (the frame
+   buffer with either store) on `--device`, after `--warmup` untimed steps, epsilon at its
+   final value; `--repeat N` alternates them N times and prints each median; `--set
+   KEY=VALUE` changes a hyperparameter of all.
 
 Numbers are printed, never asserted.
 """
@@ -29,6 +32,7 @@ import time
 from typing import Any
 
 import numpy as np
+import torch as th
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
 from zoo.config import build_config
@@ -87,29 +91,31 @@ def real_transitions(count: int) -> list[tuple[Any, ...]]:
     return stored
 
 
-def show_sampling(fill: int, batches: int) -> None:
+def show_sampling(fill: int, batches: int, device: str) -> None:
     observation_space, action_space = _spaces()
     stream = real_transitions(500)
-    print(f"\nsampling a batch of 32 from {fill:,} transitions (median of {batches} batches, "
-          "the two buffers in turn):")  # fmt: skip
+    print(f"\nsampling a batch of 32 from {fill:,} transitions onto {device} (median of "
+          f"{batches} batches, the buffers in turn):")  # fmt: skip
     for n_steps in (1, 3):
-        frames = FrameReplayBuffer(
-            fill, observation_space, action_space, device="cpu", n_steps=n_steps
+        common: dict[str, Any] = {"device": device, "n_steps": n_steps}
+        frames = FrameReplayBuffer(fill, observation_space, action_space, **common)
+        on_device = FrameReplayBuffer(
+            fill, observation_space, action_space, **common, frames_on_device=True
         )
         sb3 = (
-            ReplayBuffer(fill, observation_space, action_space, device="cpu")
+            ReplayBuffer(fill, observation_space, action_space, device=device)
             if n_steps == 1
-            else NStepReplayBuffer(
-                fill, observation_space, action_space, device="cpu", n_steps=n_steps
-            )
+            else NStepReplayBuffer(fill, observation_space, action_space, **common)
         )
-        add_times = _fill((frames, sb3), stream, fill)
-        frames_time, sb3_time = _sample_times((frames, sb3), batches)
-        del frames, sb3
+        add_times = _fill((frames, on_device, sb3), stream, fill)
+        frames_time, on_device_time, sb3_time = _sample_times((frames, on_device, sb3), batches)
+        del frames, on_device, sb3
         print(f"  n_steps {n_steps}: frames {frames_time * 1e6:7.1f} us   "
+              f"frames on {device} {on_device_time * 1e6:7.1f} us   "
               f"sb3 {sb3_time * 1e6:7.1f} us   frames / sb3 {frames_time / sb3_time:.2f}")  # fmt: skip
     print(f"storing one transition (median of {fill:,}): frames {add_times[0] * 1e6:.1f} us   "
-          f"sb3 {add_times[1] * 1e6:.1f} us")  # fmt: skip
+          f"frames on {device} {add_times[1] * 1e6:.1f} us   "
+          f"sb3 {add_times[2] * 1e6:.1f} us")  # fmt: skip
 
 
 def _fill(
@@ -134,17 +140,27 @@ def _sample_times(buffers: tuple[ReplayBuffer, ...], batches: int) -> list[float
         for buffer, found in zip(buffers, durations, strict=True):
             start = time.perf_counter()
             buffer.sample(32)
+            if buffer.device.type == "cuda":
+                th.cuda.synchronize(buffer.device)  # the batch is there, not just queued
             if batch >= 20:  # after a warm-up
                 found.append(time.perf_counter() - start)
     return [statistics.median(found) for found in durations]
 
 
+# The buffers the training runs compare, as hyperparameter settings.
+TRAINING_BUFFERS: dict[str, list[str]] = {
+    "frames": ["replay_buffer=frames", "frame_store=host"],
+    "frames on device": ["replay_buffer=frames", "frame_store=device"],
+    "sb3": ["replay_buffer=sb3"],
+}
+
+
 def training_rate(
-    replay_buffer: str, steps: int, warmup: int, buffer_size: int, extra: list[str]
+    buffer: list[str], steps: int, warmup: int, buffer_size: int, extra: list[str], device: str
 ) -> float:
     overrides = [
         "seed=0",
-        f"replay_buffer={replay_buffer}",
+        *buffer,
         f"buffer_size={buffer_size}",
         f"learning_starts={warmup}",
         "exploration=0.01",  # the shipped schedule's final value, as over most of a run
@@ -154,7 +170,7 @@ def training_rate(
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(config.env, config.env_settings(), config.seed)
     try:
-        model = build_model(config, env, "cpu")
+        model = build_model(config, env, device)
         model.learn(total_timesteps=warmup)
         start_steps, start = model.num_timesteps, time.perf_counter()
         model.learn(total_timesteps=steps, reset_num_timesteps=False)
@@ -163,16 +179,19 @@ def training_rate(
         env.close()
 
 
-def show_training(steps: int, warmup: int, repeat: int, buffer_size: int, extra: list[str]) -> None:
-    print(f"\nDQN training, shipped Breakout settings, buffer {buffer_size:,}, "
+def show_training(
+    steps: int, warmup: int, repeat: int, buffer_size: int, extra: list[str], device: str
+) -> None:
+    print(f"\nDQN training on {device}, shipped Breakout settings, buffer {buffer_size:,}, "
           f"{steps:,} timed steps after {warmup:,}, {repeat} round(s):")  # fmt: skip
-    rates: dict[str, list[float]] = {"frames": [], "sb3": []}
+    rates: dict[str, list[float]] = {name: [] for name in TRAINING_BUFFERS}
     for _ in range(repeat):
         for name, found in rates.items():
-            found.append(training_rate(name, steps, warmup, buffer_size, extra))
+            rate = training_rate(TRAINING_BUFFERS[name], steps, warmup, buffer_size, extra, device)
+            found.append(rate)
     for name, found in rates.items():
         runs = ", ".join(f"{rate:.1f}" for rate in found)
-        print(f"  {name:6s} {statistics.median(found):7.1f} steps/s (runs: {runs})")
+        print(f"  {name:16s} {statistics.median(found):7.1f} steps/s (runs: {runs})")
 
 
 def main() -> None:
@@ -184,14 +203,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--buffer-size", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where batches go: cpu or cuda")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="for the training runs"
     )
     args = parser.parse_args()
     show_bytes(args.allocate)
-    show_sampling(args.fill, args.batches)
+    show_sampling(args.fill, args.batches, args.device)
     if args.train_steps > 0:
-        show_training(args.train_steps, args.warmup, args.repeat, args.buffer_size, args.set)
+        show_training(
+            args.train_steps, args.warmup, args.repeat, args.buffer_size, args.set, args.device
+        )
 
 
 if __name__ == "__main__":

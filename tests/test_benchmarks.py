@@ -75,4 +75,6 @@ def test_replay_memory_script_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "1,000,000 transitions: frames   7.31 GB" in result.stdout
     assert "n_steps 3: frames" in result.stdout and "storing one transition" in result.stdout
-    assert "frames " in result.stdout.split("DQN training")[1]
+    assert "frames on cpu" in result.stdout.split("DQN training")[0]
+    training = result.stdout.split("DQN training")[1]
+    assert all(f"  {name} " in training for name in ("frames", "frames on device", "sb3"))

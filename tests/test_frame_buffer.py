@@ -25,6 +25,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from zoo.checkpoints import capture_rng_states, newest_checkpoint, read_checkpoint, save_checkpoint
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
+from zoo.errors import UserError
 from zoo.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
 from zoo.models import load_model
 from zoo.train import StartPoint, TrainOptions, _starting_model, build_model
@@ -90,8 +91,11 @@ def _transitions(backend: str, events: Events) -> Iterator[tuple[Any, ...]]:
         env.close()
 
 
-def _buffers(env_space: Any, action_space: Any, reserve: float | None = None) -> Buffers:
-    extra = {} if reserve is None else {"episode_start_reserve": reserve}
+def _buffers(
+    env_space: Any, action_space: Any, reserve: float | None = None, on_device: bool = False
+) -> Buffers:
+    extra: dict[str, Any] = {} if reserve is None else {"episode_start_reserve": reserve}
+    extra["frames_on_device"] = on_device
     common = {"n_envs": N_ENVS, "device": "cpu"}
     return Buffers(
         [
@@ -157,10 +161,13 @@ def _compare(sb3: ReplayBuffer, frames: FrameReplayBuffer, seed: int) -> int:
     return int((~rebuildable).sum())
 
 
-@pytest.mark.parametrize("backend", ["ale", "sb3"])
-def test_batches_equal_sb3_buffers_bit_for_bit(backend: str) -> None:
+# (backend, frames_on_device): the ring on the model's device is checked on the CPU here.
+@pytest.mark.parametrize(("backend", "on_device"), [("ale", False), ("sb3", False), ("ale", True)])
+def test_batches_equal_sb3_buffers_bit_for_bit(backend: str, on_device: bool) -> None:
     events = Events()
-    buffers = _buffers(*_spaces(backend))
+    buffers = _buffers(*_spaces(backend), on_device=on_device)
+    for _, frames in buffers.pairs:
+        assert isinstance(frames.frames, th.Tensor) == on_device
     for step, transition in enumerate(_transitions(backend, events)):
         buffers.add(*transition)
         if step % 23 == 22:
@@ -226,6 +233,31 @@ def test_a_pickled_buffer_samples_the_same_batches() -> None:
             break
 
 
+def test_a_ring_on_the_device_saves_the_host_rings_compact_form() -> None:
+    import pickle
+
+    buffers = {
+        on_device: _buffers(*_spaces("ale"), on_device=on_device).pairs[1][1]
+        for on_device in (False, True)
+    }
+    for step, transition in enumerate(_transitions("ale", Events())):
+        for buffer in buffers.values():
+            buffer.add(*transition)
+        if step == 40:
+            break
+    host, device = buffers[False], buffers[True]
+    host_state, device_state = host.__getstate__(), device.__getstate__()
+    assert isinstance(device_state["frames"], np.ndarray)
+    assert np.array_equal(device_state["frames"], host_state["frames"])
+    restored = pickle.loads(pickle.dumps(device, protocol=pickle.HIGHEST_PROTOCOL))
+    restored.device = "cpu"  # as SB3 sets it after loading a saved buffer
+    assert isinstance(restored.frames, th.Tensor) and restored.frames.device == th.device("cpu")
+    np.random.seed(3)
+    expected = host.sample(32)
+    np.random.seed(3)
+    _assert_same(expected, restored.sample(32))
+
+
 def test_memory_of_a_full_buffer() -> None:
     shape = (4, 84, 84)
     assert frame_buffer_bytes(100_000, shape, 1) <= 0.75e9
@@ -270,10 +302,11 @@ def test_the_shipped_breakout_dqn_trains_and_resumes_on_it(
     assert isinstance(model.replay_buffer, FrameReplayBuffer)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("n_steps", [1, 3])
-def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int) -> None:
+@pytest.mark.parametrize(("n_steps", "frame_store"), [(1, "host"), (3, "host"), (3, "device")])
+def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int, frame_store: str) -> None:
     """The batch drawn before the process is gone and the one drawn after `--resume` loaded
-    the checkpoint are the same, field by field (the newest transitions included)."""
+    the checkpoint are the same, field by field (the newest transitions included). With
+    `frame_store: device` the ring is a tensor on the model's device (the CPU here)."""
     config = build_config(
         "dqn",
         "Breakout",
@@ -285,6 +318,7 @@ def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int) -> Non
             "network=dqn2013",
             f"n_steps={n_steps}",
             "save_replay_buffer=true",
+            f"frame_store={frame_store}",
         ],
     )
     env = make_vec_env_for(config.env, config.env_settings(), config.seed)
@@ -299,6 +333,8 @@ def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int) -> Non
         start = StartPoint(resumed=True, checkpoint=read_checkpoint(saved.path))
         resumed = _starting_model(config, env, TrainOptions(), start)
         after = [_draw(resumed.replay_buffer, seed, every) for seed in (0, 1)]  # type: ignore[attr-defined]
+        ring = resumed.replay_buffer.frames  # type: ignore[attr-defined]
+        assert isinstance(ring, th.Tensor) == (frame_store == "device")
     finally:
         env.close()
     for expected, got in zip(before, after, strict=True):
@@ -336,6 +372,7 @@ def test_a_full_ring_is_loaded_without_a_copy() -> None:
         ),
         ("replay_buffer_kwargs.handle_timeout_termination=2", "must be true or false, got 2"),
         ("replay_buffer=fast", "key 'replay_buffer': expected one of frames, sb3"),
+        ("frame_store=gpu", "key 'frame_store': expected one of host, device"),
     ],
 )
 def test_bad_replay_settings_are_one_line(
@@ -348,3 +385,10 @@ def test_bad_replay_settings_are_one_line(
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_the_frame_buffer_has_a_frame_store() -> None:
+    with pytest.raises(UserError, match="key 'frame_store': only the frame buffer has a frame"):
+        build_config("dqn", "Breakout", overrides=["replay_buffer=sb3", "frame_store=device"])
+    config = build_config("qrdqn", "Breakout", overrides=["frame_store=device"])
+    assert config.algorithm_kwargs()["frame_store"] == "device"

@@ -48,3 +48,22 @@ def test_the_message_names_what_to_lower() -> None:
     assert admit_replay_buffer(sb3, available=64 * 10**9) == replay_buffer_bytes_needed(sb3)
     with pytest.raises(UserError, match="free memory first"):
         admit_replay_buffer(sb3, available=10**6)
+
+
+def test_a_frame_store_on_the_gpu_is_measured_against_the_gpus_free_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil
+    import torch as th
+
+    config = build_config(
+        "dqn", "Breakout", overrides=["buffer_size=1000000", "frame_store=device"]
+    )
+    gpu_free, host_free = 3 * 10**9, 64 * 10**9
+    monkeypatch.setattr(th.cuda, "mem_get_info", lambda device=None: (gpu_free, 80 * 10**9))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": host_free}))
+    with pytest.raises(UserError, match=r"needs 7\.\d\d GB of GPU memory .* 3\.00 GB is available"):
+        admit_replay_buffer(config, "cuda")
+    assert admit_replay_buffer(config, "cpu") == replay_buffer_bytes_needed(config)  # host RAM
+    on_host = build_config("dqn", "Breakout", overrides=["buffer_size=1000000"])
+    assert admit_replay_buffer(on_host, "cuda") == replay_buffer_bytes_needed(on_host)

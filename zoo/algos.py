@@ -57,6 +57,8 @@ REPLAY_BUFFERS: Mapping[str, type[FrameReplayBuffer] | None] = {
     "frames": FrameReplayBuffer,
     "sb3": None,
 }
+# `frame_store`: where the frame buffer keeps its frames (main memory, or the model's device).
+FRAME_STORES: tuple[str, ...] = ("host", "device")
 
 
 class ChannelsLastConvolutions:
@@ -217,6 +219,7 @@ class TemporalDifferenceTraining:
         prioritized_replay: bool = False,
         priority_alpha: float = 0.6,
         priority_epsilon: float = 1e-6,
+        frame_store: str = "host",
         **kwargs: Any,
     ) -> None:
         if network is not None and network not in NETWORKS:
@@ -224,6 +227,10 @@ class TemporalDifferenceTraining:
         if replay_buffer not in REPLAY_BUFFERS:
             raise ValueError(
                 f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFERS)}"
+            )
+        if frame_store not in FRAME_STORES:
+            raise ValueError(
+                f"unknown frame_store {frame_store!r}; choose one of {', '.join(FRAME_STORES)}"
             )
         self.double_q, self.dueling, self.network = double_q, dueling, network
         self.random_warmup = random_warmup
@@ -237,6 +244,13 @@ class TemporalDifferenceTraining:
                 **(kwargs.get("replay_buffer_kwargs") or {}),
                 "alpha": priority_alpha,
                 "epsilon": priority_epsilon,
+            }
+        if frame_store == "device":
+            if buffer_class is None:
+                raise ValueError("frame_store='device' needs replay_buffer='frames'")
+            kwargs["replay_buffer_kwargs"] = {
+                **(kwargs.get("replay_buffer_kwargs") or {}),
+                "frames_on_device": True,
             }
         if buffer_class is not None:
             if kwargs.get("replay_buffer_class") is not None:

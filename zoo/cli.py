@@ -828,7 +828,7 @@ def _run_train(args: argparse.Namespace) -> int:
         config = without_random_phase(config)
     if args.init_from is not None:
         start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
-    admit_replay_buffer(config)  # before anything is created
+    admit_replay_buffer(config, device)  # before anything is created
     run = start_run(args.log_dir, config, device, sys.argv[1:])
     total = config.n_timesteps
     say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")

@@ -460,6 +460,10 @@ def _check_replay_buffer(
             "(Atari pixel games)",
         )
     if hyperparams.get("replay_buffer") != "frames":
+        if hyperparams.get("frame_store", "host") != "host":
+            fail(
+                "frame_store", "only the frame buffer has a frame store: set replay_buffer: frames"
+            )
         return
     if env.kind != "atari":
         fail("replay_buffer", f"frames stores pixel frames, {env.name} has none; use sb3")

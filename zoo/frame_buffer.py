@@ -30,6 +30,13 @@ cpprb has had no release since 2024 and stacks one env's frames with its own epi
 convention; torchrl pins PyTorch versions and brings tensordict. The class here is one ring
 and two small index arrays over numpy, pickles as it is (checkpoints hold the compact form)
 and is checked bit for bit against SB3's buffers.
+
+Where the frames live (`frames_on_device`). By default the ring is a numpy array in main
+memory and a sampled batch is copied to the network's device. With `frames_on_device` the
+ring is a uint8 tensor on the model's device (a GPU's memory, say): each step writes its new
+frames there (a few kB), and a batch is gathered there, so no batch of stacks crosses from
+host to device; only the small index arrays do. Checkpoints hold the same compact numpy form
+either way, so a run can resume with the other setting or on another device.
 """
 
 from __future__ import annotations
@@ -82,7 +89,10 @@ class FrameReplayBuffer(ReplayBuffer):
 
     `n_steps` > 1 gives SB3's n-step returns (discounted by `gamma`), as `NStepReplayBuffer`.
     `episode_start_reserve`: frames kept for episode starts, as a share of the transitions.
+    `frames_on_device`: keep the frame ring on `device` and gather batches there.
     """
+
+    frames: np.ndarray | th.Tensor
 
     def __init__(
         self,
@@ -96,6 +106,7 @@ class FrameReplayBuffer(ReplayBuffer):
         n_steps: int = 1,
         gamma: float = 0.99,
         episode_start_reserve: float = EPISODE_START_RESERVE,
+        frames_on_device: bool = False,
     ) -> None:
         check_frame_stack_space(observation_space)
         if optimize_memory_usage:
@@ -119,8 +130,12 @@ class FrameReplayBuffer(ReplayBuffer):
         self.dones = np.zeros(shape, dtype=np.float32)
         self.timeouts = np.zeros(shape, dtype=np.float32)
         # Slot-major, so the written part of the ring is one contiguous block.
-        self.frames = np.zeros(
-            (self.frame_capacity, self.n_envs, *self.obs_shape[1:]), dtype=observation_space.dtype
+        self.frames_on_device = frames_on_device
+        self.frames = self._placed(
+            np.zeros(
+                (self.frame_capacity, self.n_envs, *self.obs_shape[1:]),
+                dtype=observation_space.dtype,
+            )
         )
         self.frames_written = np.zeros(self.n_envs, dtype=np.int64)
         self.newest_frame = np.zeros(shape, dtype=np.int64)  # frame number, counted per env
@@ -155,8 +170,7 @@ class FrameReplayBuffer(ReplayBuffer):
         for env in map(int, np.flatnonzero(~continues)):
             newest[env], history[env] = self._store_stack(env, obs[env])
         # Every next observation adds one frame after its observation's newest frame.
-        envs = np.arange(self.n_envs)
-        self.frames[self.frames_written % self.frame_capacity, envs] = next_obs[:, -1]
+        self._write_frames(self.frames_written % self.frame_capacity, next_obs[:, -1])
         self.frames_written += 1
         self.newest_frame[self.pos] = newest
         self.history[self.pos] = history
@@ -180,13 +194,48 @@ class FrameReplayBuffer(ReplayBuffer):
         nonzero: np.ndarray = np.any(stack.reshape(self.stack, -1), axis=1)
         first = int(np.argmax(nonzero)) if nonzero[:-1].any() else self.stack - 1
         written = int(self.frames_written[env])
-        newest_stored = self.frames[(written - 1) % self.frame_capacity, env]
-        if first == self.stack - 1 and written > 0 and np.array_equal(newest_stored, stack[-1]):
-            return written - 1, 0  # e.g. a lost life: the game goes on from the same frame
-        for frame in stack[first:]:
-            self.frames[self.frames_written[env] % self.frame_capacity, env] = frame
-            self.frames_written[env] += 1
+        if first == self.stack - 1 and written > 0:
+            newest_stored = self._stored_frame((written - 1) % self.frame_capacity, env)
+            if np.array_equal(newest_stored, stack[-1]):
+                return written - 1, 0  # e.g. a lost life: the game goes on from the same frame
+        new_frames = stack[first:]
+        slots = (written + np.arange(len(new_frames))) % self.frame_capacity
+        self._write_frames(slots, new_frames, env)
+        self.frames_written[env] += len(new_frames)
         return int(self.frames_written[env]) - 1, self.stack - 1 - first
+
+    # -- the frame ring, in host memory or on the device ----------------------------------
+
+    def _placed(self, frames: np.ndarray) -> np.ndarray | th.Tensor:
+        """The ring where `frames_on_device` puts it (the numpy array itself when on the host)."""
+        return th.as_tensor(frames, device=self.device) if self.frames_on_device else frames
+
+    def _write_frames(self, slots: np.ndarray, frames: np.ndarray, env: int | None = None) -> None:
+        """frames[i] goes to slot slots[i] of env `env`, or of env i when `env` is None."""
+        envs = np.arange(self.n_envs) if env is None else np.full(len(frames), env)
+        if isinstance(self.frames, th.Tensor):
+            where = self.frames.device
+            self.frames[th.as_tensor(slots, device=where), th.as_tensor(envs, device=where)] = (
+                th.as_tensor(frames, device=where)
+            )
+        else:
+            self.frames[slots, envs] = frames
+
+    def _stored_frame(self, slot: int, env: int) -> np.ndarray:
+        frame = self.frames[slot, env]
+        return frame.cpu().numpy() if isinstance(frame, th.Tensor) else frame
+
+    @property
+    def device(self) -> th.device:
+        return self._device
+
+    @device.setter
+    def device(self, device: th.device | str) -> None:
+        # SB3 sets the device again after loading a saved buffer: the ring moves with it.
+        self._device = th.device(device) if isinstance(device, str) else device
+        ring = getattr(self, "frames", None)
+        if isinstance(ring, th.Tensor):
+            self.frames = ring.to(self._device)
 
     # -- sampling ------------------------------------------------------------------------
 
@@ -223,7 +272,7 @@ class FrameReplayBuffer(ReplayBuffer):
             rewards=self.to_torch(self._normalize_reward(rewards, env)),
         )
 
-    def _stack_tensor(self, stacks: np.ndarray | dict[str, np.ndarray]) -> th.Tensor:
+    def _stack_tensor(self, stacks: np.ndarray | th.Tensor | dict[str, np.ndarray]) -> th.Tensor:
         """The stacks were gathered for this batch alone: no second copy (SB3 copies)."""
         return th.as_tensor(stacks, device=self.device)
 
@@ -295,11 +344,21 @@ class FrameReplayBuffer(ReplayBuffer):
         history = self.history[batch_inds, env_indices].astype(np.int64) + 1
         return self._gather(newest, np.minimum(history, self.stack - 1), env_indices)
 
-    def _gather(self, newest: np.ndarray, history: np.ndarray, envs: np.ndarray) -> np.ndarray:
+    def _gather(self, newest: np.ndarray, history: np.ndarray, envs: np.ndarray) -> Any:
+        """The stacks: a numpy array, or a tensor where the ring is (`frames_on_device`)."""
         offsets = np.arange(1 - self.stack, 1)  # oldest position first, as in the stack
         slots = (newest[:, None] + offsets) % self.frame_capacity
+        blank = offsets[None, :] < -history[:, None]  # before the stack's first frame
+        if isinstance(self.frames, th.Tensor):
+            # One gather of whole frames from the (slot, env)-major ring, one masked fill.
+            where, frame_shape = self.frames.device, self.frames.shape[2:]
+            rows = th.as_tensor((slots * self.n_envs + envs[:, None]).reshape(-1), device=where)
+            stacks = self.frames.view(-1, *frame_shape).index_select(0, rows)
+            stacks = stacks.view(*slots.shape, *frame_shape)
+            mask = th.as_tensor(blank, device=where).view(*blank.shape, *([1] * len(frame_shape)))
+            return stacks.masked_fill_(mask, 0)
         stacks = self.frames[slots, envs[:, None]]
-        stacks[offsets[None, :] < -history[:, None]] = 0  # before the stack's first frame
+        stacks[blank] = 0
         return stacks
 
     # -- pickling (checkpoints) ----------------------------------------------------------
@@ -308,7 +367,8 @@ class FrameReplayBuffer(ReplayBuffer):
         """A ring that has not wrapped yet is saved up to its last written frame."""
         state = dict(self.__dict__)
         used = int(min(self.frames_written.max(initial=0), self.frame_capacity))
-        state["frames"] = self.frames[:used]
+        frames = self.frames[:used]
+        state["frames"] = frames.cpu().numpy() if isinstance(frames, th.Tensor) else frames
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -317,7 +377,13 @@ class FrameReplayBuffer(ReplayBuffer):
         if len(saved) < state["frame_capacity"]:
             frames = np.zeros((state["frame_capacity"], *saved.shape[1:]), dtype=saved.dtype)
             frames[: len(saved)] = saved
-        self.__dict__.update({**state, "frames": frames})
+        state.setdefault("frames_on_device", False)  # saved before the option existed
+        if "device" in state:  # saved before `device` became a property
+            state["_device"] = state.pop("device")
+        # A device ring starts on the CPU: the saving device may not exist here, and SB3 sets
+        # the model's device right after loading (the `device` setter moves the ring there).
+        ring = th.from_numpy(frames) if state["frames_on_device"] else frames
+        self.__dict__.update({**state, "frames": ring})
 
 
 def check_frame_stack_space(observation_space: spaces.Space) -> None:

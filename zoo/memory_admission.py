@@ -3,7 +3,8 @@
 SB3 allocates its buffer with `np.zeros`, which the operating system only backs with memory
 as transitions are written, so a buffer too large for the machine fails hours into a run.
 zoo computes the full size of the buffer the config asks for, from the array sizes and
-without allocating it, and compares it with the memory available now (psutil).
+without allocating it, and compares it with the memory available now where the buffer will
+live: main memory (psutil), or the GPU's free memory for a frame store on a CUDA device.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import psutil
+import torch as th
 
 from zoo.config import Config
 from zoo.errors import UserError
@@ -53,13 +55,22 @@ def replay_buffer_bytes_needed(config: Config) -> int:
     return transitions * (copies * int(np.prod(shape)) * itemsize + _SB3_SCALAR_BYTES)
 
 
-def admit_replay_buffer(config: Config, available: int | None = None) -> int:
+def memory_available_for_the_buffer(config: Config, device: str) -> tuple[int, str]:
+    """Free bytes where the run's buffer will live, and what that memory is called."""
+    if config.hyperparams.get("frame_store") == "device" and th.device(device).type == "cuda":
+        free, _total = th.cuda.mem_get_info(th.device(device))
+        return int(free), "GPU memory"
+    return int(psutil.virtual_memory().available), "memory"
+
+
+def admit_replay_buffer(config: Config, device: str = "cpu", available: int | None = None) -> int:
     """The buffer's full size in bytes, or one line saying it cannot fit and what to lower."""
     needed = replay_buffer_bytes_needed(config)
     if needed == 0:
         return 0
+    where = "memory"
     if available is None:
-        available = int(psutil.virtual_memory().available)
+        available, where = memory_available_for_the_buffer(config, device)
     if needed + RUN_HEADROOM_BYTES <= available:
         return needed
     buffer_size = int(config.hyperparams["buffer_size"])
@@ -72,7 +83,7 @@ def admit_replay_buffer(config: Config, available: int | None = None) -> int:
     if config.hyperparams.get("replay_buffer") == "sb3" and config.env.kind == "atari":
         hint += " or store each frame once with --set replay_buffer=frames"
     raise UserError(
-        f"buffer_size {buffer_size:,}: the replay buffer needs {_gb(needed)} of memory when "
+        f"buffer_size {buffer_size:,}: the replay buffer needs {_gb(needed)} of {where} when "
         f"full (plus about {_gb(RUN_HEADROOM_BYTES)} for the rest of the run) and "
         f"{_gb(available)} is available; {hint}"
     )

@@ -14,6 +14,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
+from zoo.algos import FRAME_STORES as FRAME_STORES  # re-exported for the schema
 from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
 from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor

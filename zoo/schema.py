@@ -342,6 +342,11 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "optimize_memory_usage": Field(
         boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
     ),
+    "frame_store": Field(
+        choice(registry.FRAME_STORES),
+        "where the frame buffer keeps its frames: host (main memory) or device (beside the "
+        "network, e.g. in GPU memory: batches are gathered there, not copied from the host)",
+    ),
     "prioritized_replay": Field(
         boolean,
         "draw transitions by priority |TD error| + priority_epsilon, proportional "

@@ -161,7 +161,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
-    admit_replay_buffer(config)  # `zoo tune` and `zoo benchmark` runs too
+    admit_replay_buffer(config, resolve_device(options.device))  # tune and benchmark runs too
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
