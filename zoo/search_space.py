@@ -90,7 +90,6 @@ Pick = Callable[[Draw], Any]
 class SearchSpace:
     algo: str
     entries: tuple[Entry, ...]
-    origin: str
 
     def values(self, pick: Pick, run_steps: int, for_trial: bool = True) -> dict[str, Any]:
         """Hyperparameters for a run of `run_steps` steps, each drawn value got from `pick`
@@ -118,9 +117,6 @@ class SearchSpace:
             return draw.value if draw.fixed else params[draw.name]
 
         return self.values(pick, run_steps, for_trial)
-
-    def describe(self) -> str:
-        return ", ".join(entry.key for entry in self.entries)
 
 
 def _schedule(entry: Entry, pick: Pick, run_steps: int) -> dict[str, Any]:
@@ -167,7 +163,7 @@ def load_search_space(algo: str, user_file: Path | None = None) -> SearchSpace:
         raise UserError(
             f"{origin}: the {algo} search space draws nothing; add an entry such as n_steps: {{int: [1, 10]}}"
         )
-    return SearchSpace(algo=algo, entries=entries, origin=origin)
+    return SearchSpace(algo=algo, entries=entries)
 
 
 def _drawn(entry: Entry) -> bool:

@@ -120,7 +120,6 @@ class TrialReporter:
     pruner_name: str
     evaluations: list[tuple[int, float]] = field(default_factory=list)
     stop_reason: str | None = None
-    pruned: bool = False
 
     def __call__(self, model: BaseAlgorithm, result: EvaluationResult) -> bool:
         finite = math.isfinite(result.mean) and all(
@@ -132,7 +131,6 @@ class TrialReporter:
         self.evaluations.append((result.step, result.mean))
         self.trial.report(result.mean, result.step)
         if self.trial.should_prune():
-            self.pruned = True
             self.stop_reason = (
                 f"pruned at step {result.step:,}: evaluation mean {result.mean:g} is behind the "
                 f"other trials ({self.pruner_name} pruner)"

@@ -52,10 +52,6 @@ class StudyStorage:
     claim: Callable[[], contextlib.AbstractContextManager[None]]  # the workers' shared lock
     heartbeat_interval: int | None  # None: this storage has no heartbeats
 
-    @property
-    def is_journal(self) -> bool:
-        return isinstance(self.storage, JournalStorage)
-
 
 def open_storage(
     spec: str | None,
