@@ -21,7 +21,7 @@ from typing import Any
 
 from zoo import registry, rl_zoo3
 from zoo.ale_vec_env import ale_env_kwargs, ale_vector_available
-from zoo.envs import EnvSettings, EnvSpec, resolve_env
+from zoo.envs import EnvSettings, EnvSpec, has_image_observations, resolve_env
 from zoo.errors import UserError
 from zoo.schedules import Schedule, build_schedule
 from zoo.schema import (
@@ -177,6 +177,7 @@ def build_config(
     schema = SCHEMAS[algo]
     env = resolve_env(env_name)
     layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
+    shipped = len(layers)
     user_layers: list[Layer] = []
     if hyperparams_file is not None:
         read = rl_zoo3.read_hyperparams_file(hyperparams_file)
@@ -204,6 +205,11 @@ def build_config(
             merged[key] = copy.deepcopy(value) if replaces else _merge_value(merged.get(key), value)
             origins[key] = layer.origin
             positions[key] = position
+    user_chose_policy = "policy" in _chosen_keys(layers[shipped:])
+    if env.kind == "other" and not user_chose_policy and has_image_observations(env):
+        # the shipped sections say MlpPolicy for envs they do not know; images need a CNN
+        merged["policy"] = "CnnPolicy"
+        origins["policy"] = f"{env.name}'s image observations"
     if "exploration" in schema.algorithm:
         merged = _fold_exploration_keys(merged, algo, origins, positions)
     for key in SCHEDULE_KEYS:
@@ -214,6 +220,10 @@ def build_config(
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
+
+
+def _chosen_keys(layers: Sequence[Layer]) -> set[str]:
+    return {key for layer in layers for key in layer.values}
 
 
 def file_layers(path: Path, env: EnvSpec, schema: Schema) -> Iterable[Layer]:
@@ -421,7 +431,7 @@ def _check_combinations(
         origin = origins.get(key, "defaults")
         raise UserError(f"{origin}: key {key!r}: {message}")
 
-    if hyperparams["policy"] == "CnnPolicy" and env.kind != "atari":
+    if hyperparams["policy"] == "CnnPolicy" and not has_image_observations(env):
         fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
     if hyperparams["vec_env"] == "ale":
         _check_ale_backend(hyperparams, env, fail)
