@@ -302,7 +302,7 @@ def _run_enjoy(args: argparse.Namespace) -> int:
     if chosen.run is not None and (
         args.run is not None or args.pretrained is not None or chosen.kind == "given"
     ):
-        _check_run_matches(args, chosen.run)
+        _check_run_matches(args, chosen.run, "--model" if chosen.kind == "given" else None)
     render = not args.no_render and display_available()
     if not args.no_render and not render:
         print("no display found: playing without a window (--record FILE saves a video)")
@@ -322,14 +322,15 @@ def _run_enjoy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
-    """--algo and --env given with --run or --pretrained must be the run's own, not ignored."""
+def _check_run_matches(args: argparse.Namespace, run: Run, option: str | None = None) -> None:
+    """--algo and --env given with --run, --pretrained or --model FILE.zip (`option`) must
+    be the run's own, not ignored."""
     from zoo.envs import resolve_env
     from zoo.errors import UserError
 
     info = run.read_info()
     what = "the shipped agent" if args.pretrained is not None else str(run.path)
-    flag = "--pretrained" if args.pretrained is not None else "--run"
+    flag = option or ("--pretrained" if args.pretrained is not None else "--run")
     if args.algo is not None and args.algo != info.get("algo"):
         raise UserError(
             f"--algo {args.algo}: {what} is a run of {info.get('algo')}; leave out --algo with {flag}"

@@ -189,7 +189,7 @@ def find_run(
             continue
         if len(numbered) > 1:
             skipped = f", passing over {', '.join(passed_over)}" if passed_over else ""
-            say(f"Chose {run.path}, the newest of {len(numbered)} runs that can be used{skipped}")
+            say(f"Chose {run.path}, the newest usable one of {len(numbered)} runs{skipped}")
         return run
     raise UserError(f"none of the {algo} runs of {resolve_env(env_name).name} in {log_dir} can "
                     f"be used: {'; '.join(passed_over)}")  # fmt: skip
