@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.atomic import atomic_write_text
 from zoo.config import Config, build_config
 from zoo.errors import UserError
+from zoo.gym_packages import import_gym_packages
 from zoo.interrupts import Terminated
 from zoo.runs import RUN_FILE
 from zoo.yamlio import dump_yaml, read_yaml_file
@@ -53,6 +54,7 @@ class Grid:
     overrides: tuple[str, ...] = ()
     hyperparams_file: Path | None = None
     timesteps: int | None = None
+    gym_packages: tuple[str, ...] = ()  # imported again in each cell's process
 
     def identity(self) -> dict[str, Any]:
         """What makes two grids the same grid (the contents of the file, not its path)."""
@@ -375,5 +377,6 @@ def _run_named_cell(
     quiet: bool,
 ) -> CellOutcome:
     # A worker process rebuilds its cell: a Config (read-only mappings) does not pickle.
+    import_gym_packages(grid.gym_packages)
     (cell,) = select_cells(grid_cells(grid, grid_dir), [name])
     return run_cell(cell, eval_games, device, argv, quiet)

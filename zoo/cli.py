@@ -128,7 +128,18 @@ def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) 
         type=Path,
         metavar="FILE",
         help="YAML file of hyperparameters, flat or in sections like hyperparams/*.yml "
-        "(a run's config.yml works as is)",
+        "(a run's config.yml works as is; so do rl-baselines3-zoo's files)",
+    )
+    _add_gym_packages(parser)
+
+
+def _add_gym_packages(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gym-packages",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="import this package first, for the gymnasium envs it registers; repeatable",
     )
 
 
@@ -253,7 +264,9 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
                        help="play an agent shipped with zoo (e.g. a2c-Breakout); with --algo and "
                        "--env and no run of them in the log folder, their shipped agent plays")  # fmt: skip
     enjoy.add_argument("--exp-id", type=int, metavar="N", help="play run <env>_N (default: newest)")
-    enjoy.add_argument("--model", choices=["best", "final", "checkpoint"], help="which model")
+    enjoy.add_argument("--model", metavar="WHICH",
+                       help="best, final or checkpoint of the run, or any SB3 model FILE.zip "
+                       "(with --env when it is in no run folder)")  # fmt: skip
     enjoy.add_argument("--episodes", type=int, default=5, metavar="K", help="games (default 5)")
     enjoy.add_argument(
         "--epsilon", type=float, default=0.0, metavar="E", help="random-action rate (default 0)"
@@ -267,6 +280,7 @@ def _add_enjoy(commands: argparse._SubParsersAction[_Parser]) -> None:
     enjoy.add_argument(
         "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
     )
+    _add_gym_packages(enjoy)
     enjoy.set_defaults(handler=_run_enjoy)
 
 
@@ -282,11 +296,13 @@ def _run_enjoy(args: argparse.Namespace) -> int:
         raise UserError(f"--fps {args.fps}: give 1 to 240 video frames per second")
     if args.record is not None:
         check_record_target(args.record)
-    chosen = _shipped_model(args)
+    chosen = _given_model(args) or _shipped_model(args)
     if chosen is None:
         chosen = choose_model(_run_to_enjoy(args), args.model)
-    if args.run is not None or args.pretrained is not None:
-        _check_run_matches(args, chosen.run)
+    if chosen.run is not None and (
+        args.run is not None or args.pretrained is not None or chosen.kind == "given"
+    ):
+        _check_run_matches(args, chosen.run, "--model" if chosen.kind == "given" else None)
     render = not args.no_render and display_available()
     if not args.no_render and not render:
         print("no display found: playing without a window (--record FILE saves a video)")
@@ -306,14 +322,15 @@ def _run_enjoy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
-    """--algo and --env given with --run or --pretrained must be the run's own, not ignored."""
+def _check_run_matches(args: argparse.Namespace, run: Run, option: str | None = None) -> None:
+    """--algo and --env given with --run, --pretrained or --model FILE.zip (`option`) must
+    be the run's own, not ignored."""
     from zoo.envs import resolve_env
     from zoo.errors import UserError
 
     info = run.read_info()
     what = "the shipped agent" if args.pretrained is not None else str(run.path)
-    flag = "--pretrained" if args.pretrained is not None else "--run"
+    flag = option or ("--pretrained" if args.pretrained is not None else "--run")
     if args.algo is not None and args.algo != info.get("algo"):
         raise UserError(
             f"--algo {args.algo}: {what} is a run of {info.get('algo')}; leave out --algo with {flag}"
@@ -325,14 +342,32 @@ def _check_run_matches(args: argparse.Namespace, run: Run) -> None:
 
 
 def _run_to_enjoy(args: argparse.Namespace) -> Run:
+    from zoo.enjoy import choose_model
     from zoo.errors import UserError
     from zoo.runs import find_run, open_run
 
     if args.run is not None:
         return open_run(args.run)
     if args.algo is None or args.env is None:
-        raise UserError("enjoy needs --algo and --env, --run DIR or --pretrained NAME")
-    return find_run(args.log_dir, args.algo, args.env, args.exp_id)
+        raise UserError(
+            "enjoy needs --algo and --env, --run DIR, --model FILE.zip or --pretrained NAME"
+        )
+    return find_run(args.log_dir, args.algo, args.env, args.exp_id,
+                    usable=lambda run: choose_model(run, args.model), say=print)  # fmt: skip
+
+
+def _given_model(args: argparse.Namespace) -> ChosenModel | None:
+    """--model FILE.zip; None for --model best/final/checkpoint or no --model."""
+    from zoo.enjoy import MODEL_CHOICES, given_model
+    from zoo.errors import UserError
+
+    if args.model is None or args.model in MODEL_CHOICES:
+        return None
+    if not args.model.endswith(".zip"):
+        raise UserError(f"--model {args.model}: give best, final, checkpoint or a model FILE.zip")
+    if args.run is not None or args.exp_id is not None or args.pretrained is not None:
+        raise UserError("--model FILE.zip plays that file; leave out --run, --exp-id, --pretrained")
+    return given_model(Path(args.model), args.algo, args.env)
 
 
 def _shipped_model(args: argparse.Namespace) -> ChosenModel | None:
@@ -644,6 +679,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         quiet=args.quiet,
         argv=tuple(sys.argv[2:]),
+        gym_packages=tuple(args.gym_packages),
     )
     if not args.report:
         storage, _ = prepare_study(settings)
@@ -728,6 +764,7 @@ def _add_benchmark(commands: argparse._SubParsersAction[_Parser]) -> None:
     bench.add_argument("--log-dir", type=log_dir, default=Path("logs"), metavar="DIR",
                        help="default: logs")  # fmt: skip
     bench.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+    _add_gym_packages(bench)
     bench.set_defaults(handler=_run_benchmark)
 
 
@@ -762,6 +799,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         overrides=tuple(args.set),
         hyperparams_file=args.hyperparams_file,
         timesteps=args.timesteps,
+        gym_packages=tuple(args.gym_packages),
     )
     grid_dir = args.log_dir / "benchmark" / name
     cells = select_cells(grid_cells(grid, grid_dir), args.cells)
@@ -940,6 +978,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     treat_sigterm_as_ctrl_c()
     try:
+        if getattr(args, "gym_packages", None):
+            from zoo.gym_packages import import_gym_packages
+
+            import_gym_packages(args.gym_packages)  # before any env id is resolved
         return int(args.handler(args))
     except UserError as error:
         print(f"zoo: error: {one_line(str(error))}", file=sys.stderr)

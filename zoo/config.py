@@ -1,7 +1,8 @@
 """Hyperparameters: YAML sections merged in a fixed order, validated, then frozen.
 
 Order (later wins): `default` < `atari` (or `atari_ram`) < the env's own section
-< `--hyperparams-file` < dedicated CLI flags (-n, --n-envs, --seed) < `--set`.
+< `--preset` < `--hyperparams-file` < dedicated CLI flags (-n, --n-envs, --seed) < `--set`.
+A hyperparameter file in rl-baselines3-zoo's format is translated by zoo/rl_zoo3.py.
 Every value is checked while its layer is still known, so an error names its file and section.
 """
 
@@ -18,9 +19,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from zoo import registry
+from zoo import registry, rl_zoo3
 from zoo.ale_vec_env import ale_env_kwargs, ale_vector_available
-from zoo.envs import EnvSettings, EnvSpec, resolve_env
+from zoo.envs import EnvSettings, EnvSpec, has_image_observations, resolve_env
 from zoo.errors import UserError
 from zoo.schedules import Schedule, build_schedule
 from zoo.schema import (
@@ -176,10 +177,21 @@ def build_config(
     schema = SCHEMAS[algo]
     env = resolve_env(env_name)
     layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
+    shipped = len(layers)
+    user_layers: list[Layer] = []
+    if hyperparams_file is not None:
+        read = rl_zoo3.read_hyperparams_file(hyperparams_file)
+        if read.rl_zoo3:
+            # rl_zoo3's algorithm is SB3's: zoo's extensions stay off under its file
+            plain = rl_zoo3.PLAIN_PRESETS.get(algo)
+            if plain is not None:
+                layers.append(preset_layer(plain, algo))
+            user_layers.append(Layer(*rl_zoo3.hyperparams_layer(read, env)))
+        else:
+            user_layers.extend(_file_layers(hyperparams_file, read.data, env, schema))
     if preset is not None:
         layers.append(preset_layer(preset, algo))
-    if hyperparams_file is not None:
-        layers.extend(file_layers(hyperparams_file, env, schema))
+    layers.extend(user_layers)
     layers.extend(Layer(origin, {key: value}) for origin, key, value in flags if value is not None)
     layers.extend(parse_set_argument(text) for text in overrides)
     layers.extend(extra_layers)
@@ -193,6 +205,11 @@ def build_config(
             merged[key] = copy.deepcopy(value) if replaces else _merge_value(merged.get(key), value)
             origins[key] = layer.origin
             positions[key] = position
+    user_chose_policy = "policy" in _chosen_keys(layers[shipped:])
+    if env.kind == "other" and not user_chose_policy and has_image_observations(env):
+        # the shipped sections say MlpPolicy for envs they do not know; images need a CNN
+        merged["policy"] = "CnnPolicy"
+        origins["policy"] = f"{env.name}'s image observations"
     if "exploration" in schema.algorithm:
         merged = _fold_exploration_keys(merged, algo, origins, positions)
     for key in SCHEDULE_KEYS:
@@ -205,10 +222,17 @@ def build_config(
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
 
 
+def _chosen_keys(layers: Sequence[Layer]) -> set[str]:
+    return {key for layer in layers for key in layer.values}
+
+
 def file_layers(path: Path, env: EnvSpec, schema: Schema) -> Iterable[Layer]:
     """The layers one YAML file contributes for `env`: a flat file is one layer, a
     sectioned file gives its `default`, `atari`/`atari_ram` and env sections in that order."""
-    data = read_yaml_file(path)
+    return _file_layers(path, read_yaml_file(path), env, schema)
+
+
+def _file_layers(path: Path, data: Any, env: EnvSpec, schema: Schema) -> list[Layer]:
     if data is None:
         return []
     if not isinstance(data, dict):
@@ -407,7 +431,7 @@ def _check_combinations(
         origin = origins.get(key, "defaults")
         raise UserError(f"{origin}: key {key!r}: {message}")
 
-    if hyperparams["policy"] == "CnnPolicy" and env.kind != "atari":
+    if hyperparams["policy"] == "CnnPolicy" and not has_image_observations(env):
         fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
     if hyperparams["vec_env"] == "ale":
         _check_ale_backend(hyperparams, env, fail)

@@ -18,6 +18,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 
+from zoo import rl_zoo3
 from zoo.atomic import partial_name
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
@@ -34,9 +35,10 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 @dataclass(frozen=True)
 class ChosenModel:
-    run: Run
+    run: Run | None  # None: a model zip from no run folder, played with `config`
     path: Path
-    kind: str  # best, final or checkpoint
+    kind: str  # best, final, checkpoint, given (--model FILE.zip) or shipped
+    config: Config | None = None
 
 
 def choose_model(run: Run, which: str | None) -> ChosenModel:
@@ -80,11 +82,38 @@ def check_model_algo(chosen: ChosenModel, config: Config) -> type[BaseAlgorithm]
     algorithm = algorithm_of(chosen.path)
     if algorithm is not ALGORITHMS.get(config.algo):
         names = {cls: name for name, cls in ALGORITHMS.items()}
+        where = f"{chosen.run.path} is a run of" if chosen.run is not None else "--algo is"
         raise UserError(
             f"{chosen.path} is a model of {names.get(algorithm, algorithm.__name__)}, but "
-            f"{chosen.run.path} is a run of {config.algo}; that zip does not belong to this run"
+            f"{where} {config.algo}; that zip does not belong to this run"
         )
     return algorithm
+
+
+def given_model(path: Path, algo: str | None, env: str | None) -> ChosenModel:
+    """`--model FILE.zip`: any SB3 model zip. In a run folder (zoo's or rl_zoo3's) it plays
+    with that run's config; elsewhere with zoo's settings for --env and --algo (by default
+    the algorithm that saved the zip)."""
+    from zoo.runs import open_run
+
+    if not path.is_file():
+        raise UserError(f"--model {path}: no such model file")
+    folder = path.parent
+    if (folder / "run.yml").is_file() or rl_zoo3.is_run_folder(folder):
+        return ChosenModel(open_run(folder), path, "given")
+    if env is None:
+        raise UserError(f"--model {path}: give --env too (the zip does not name its env)")
+    names = {cls: name for name, cls in ALGORITHMS.items()}
+    config = build_config(algo or names[algorithm_of(path)], env)
+    return ChosenModel(None, path, "given", config)
+
+
+def chosen_config(chosen: ChosenModel) -> Config:
+    if chosen.config is not None:
+        return chosen.config
+    if chosen.run is None:
+        raise UserError(f"{chosen.path}: no run and no settings to play it with")
+    return run_config(chosen.run)
 
 
 def run_config(run: Run) -> Config:
@@ -115,7 +144,7 @@ def play(
 ) -> PlayResult:
     if record is not None:
         check_record_target(record)
-    config = run_config(chosen.run)
+    config = chosen_config(chosen)
     model = load_algorithm(check_model_algo(chosen, config), chosen.path, device="cpu")
     max_frames = int(config.hyperparams.get("eval_max_frames", 108_000))
     atari = config.env.is_atari
@@ -129,8 +158,8 @@ def play(
         env.close()
         raise UserError(
             f"{chosen.path} takes observations of shape {model.observation_space.shape}, but "
-            f"{chosen.run.path} makes {env.observation_space.shape}; that zip does not belong "
-            "to this run"
+            f"{chosen.run.path if chosen.run is not None else config.env.name} makes "
+            f"{env.observation_space.shape}; that zip does not belong to this run"
         )
     # As the run's evaluations played: a greedy A2C agent can stall where it must serve.
     sampled = config.hyperparams.get("eval_actions") == "sampled"

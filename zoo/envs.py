@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from zoo.errors import UserError
+from zoo.gym_packages import imported_gym_packages, make_registered
 from zoo.threads import env_threads
 
 gym.register_envs(ale_py)
@@ -156,6 +157,24 @@ def _kind_of(gym_id: str) -> EnvKind:
     return "atari_ram" if spec.kwargs.get("obs_type") == "ram" else "atari"
 
 
+@cache
+def has_image_observations(spec: EnvSpec) -> bool:
+    """Whether the env observes images, which SB3's CnnPolicy takes (Atari pixel games, and
+    other envs whose observation space SB3 calls an image)."""
+    if spec.kind != "other":
+        return spec.kind == "atari"
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    try:
+        env = gym.make(spec.gym_id)
+    except Exception:  # an env that cannot be made here says so when it is built
+        return False
+    try:
+        return is_image_space(env.observation_space, check_channels=False)
+    finally:
+        env.close()
+
+
 def make_vec_env_for(
     spec: EnvSpec,
     settings: EnvSettings,
@@ -186,8 +205,9 @@ def make_vec_env_for(
             return _ram_atari(
                 spec, settings, seed, monitor_dir, monitor_kwargs, env_kwargs, vec_env_cls
             )
+        packages = imported_gym_packages()
         env = make_vec_env(
-            spec.gym_id,
+            partial(make_registered, spec.gym_id, packages) if packages else spec.gym_id,
             n_envs=settings.n_envs,
             seed=seed,
             monitor_dir=monitor_dir,
@@ -197,7 +217,22 @@ def make_vec_env_for(
         )
     except (gym.error.Error, TypeError) as error:
         raise UserError(f"cannot create env {spec.name}: {error}") from None
-    return VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
+    env = VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
+    return _channel_first(env)
+
+
+def _channel_first(env: VecEnv) -> VecEnv:
+    """Images channel-first, as for Atari games (and as SB3 itself would wrap them for
+    training): evaluation and `zoo enjoy` then feed the model what it was trained on."""
+    from stable_baselines3.common.preprocessing import (
+        is_image_space,
+        is_image_space_channels_first,
+    )
+
+    space = env.observation_space
+    if is_image_space(space) and not is_image_space_channels_first(space):  # type: ignore[arg-type]
+        return VecTransposeImage(env)
+    return env
 
 
 def make_eval_env(

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
+from zoo import rl_zoo3
 from zoo.errors import UserError
 from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
 from zoo.runs import Run
@@ -65,6 +66,8 @@ class RunCurves:
 def load_run_curves(run: Run, label: str) -> RunCurves:
     info = run.read_info()
     group = f"{info['algo']} {info['env']}"
+    if run.layout == "rl_zoo3":
+        return _rl_zoo3_curves(run, label, group)
     damage = []
     try:
         scalars = _tensorboard_scalars(run.path)
@@ -86,6 +89,42 @@ def load_run_curves(run: Run, label: str) -> RunCurves:
         eval_means=evaluations[:, 1],
         eval_stds=evaluations[:, 2],
         scalars=scalars,
+        damage=tuple(damage),
+    )
+
+
+def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
+    """Training games from the run's monitor files, evaluations from evaluations.npz."""
+    from zoo.enjoy import run_config
+
+    damage = []
+    frames_per_step = 1
+    try:
+        config = run_config(run)
+        if config.env.kind == "atari":  # its monitors count frames
+            frames_per_step = int(config.hyperparams["frame_skip"])
+    except UserError as error:
+        damage.append(str(error))
+    try:
+        game_steps, game_scores = rl_zoo3.training_games(run.path, frames_per_step)
+    except UserError as error:
+        game_steps, game_scores = np.zeros(0), np.zeros(0)
+        damage.append(str(error))
+    try:
+        rows = [(step, float(np.mean(s)), float(np.std(s)))
+                for step, s in rl_zoo3.evaluations(run.path / rl_zoo3.EVALUATIONS_FILE) if s]  # fmt: skip
+    except UserError as error:
+        rows = []
+        damage.append(str(error))
+    evaluations = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return RunCurves(
+        label=label,
+        group=group,
+        game_steps=game_steps,
+        game_scores=game_scores,
+        eval_steps=evaluations[:, 0],
+        eval_means=evaluations[:, 1],
+        eval_stds=evaluations[:, 2],
         damage=tuple(damage),
     )
 

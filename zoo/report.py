@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo import rl_zoo3
 from zoo.errors import UserError
 from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.runs import Run
 from zoo.textfiles import read_text_file
 
 REFERENCE_COLUMNS = (
@@ -89,24 +91,23 @@ def run_scores(
 ) -> list[RunScore]:
     """One row per run folder under `log_dir`: its last evaluation, or `evaluate`'s games.
     A damaged run gets no row, only a `note` saying why: the others are still reported."""
-    from zoo.runs import run_files
+    from zoo.runs import run_folders
 
     rows = []
-    for run_file in run_files(log_dir):
-        name = str(run_file.parent.relative_to(log_dir))
+    for run in run_folders(log_dir):
+        name = str(run.path.relative_to(log_dir))
         try:
-            rows.append(_run_score(run_file.parent, name, evaluate))
+            rows.append(_run_score(run, name, evaluate))
         except UserError as error:
             note(f"{name} left out of the report: {error}")
     return rows
 
 
 def _run_score(
-    path: Path, name: str, evaluate: Callable[[Path], tuple[list[float], str]] | None
+    run: Run, name: str, evaluate: Callable[[Path], tuple[list[float], str]] | None
 ) -> RunScore:
-    from zoo.runs import Run
-
-    info = Run(path).read_info()
+    path = run.path
+    info = run.read_info()
     algo, env = info.get("algo"), info.get("env")
     if not isinstance(algo, str) or not isinstance(env, str):
         raise UserError(f"{path / 'run.yml'} names no algo and env; the run folder is damaged")
@@ -114,7 +115,7 @@ def _run_score(
         steps = int(info.get("timesteps") or 0)
     except (TypeError, ValueError):
         raise UserError(f"{path / 'run.yml'}: timesteps is not a number") from None
-    scores, source = evaluate(path) if evaluate is not None else _last_evaluation(path)
+    scores, source = evaluate(path) if evaluate is not None else _last_evaluation(run)
     values = np.asarray(scores, dtype=np.float64)
     return RunScore(
         run=name,
@@ -187,8 +188,14 @@ def over_seeds(rows: list[RunScore]) -> str:
     return "\n".join(head + lines) + "\n"
 
 
-def _last_evaluation(run_path: Path) -> tuple[list[float], str]:
-    rows = EvaluationLog(run_path / EVALUATIONS_FILE).checked_rows()
+def _last_evaluation(run: Run) -> tuple[list[float], str]:
+    if run.layout == "rl_zoo3":
+        evaluations = rl_zoo3.evaluations(run.path / rl_zoo3.EVALUATIONS_FILE)
+        if not evaluations:
+            return [], "no evaluation yet"
+        step, scores = evaluations[-1]
+        return scores, f"evaluation at step {step:,}"
+    rows = EvaluationLog(run.path / EVALUATIONS_FILE).checked_rows()
     if not rows:
         return [], "no evaluation yet"
     last = rows[-1]

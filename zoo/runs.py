@@ -3,7 +3,8 @@
 A run folder holds `config.yml` (every hyperparameter, usable as --hyperparams-file),
 `run.yml` (algo, env, command line, versions, status, resumes), `monitor/` (per-env Monitor
 CSVs), TensorBoard event files, `progress.csv`, `evaluations.csv`, `checkpoints/`,
-`best_model.zip` and `final_model.zip`.
+`best_model.zip` and `final_model.zip`. Run folders of rl-baselines3-zoo open too
+(`layout="rl_zoo3"`, zoo/rl_zoo3.py knows their files), to be played, plotted and reported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import platform
 import shlex
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -23,6 +24,7 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from zoo import rl_zoo3
 from zoo.atomic import atomic_write_text, write_atomically
 from zoo.config import Config
 from zoo.envs import resolve_env
@@ -39,9 +41,12 @@ LOCK_FILE = ".lock"
 @dataclass(frozen=True)
 class Run:
     path: Path
+    layout: str = "zoo"  # or "rl_zoo3": a run folder rl-baselines3-zoo wrote
 
     @property
     def config_file(self) -> Path:
+        if self.layout == "rl_zoo3":
+            return rl_zoo3.config_file(self.path)
         return self.path / CONFIG_FILE
 
     @property
@@ -54,6 +59,8 @@ class Run:
 
     @property
     def final_model(self) -> Path:
+        if self.layout == "rl_zoo3":
+            return rl_zoo3.final_model(self.path)
         return self.path / FINAL_MODEL
 
     @property
@@ -65,6 +72,8 @@ class Run:
         return self.path / LOCK_FILE
 
     def read_info(self) -> dict[str, Any]:
+        if self.layout == "rl_zoo3":
+            return rl_zoo3.run_info(self.path)
         info = read_yaml_file(self.run_file, what="run file")
         return info if isinstance(info, dict) else {}
 
@@ -125,10 +134,12 @@ def open_run(path: Path) -> Run:
         )
     run = Run(path)
     missing = [f.name for f in (run.run_file, run.config_file) if not f.is_file()]
+    if missing and rl_zoo3.is_run_folder(path):
+        return Run(path, layout="rl_zoo3")
     if missing:
         raise UserError(
             f"{path}: not a run folder (no {' or '.join(missing)}); give one that zoo train "
-            "made (logs/<algo>/<env>_<n>)"
+            "or rl-baselines3-zoo made (logs/<algo>/<env>_<n>)"
         )
     info = run.read_info()
     if not isinstance(info.get("algo"), str) or not isinstance(info.get("env"), str):
@@ -146,8 +157,16 @@ def numbered_runs(log_dir: Path, algo: str, env_name: str) -> dict[int, Path]:
     }
 
 
-def find_run(log_dir: Path, algo: str, env_name: str, exp_id: int | None) -> Run:
-    """The run `logs/<algo>/<env>_<exp_id>`, or the newest one of that algo and env."""
+def find_run(
+    log_dir: Path,
+    algo: str,
+    env_name: str,
+    exp_id: int | None,
+    usable: Callable[[Run], object] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Run:
+    """The run `logs/<algo>/<env>_<exp_id>`, or the newest one of that algo and env for which
+    `usable` raises no UserError (zoo's and rl_zoo3's runs share these folder names)."""
     numbered = numbered_runs(log_dir, algo, env_name)
     if exp_id is not None:
         if exp_id not in numbered:
@@ -159,7 +178,21 @@ def find_run(log_dir: Path, algo: str, env_name: str, exp_id: int | None) -> Run
             f"no {algo} run of {resolve_env(env_name).name} in {log_dir}; "
             f"{runs_found(log_dir, algo, env_name)}"
         )
-    return open_run(numbered[max(numbered)])
+    passed_over: list[str] = []
+    for number in sorted(numbered, reverse=True):
+        try:
+            run = open_run(numbered[number])
+            if usable is not None:
+                usable(run)
+        except UserError as error:
+            passed_over.append(f"{numbered[number].name} ({error})")
+            continue
+        if len(numbered) > 1:
+            skipped = f", passing over {', '.join(passed_over)}" if passed_over else ""
+            say(f"Chose {run.path}, the newest usable one of {len(numbered)} runs{skipped}")
+        return run
+    raise UserError(f"none of the {algo} runs of {resolve_env(env_name).name} in {log_dir} can "
+                    f"be used: {'; '.join(passed_over)}")  # fmt: skip
 
 
 def run_files(log_dir: Path) -> list[Path]:
@@ -168,9 +201,22 @@ def run_files(log_dir: Path) -> list[Path]:
     return sorted([*log_dir.glob("*/*/run.yml"), *log_dir.glob("benchmark/*/*/run.yml")])
 
 
+def run_folders(log_dir: Path) -> list[Run]:
+    """Every run under `log_dir`: zoo's (see run_files) and rl-baselines3-zoo's
+    `<algo>/<EnvId>_<n>/`."""
+    zoo_runs = [Run(path.parent) for path in run_files(log_dir)]
+    others = {path.parent.parent for path in log_dir.glob("*/*/*/args.yml")}
+    rl_zoo3_runs = [
+        Run(path, layout="rl_zoo3")
+        for path in others
+        if not (path / RUN_FILE).is_file() and rl_zoo3.is_run_folder(path)
+    ]
+    return sorted([*zoo_runs, *rl_zoo3_runs], key=lambda run: run.path)
+
+
 def runs_found(log_dir: Path, algo: str, env_name: str) -> str:
     """Which runs exist, and the command that would train the one that was asked for."""
-    found = [str(path.parent.relative_to(log_dir)) for path in run_files(log_dir)]
+    found = [str(run.path.relative_to(log_dir)) for run in run_folders(log_dir)]
     listed = f"runs found: {', '.join(found)}" if found else f"no runs in {log_dir}"
     return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 

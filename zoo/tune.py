@@ -30,6 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from zoo.config import Config, Layer, build_config
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
+from zoo.gym_packages import import_gym_packages
 from zoo.runs import Run, write_run_files
 from zoo.search_space import SearchSpace, load_search_space
 from zoo.train import TrainOptions, train
@@ -79,6 +80,7 @@ class TuneSettings:
     grace_period: int = 90
     quiet: bool = False
     argv: tuple[str, ...] = ()
+    gym_packages: tuple[str, ...] = ()  # imported again in each worker process
 
     def base_config(self, extra: Sequence[Layer] = ()) -> Config:
         return build_config(
@@ -293,6 +295,7 @@ def _worker_process(settings: TuneSettings, index: int) -> None:
     # Workers share the cores: torch in each uses its share.
     th.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
     try:
+        import_gym_packages(settings.gym_packages)
         run_worker(settings)
     except UserError as error:
         print(f"zoo: error: worker {index}: {error}", file=sys.stderr, flush=True)

@@ -12,11 +12,11 @@ from zoo.errors import UserError
 from zoo.textfiles import read_text_file
 
 
-class _Loader(yaml.SafeLoader):
+class Loader(yaml.SafeLoader):
     """SafeLoader that also reads `1e-4` and `5E6` as floats (YAML 1.1 wants a dot)."""
 
 
-_Loader.add_implicit_resolver(
+Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
@@ -32,6 +32,8 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     """A mapping whose keys are unique: a repeated key or section would silently win."""
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: the merged keys may be overridden in this mapping
         key = loader.construct_object(key_node)
         if isinstance(key, (str, int, float, bool)) and key in seen:
             raise yaml.constructor.ConstructorError(
@@ -41,7 +43,7 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     return loader.construct_mapping(node)
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -59,13 +61,13 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return size
 
 
-def parse_yaml_text(text: str, origin: str) -> Any:
+def parse_yaml_text(text: str, origin: str, loader: type[Loader] = Loader) -> Any:
     """Parse YAML text; a syntax error, a duplicate key or aliases that expand beyond
     reason become one line naming `origin` (and the position where there is one)."""
     try:
-        loader = _Loader(text)
+        reader = loader(text)
         try:
-            node = loader.get_single_node()
+            node = reader.get_single_node()
             if node is None:
                 return None
             expanded = _expanded_size(node, {})
@@ -74,9 +76,9 @@ def parse_yaml_text(text: str, origin: str) -> Any:
                     f"{origin}: its aliases expand to {expanded:,} values (at most "
                     f"{MAX_EXPANDED_VALUES:,}); write the values out"
                 )
-            return loader.construct_document(node)
+            return reader.construct_document(node)
         finally:
-            loader.dispose()
+            reader.dispose()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -84,9 +86,11 @@ def parse_yaml_text(text: str, origin: str) -> Any:
         raise UserError(f"{origin}: invalid YAML{where}: {problem}") from None
 
 
-def read_yaml_file(path: Path, what: str = "hyperparameter file") -> Any:
+def read_yaml_file(
+    path: Path, what: str = "hyperparameter file", loader: type[Loader] = Loader
+) -> Any:
     """Read a YAML file, turning a missing, unreadable or oversized file into a UserError."""
-    return parse_yaml_text(read_text_file(path, what), str(path))
+    return parse_yaml_text(read_text_file(path, what), str(path), loader)
 
 
 def dump_yaml(data: Any) -> str:
