@@ -50,7 +50,7 @@ ATARI_WRAPPER_KWARGS: Mapping[str, str] = {
 # Keys rl_zoo3 turns into Python objects with eval(); zoo parses them with ast.
 PYTHON_STRING_KEYS = ("policy_kwargs", "replay_buffer_kwargs")
 # Keys whose `lin_X` string rl_zoo3 makes a linear schedule from X to 0.
-SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+LIN_STRING_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 # Keys only rl_zoo3 reads (and what zoo does instead, for the error when they ask for more).
 RL_ZOO3_ONLY_KEYS: Mapping[str, str] = {
     "env_wrapper": "only AtariWrapper, which is zoo's Atari preprocessing",
@@ -127,7 +127,7 @@ def _has_markers(data: Any) -> bool:
         for key, value in values.items():
             if key in RL_ZOO3_ONLY_KEYS:
                 return True
-            if key in SCHEDULE_KEYS and isinstance(value, str) and value.startswith("lin_"):
+            if key in LIN_STRING_KEYS and isinstance(value, str) and value.startswith("lin_"):
                 return True
             if key in PYTHON_STRING_KEYS and isinstance(value, str):
                 return True
@@ -192,7 +192,7 @@ def translate(values: Mapping[str, Any], env: EnvSpec, origin: str) -> dict[str,
         elif key in RL_ZOO3_ONLY_KEYS and key != "env_wrapper":
             if value is not None:
                 raise UserError(f"{origin}: key {key!r}: {RL_ZOO3_ONLY_KEYS[key]}")
-        elif key in SCHEDULE_KEYS and isinstance(value, str):
+        elif key in LIN_STRING_KEYS and isinstance(value, str):
             result[key] = linear_schedule(value, f"{origin}: key {key!r}")
         elif key in PYTHON_STRING_KEYS and isinstance(value, str):
             _merge(result, {key: python_kwargs(value, key, f"{origin}: key {key!r}")})
