@@ -277,7 +277,8 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "eval_epsilon": Field(number(low=0, high=1), "random-action probability while evaluating"),
     "eval_actions": Field(
         choice(("greedy", "sampled")),
-        "evaluation actions: greedy, or sampled from the policy (a2c; the SB3 benchmark's way)",
+        "evaluation actions: greedy, or sampled from the policy (a2c, ppo; the SB3 benchmark's "
+        "way)",
     ),
     "eval_max_frames": Field(
         integer(low=1), "cap on one evaluation game, in emulator frames (108000 = 30 minutes)"
@@ -370,6 +371,18 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
 }
 
+# Keys A2C and PPO share (both SB3 on-policy actor-critics).
+_ACTOR_CRITIC_FIELDS: Mapping[str, Field] = {
+    "channels_last": _CHANNELS_LAST,
+    "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+    "gamma": Field(number(low=0, high=1), "discount factor"),
+    "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
+    "ent_coef": Field(number(low=0), "entropy bonus weight"),
+    "vf_coef": Field(number(low=0), "value loss weight"),
+    "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+    "policy_kwargs": Field(nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"),
+}
+
 SCHEMAS: Mapping[str, Schema] = {
     "dqn": Schema(
         toolkit=TOOLKIT_FIELDS,
@@ -385,25 +398,41 @@ SCHEMAS: Mapping[str, Schema] = {
     "a2c": Schema(
         toolkit=TOOLKIT_FIELDS,
         algorithm={
-            "channels_last": _CHANNELS_LAST,
-            "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+            **_ACTOR_CRITIC_FIELDS,
             "n_steps": Field(
                 integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"
             ),
-            "gamma": Field(number(low=0, high=1), "discount factor"),
-            "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
-            "ent_coef": Field(number(low=0), "entropy bonus weight"),
-            "vf_coef": Field(number(low=0), "value loss weight"),
             "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
             "rms_prop_eps": Field(
                 number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
             ),
             "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
             "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
-            "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
-            "policy_kwargs": Field(
-                nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
+        },
+    ),
+    "ppo": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_ACTOR_CRITIC_FIELDS,
+            "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
+            "batch_size": Field(
+                integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
             ),
+            "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
+            "clip_range": Field(
+                schedule(low=0, high=1),
+                "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
+            ),
+            "clip_range_vf": Field(
+                number(low=0, low_open=True, optional=True),
+                "value change clipped to +-c (null: no clipping; depends on the reward scale)",
+            ),
+            "target_kl": Field(
+                number(low=0, low_open=True, optional=True),
+                "an epoch loop stops early past this KL divergence (null: never)",
+            ),
+            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+            "normalize_advantage": Field(boolean, "normalise advantages per minibatch"),
         },
     ),
     "qrdqn": Schema(
