@@ -14,7 +14,7 @@ import pytest
 import torch as th
 import yaml
 from sb3_contrib import QRDQN
-from stable_baselines3 import A2C, DQN
+from stable_baselines3 import A2C, DQN, PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, SHORT_DQN
@@ -28,6 +28,8 @@ SHORT_RUNS = {
     "dqn": (DQN, ["-n", "600", *SHORT_DQN]),
     "qrdqn": (QRDQN, ["-n", "600", *SHORT_DQN, "--set", "policy_kwargs.n_quantiles=20"]),
     "a2c": (A2C, ["-n", "1200", "--n-envs", "2"]),
+    # 2 envs x 128 steps: rollouts of 256, one minibatch of the shipped 256 each epoch
+    "ppo": (PPO, ["-n", "1200", "--n-envs", "2", "--set", "n_epochs=2"]),
 }
 
 
@@ -100,7 +102,7 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--algo", "ppo", "--env", "Breakout"], "argument --algo: invalid choice: 'ppo'"),
+        (["--algo", "sac", "--env", "Breakout"], "argument --algo: invalid choice: 'sac'"),
         (["--algo", "dqn", "--env", "Breakot"], "unknown env 'Breakot': did you mean Breakout"),
         (
             ["--algo", "dqn", "--env", "Breakout", "--set", "gama=0.9"],
@@ -139,6 +141,26 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
         (
             ["--algo", "a2c", "--env", "Breakout", "--set", "torch_threads=0"],
             "key 'torch_threads': must be >= 1 and <= 1024, got 0",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--n-envs", "1"],
+            "key 'batch_size': 256 is larger than a rollout (n_steps 128 x n_envs 1 = 128",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=1.5"],
+            "key 'clip_range': schedule values must be >= 0 and <= 1, got 1.5",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=0"],
+            "key 'clip_range': must be > 0, got 0",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Pong", "--set", "clip_range.final=0.2"],
+            "key 'clip_range': linear decay: final (0.2) is larger than initial (0.1)",
+        ),
+        (
+            ["--algo", "ppo", "--env", "CartPole-v1", "--set", "batch_size=1"],
+            "key 'batch_size': normalize_advantage needs minibatches of 2 or more",
         ),
     ],
 )

@@ -100,7 +100,7 @@ def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) 
         "--preset",
         metavar="NAME",
         help="a named published setting from hyperparams/presets.yml "
-        "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5)",
+        "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5, ppo2017)",
     )
     parser.add_argument(
         "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"

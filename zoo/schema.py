@@ -429,7 +429,7 @@ SCHEMAS: Mapping[str, Schema] = {
             ),
             "target_kl": Field(
                 number(low=0, low_open=True, optional=True),
-                "an epoch loop stops early past this KL divergence (null: never)",
+                "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
             ),
             "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
             "normalize_advantage": Field(boolean, "normalise advantages per minibatch"),
