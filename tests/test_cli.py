@@ -24,12 +24,16 @@ from zoo.train import TrainOptions, train
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
+# Rollouts of 2 envs x 32 steps, one epoch of one minibatch: as many env steps as A2C's run.
+SHORT_PPO = [
+    "-n", "1200", "--n-envs", "2",
+    "--set", "n_steps=32", "--set", "batch_size=64", "--set", "n_epochs=1",
+]  # fmt: skip
 SHORT_RUNS = {
     "dqn": (DQN, ["-n", "600", *SHORT_DQN]),
     "qrdqn": (QRDQN, ["-n", "600", *SHORT_DQN, "--set", "policy_kwargs.n_quantiles=20"]),
     "a2c": (A2C, ["-n", "1200", "--n-envs", "2"]),
-    # 2 envs x 128 steps: rollouts of 256, one minibatch of the shipped 256 each epoch
-    "ppo": (PPO, ["-n", "1200", "--n-envs", "2", "--set", "n_epochs=2"]),
+    "ppo": (PPO, SHORT_PPO),
 }
 
 
