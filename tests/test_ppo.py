@@ -1,5 +1,6 @@
 """PPO on every path of zoo: a real Breakout run through the CLI and what reads it (enjoy,
-plot, report), CartPole learning, both schedules across a resume, the tune space."""
+plot, report), CartPole learning, both schedules across a resume, the tune space, a
+`zoo benchmark` grid."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from zoo.algos import ZooPPO
 from zoo.config import build_config
 from zoo.models import load_model
 from zoo.runs import start_run
+from zoo.schedule_plot import draw
 from zoo.search_space import load_search_space
 from zoo.train import TrainOptions, train
 from zoo.tune import TuneSettings, trial_config
@@ -173,3 +175,26 @@ def test_tune_space_gives_valid_configs(env: str) -> None:
         config.algorithm_kwargs()
         study.tell(trial, 0.0)
     assert clip_types == {"constant", "linear"}
+
+
+def test_benchmark_cell_is_scored_with_sampled_actions(in_process: Zoo, tmp_path: Path) -> None:
+    result = in_process(
+        "benchmark", "--algos", "ppo", "--envs", "CartPole-v1", "--seeds", "0", "-n", "512",
+        "--set", "eval_freq=256", "--set", "eval_episodes=2", "--set", "torch_threads=1",
+        "--eval-games", "2", "--name", "small",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    grid_dir = tmp_path / "logs" / "benchmark" / "small"
+    with open(grid_dir / "results.csv", newline="") as file:
+        (row,) = list(csv.DictReader(file))
+    assert row["status"] == "finished" and row["steps"] == "512"
+    assert row["shown_actions"] == "sampled"  # PPO's policy samples, as A2C's
+    assert row["final_sampled_mean"] and row["final_greedy_mean"]
+    assert "| ppo | CartPole-v1 |" in (grid_dir / "results.md").read_text()
+
+
+def test_zoo_schedule_draws_the_clip_range(tmp_path: Path) -> None:
+    config = build_config("ppo", "Breakout", overrides=["n_timesteps=1000"])
+    lines = draw(config, tmp_path / "schedule.png", 600, 600)
+    assert lines[-1] == "clip range (steps) 0: 0.1, 100: 0.09, 500: 0.05, 1,000: 0"
+    assert (tmp_path / "schedule.png").stat().st_size > 0

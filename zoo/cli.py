@@ -55,6 +55,7 @@ hyperparameters are merged in this order, later wins:
 examples:
   zoo train --algo dqn --env Breakout
   zoo train --algo a2c --env pong --n-envs 8 --set learning_rate=1e-4
+  zoo train --algo ppo --env Breakout --set "clip_range={type: linear, initial: 0.2, final: 0}"
   zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
   zoo train --algo dqn --env Breakout --preset keras --set exploration.final=0.05
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
