@@ -217,8 +217,9 @@ def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
     schedule = commands.add_parser(
         "schedule",
         help="draw the epsilon, learning-rate and clip-range schedules of a configuration",
-        description="Draw the epsilon and learning-rate curves of exactly the configuration "
-        "`zoo train` would use with the same options, over the whole run, into a PNG.",
+        description="Draw the epsilon, learning-rate and clip-range curves of exactly the "
+        "configuration `zoo train` would use with the same options, over the whole run, into "
+        "a PNG.",
     )
     _add_config_options(schedule)
     schedule.add_argument(

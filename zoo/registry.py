@@ -20,7 +20,7 @@ from zoo.networks import ScaledFlattenExtractor
 from zoo.optimizers import DeepMindRMSprop
 from zoo.q_networks import NETWORKS
 
-# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; their zips load with the plain classes.
+# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes.
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "dqn": ZooDQN,
     "a2c": ZooA2C,
