@@ -198,3 +198,14 @@ def test_zoo_schedule_draws_the_clip_range(tmp_path: Path) -> None:
     lines = draw(config, tmp_path / "schedule.png", 600, 600)
     assert lines[-1] == "clip range (steps) 0: 0.1, 100: 0.09, 500: 0.05, 1,000: 0"
     assert (tmp_path / "schedule.png").stat().st_size > 0
+
+
+@pytest.mark.filterwarnings("error:You have specified a mini-batch size")  # SB3's, replaced
+def test_a_batch_size_that_does_not_divide_the_rollout_is_one_note(in_process: Zoo) -> None:
+    result = in_process("train", "--algo", "ppo", "--env", "CartPole-v1", "--n-envs", "12",
+                        "-n", "1", "--set", "torch_threads=1", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "note: batch_size 256 does not divide a rollout of n_steps x n_envs = 384: "
+        "each epoch ends with a minibatch of 128"
+    )

@@ -423,4 +423,9 @@ class ZooA2C(ChannelsLastConvolutions, StepScheduledLearningRate, A2C):
 
 
 class ZooPPO(ChannelsLastConvolutions, StepScheduledClipRange, StepScheduledLearningRate, PPO):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # A batch size that does not divide the rollout: training says so in one line
+            # (zoo.config.minibatch_note) instead of SB3's warning with its source line.
+            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
+            super().__init__(*args, **kwargs)

@@ -564,6 +564,20 @@ def _check_minibatches(
         fail("batch_size", "normalize_advantage needs minibatches of 2 or more transitions")
 
 
+def minibatch_note(hyperparams: Mapping[str, Any]) -> str | None:
+    """PPO with minibatches that do not divide its rollout: each epoch ends with a short one."""
+    if "n_epochs" not in hyperparams:
+        return None
+    rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
+    batch_size = int(hyperparams["batch_size"])
+    if rollout % batch_size == 0:
+        return None
+    return (
+        f"note: batch_size {batch_size} does not divide a rollout of n_steps x n_envs = "
+        f"{rollout}: each epoch ends with a minibatch of {rollout % batch_size}"
+    )
+
+
 def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
     network = hyperparams.get("network")
     if network is None:

@@ -39,7 +39,7 @@ from zoo.checkpoints import (
     restore_rng_states,
     save_checkpoint,
 )
-from zoo.config import Config
+from zoo.config import Config, minibatch_note
 from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
@@ -164,6 +164,9 @@ def _train(
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
     admit_replay_buffer(config)  # `zoo tune` and `zoo benchmark` runs too
+    note = minibatch_note(config.hyperparams)
+    if note is not None:
+        options.warn(note)
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
