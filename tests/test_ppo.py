@@ -72,7 +72,9 @@ def test_breakout_run_plays_plots_and_reports(zoo: Zoo, in_process: Zoo, tmp_pat
     assert (tmp_path / "ppo.png").stat().st_size > 0
     reported = in_process("report")
     assert reported.returncode == 0, reported.stderr
-    assert "ppo" in reported.stdout
+    row = next(line for line in reported.stdout.splitlines() if line.startswith("| ppo/"))
+    assert row.startswith("| ppo/BreakoutNoFrameskip-v4_1 | ppo | Breakout | 512 |")
+    assert row.endswith("| 398 |")  # the SB3 benchmark's PPO at 10M steps
 
 
 def test_cartpole_learns(tmp_path: Path) -> None:
