@@ -371,17 +371,26 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
 }
 
-# Keys A2C and PPO share (both SB3 on-policy actor-critics).
-_ACTOR_CRITIC_FIELDS: Mapping[str, Field] = {
-    "channels_last": _CHANNELS_LAST,
-    "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
-    "gamma": Field(number(low=0, high=1), "discount factor"),
-    "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
-    "ent_coef": Field(number(low=0), "entropy bonus weight"),
-    "vf_coef": Field(number(low=0), "value loss weight"),
-    "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
-    "policy_kwargs": Field(nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"),
-}
+
+def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dict[str, Field]:
+    """The keys of an SB3 on-policy actor-critic (A2C, PPO): the shared ones around the
+    algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
+    return {
+        "channels_last": _CHANNELS_LAST,
+        "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+        **rollout,
+        "gamma": Field(number(low=0, high=1), "discount factor"),
+        "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
+        "ent_coef": Field(number(low=0), "entropy bonus weight"),
+        "vf_coef": Field(number(low=0), "value loss weight"),
+        "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+        **own,
+        "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+        "policy_kwargs": Field(
+            nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
+        ),
+    }
+
 
 SCHEMAS: Mapping[str, Schema] = {
     "dqn": Schema(
@@ -397,43 +406,46 @@ SCHEMAS: Mapping[str, Schema] = {
     ),
     "a2c": Schema(
         toolkit=TOOLKIT_FIELDS,
-        algorithm={
-            **_ACTOR_CRITIC_FIELDS,
-            "n_steps": Field(
-                integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"
-            ),
-            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
-            "rms_prop_eps": Field(
-                number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
-            ),
-            "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
-            "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
-        },
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(
+                    integer(low=1, high=100_000),
+                    "rollout length per env (the n of n-step returns)",
+                ),
+            },
+            own={
+                "rms_prop_eps": Field(
+                    number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
+                ),
+                "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
+                "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
+            },
+        ),
     ),
     "ppo": Schema(
         toolkit=TOOLKIT_FIELDS,
-        algorithm={
-            **_ACTOR_CRITIC_FIELDS,
-            "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
-            "batch_size": Field(
-                integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
-            ),
-            "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
-            "clip_range": Field(
-                schedule(low=0, high=1),
-                "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
-            ),
-            "clip_range_vf": Field(
-                number(low=0, low_open=True, optional=True),
-                "value change clipped to +-c (null: no clipping; depends on the reward scale)",
-            ),
-            "target_kl": Field(
-                number(low=0, low_open=True, optional=True),
-                "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
-            ),
-            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
-            "normalize_advantage": Field(boolean, "normalise advantages per minibatch"),
-        },
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
+                "batch_size": Field(
+                    integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
+                ),
+                "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
+                "clip_range": Field(
+                    schedule(low=0, high=1),
+                    "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
+                ),
+                "clip_range_vf": Field(
+                    number(low=0, low_open=True, optional=True),
+                    "value change clipped to +-c (null: no clipping; depends on the reward scale)",
+                ),
+                "target_kl": Field(
+                    number(low=0, low_open=True, optional=True),
+                    "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
+                ),
+            },
+            own={"normalize_advantage": Field(boolean, "normalise advantages per minibatch")},
+        ),
     ),
     "qrdqn": Schema(
         toolkit=TOOLKIT_FIELDS,
