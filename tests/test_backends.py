@@ -18,6 +18,7 @@ from zoo.train import build_model
 
 SMALL = {
     "a2c": ["n_envs=2"],
+    "ppo": ["n_envs=2", "n_steps=32", "batch_size=64", "n_epochs=1"],
     "dqn": ["n_envs=2", "buffer_size=500", "learning_starts=100", "network=dqn2013"],
 }
 
@@ -41,7 +42,7 @@ def _other_env(algo: str, vec_env: str):  # type: ignore[no-untyped-def]
     return make_vec_env_for(config.env, config.env_settings(), config.seed)
 
 
-@pytest.mark.parametrize("algo", ["a2c", "dqn"])
+@pytest.mark.parametrize("algo", ["a2c", "dqn", "ppo"])
 @pytest.mark.parametrize(("trained_on", "played_on"), [("ale", "sb3"), ("sb3", "ale")])
 def test_models_move_between_backends(
     algo: str, trained_on: str, played_on: str, tmp_path: Path

@@ -16,11 +16,12 @@ from zoo.envs import make_vec_env_for
 from zoo.models import load_model
 from zoo.train import build_model
 
-ALGOS = ["dqn", "qrdqn", "a2c"]
+ALGOS = ["dqn", "qrdqn", "a2c", "ppo"]
 SMALL = {
     "dqn": ["buffer_size=64", "learning_starts=0", "batch_size=8"],
     "qrdqn": ["buffer_size=64", "learning_starts=0", "batch_size=8", "policy_kwargs.n_quantiles=8"],
     "a2c": ["n_envs=1", "n_steps=8"],
+    "ppo": ["n_envs=1", "n_steps=8", "batch_size=8"],
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch as th
 import yaml
 from sb3_contrib import QRDQN
-from stable_baselines3 import A2C, DQN
+from stable_baselines3 import A2C, DQN, PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, SHORT_DQN
@@ -24,10 +24,16 @@ from zoo.train import TrainOptions, train
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
+# Rollouts of 2 envs x 32 steps, one epoch of one minibatch: as many env steps as A2C's run.
+SHORT_PPO = [
+    "-n", "1200", "--n-envs", "2",
+    "--set", "n_steps=32", "--set", "batch_size=64", "--set", "n_epochs=1",
+]  # fmt: skip
 SHORT_RUNS = {
     "dqn": (DQN, ["-n", "600", *SHORT_DQN]),
     "qrdqn": (QRDQN, ["-n", "600", *SHORT_DQN, "--set", "policy_kwargs.n_quantiles=20"]),
     "a2c": (A2C, ["-n", "1200", "--n-envs", "2"]),
+    "ppo": (PPO, SHORT_PPO),
 }
 
 
@@ -100,7 +106,7 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--algo", "ppo", "--env", "Breakout"], "argument --algo: invalid choice: 'ppo'"),
+        (["--algo", "sac", "--env", "Breakout"], "argument --algo: invalid choice: 'sac'"),
         (["--algo", "dqn", "--env", "Breakot"], "unknown env 'Breakot': did you mean Breakout"),
         (
             ["--algo", "dqn", "--env", "Breakout", "--set", "gama=0.9"],
@@ -139,6 +145,26 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
         (
             ["--algo", "a2c", "--env", "Breakout", "--set", "torch_threads=0"],
             "key 'torch_threads': must be >= 1 and <= 1024, got 0",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--n-envs", "1"],
+            "key 'batch_size': 256 is larger than a rollout (n_steps 128 x n_envs 1 = 128",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=1.5"],
+            "key 'clip_range': schedule values must be >= 0 and <= 1, got 1.5",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=0"],
+            "key 'clip_range': must be > 0, got 0",
+        ),
+        (
+            ["--algo", "ppo", "--env", "Pong", "--set", "clip_range.final=0.2"],
+            "key 'clip_range': linear decay: final (0.2) is larger than initial (0.1)",
+        ),
+        (
+            ["--algo", "ppo", "--env", "CartPole-v1", "--set", "batch_size=1"],
+            "key 'batch_size': normalize_advantage needs minibatches of 2 or more",
         ),
     ],
 )

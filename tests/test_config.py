@@ -255,8 +255,8 @@ def test_cnn_policy_needs_pixels() -> None:
 
 
 def test_unknown_algo_and_env() -> None:
-    with pytest.raises(UserError, match="unknown algo 'ppo'"):
-        build_config("ppo", "Breakout")
+    with pytest.raises(UserError, match="unknown algo 'sac'"):
+        build_config("sac", "Breakout")
     with pytest.raises(UserError, match="did you mean Breakout"):
         build_config("dqn", "Breakot")
 

@@ -45,7 +45,7 @@ def test_markdown_row_holds_score_hns_and_references() -> None:
     text = markdown([row], reference_table())
     line = text.splitlines()[2]
     assert "| 16.1 ± 2.0 (10 games, evaluation at step 10,000,000) | 50.0 |" in line
-    assert line.endswith("| 1.7 | 30.5 | 168 | 401.2 | 358.3 | 279.8 | 393.6 |")
+    assert line.endswith("| 1.7 | 30.5 | 168 | 401.2 | 358.3 | 279.8 | 393.6 | 398 |")
 
 
 def test_report_of_real_runs(zoo: Zoo, tmp_path: Path) -> None:

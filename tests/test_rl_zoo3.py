@@ -12,7 +12,6 @@ import pytest
 from zoo.config import build_config
 from zoo.envs import resolve_env
 from zoo.errors import UserError
-from zoo.registry import ALGORITHMS
 from zoo.rl_zoo3 import hyperparams_layer, python_kwargs, read_hyperparams_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3"
@@ -67,7 +66,6 @@ def test_ppo_atari_section_translates_with_both_schedules() -> None:
     assert cartpole["n_epochs"] == 20
 
 
-@pytest.mark.skipif("ppo" not in ALGORITHMS, reason="PPO lands in a parallel branch")
 def test_ppo_file_loads_into_a_config() -> None:
     config = build_config("ppo", "Breakout", hyperparams_file=FIXTURES / "ppo.yml")
     hyperparams = config.hyperparams

@@ -50,7 +50,14 @@ def _memory_storage(study: optuna.Study) -> StudyStorage:
 
 @pytest.mark.parametrize(
     ("algo", "env"),
-    [("dqn", "Breakout"), ("qrdqn", "Pong"), ("a2c", "Breakout"), ("dqn", "CartPole-v1")],
+    [
+        ("dqn", "Breakout"),
+        ("qrdqn", "Pong"),
+        ("a2c", "Breakout"),
+        ("dqn", "CartPole-v1"),
+        ("ppo", "Breakout"),
+        ("ppo", "CartPole-v1"),
+    ],
 )
 def test_shipped_search_spaces_give_valid_configs(algo: str, env: str) -> None:
     space = load_search_space(algo)
@@ -64,14 +71,17 @@ def test_shipped_search_spaces_give_valid_configs(algo: str, env: str) -> None:
         assert config.n_timesteps == 5000
         schedule = config.hyperparams["learning_rate"]
         types.add(schedule["type"] if isinstance(schedule, dict) else "number")
-        if algo != "a2c":
+        if algo in ("dqn", "qrdqn"):
             exploration = config.hyperparams["exploration"]
             assert exploration["initial"] == 1.0
             assert 0 <= exploration.get("random_steps", 0) <= 500
             assert 1 <= config.hyperparams["n_steps"] <= 10
             assert config.hyperparams["learning_starts"] == 250  # 5% of the trial
-        else:
+        elif algo == "a2c":
             assert config.hyperparams["n_steps"] in (5, 8, 16, 20, 32, 50, 64, 100, 128)
+        else:  # ppo: every minibatch size divides the rollout it is cut from
+            rollout = config.hyperparams["n_steps"] * config.hyperparams["n_envs"]
+            assert rollout % config.hyperparams["batch_size"] == 0
         study.tell(trial, 0.0)
     assert types == {"constant", "linear", "exponential"}
 

@@ -1,8 +1,8 @@
-"""The algorithms `zoo` trains: SB3's DQN and A2C and sb3-contrib's QR-DQN, extended through
-their template methods.
+"""The algorithms `zoo` trains: SB3's DQN, A2C and PPO and sb3-contrib's QR-DQN, extended
+through their template methods.
 
-- Learning rate and epsilon follow zoo schedules of the global step. SB3 computes both from
-  the progress of the current `learn()` call, which restarts on resume.
+- Learning rate, epsilon and PPO's clip range follow zoo schedules of the global step. SB3
+  computes them from the progress of the current `learn()` call, which restarts on resume.
 - DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
   the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
   a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
@@ -24,10 +24,10 @@ import torch as th
 import torch.nn.functional as F
 from sb3_contrib import QRDQN
 from sb3_contrib.common.utils import quantile_huber_loss
-from stable_baselines3 import A2C, DQN
+from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.frame_buffer import FrameReplayBuffer
@@ -100,6 +100,24 @@ class StepScheduledLearningRate:
         self.logger.record("train/learning_rate", learning_rate)
         for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
             update_learning_rate(optimizer, learning_rate)
+
+
+class StepScheduledClipRange:
+    """Mixin for PPO: the clip range of each gradient phase = schedule(num_timesteps).
+
+    SB3's PPO reads `clip_range(progress_remaining)` at the start of `train()`; the callable
+    is replaced there by the schedule's value at the global step, so it does not restart
+    with a resumed run's `learn()` call.
+    """
+
+    clip_step_schedule: Schedule | None = None
+    clip_range: Any
+    num_timesteps: int
+
+    def train(self) -> None:
+        if self.clip_step_schedule is not None:
+            self.clip_range = FloatSchedule(self.clip_step_schedule.value(self.num_timesteps))
+        super().train()  # type: ignore[misc]
 
 
 class StepScheduledExploration(StepScheduledLearningRate):
@@ -416,3 +434,12 @@ class ZooQRDQN(
 
 class ZooA2C(ChannelsLastConvolutions, StepScheduledLearningRate, A2C):
     pass
+
+
+class ZooPPO(ChannelsLastConvolutions, StepScheduledClipRange, StepScheduledLearningRate, PPO):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # A batch size that does not divide the rollout: training says so in one line
+            # (zoo.config.minibatch_note) instead of SB3's warning with its source line.
+            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
+            super().__init__(*args, **kwargs)

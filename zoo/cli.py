@@ -55,6 +55,7 @@ hyperparameters are merged in this order, later wins:
 examples:
   zoo train --algo dqn --env Breakout
   zoo train --algo a2c --env pong --n-envs 8 --set learning_rate=1e-4
+  zoo train --algo ppo --env Breakout --set "clip_range={type: linear, initial: 0.2, final: 0}"
   zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
   zoo train --algo dqn --env Breakout --preset keras --set exploration.final=0.05
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
@@ -100,7 +101,7 @@ def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) 
         "--preset",
         metavar="NAME",
         help="a named published setting from hyperparams/presets.yml "
-        "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5)",
+        "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5, ppo2017)",
     )
     parser.add_argument(
         "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"
@@ -226,9 +227,10 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
     schedule = commands.add_parser(
         "schedule",
-        help="draw the epsilon and learning-rate schedules of a configuration",
-        description="Draw the epsilon and learning-rate curves of exactly the configuration "
-        "`zoo train` would use with the same options, over the whole run, into a PNG.",
+        help="draw the epsilon, learning-rate and clip-range schedules of a configuration",
+        description="Draw the epsilon, learning-rate and clip-range curves of exactly the "
+        "configuration `zoo train` would use with the same options, over the whole run, into "
+        "a PNG.",
     )
     _add_config_options(schedule)
     schedule.add_argument(

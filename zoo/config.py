@@ -75,6 +75,11 @@ class Config:
     def learning_rate_schedule(self) -> Schedule:
         return build_schedule(self.hyperparams["learning_rate"], self.n_timesteps)
 
+    def clip_range_schedule(self) -> Schedule | None:
+        """PPO's clip range as a function of the global step; None for other algos."""
+        spec = self.hyperparams.get("clip_range")
+        return None if spec is None else build_schedule(spec, self.n_timesteps)
+
     def exploration_schedule(self) -> Schedule | None:
         spec = self.hyperparams.get("exploration")
         if spec is None:
@@ -89,7 +94,8 @@ class Config:
         """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
 
         Schedules are not constructor arguments: the model starts at their step-0 value and
-        `learning_rate_schedule` / `exploration_schedule` drive it from there.
+        `learning_rate_schedule`, `exploration_schedule` and `clip_range_schedule` drive it
+        from there.
         """
         kwargs = {
             key: copy.deepcopy(value)
@@ -97,6 +103,9 @@ class Config:
             if key in self.schema.algorithm and key not in ("exploration", "priority_beta")
         }
         kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
+        clip_range = self.clip_range_schedule()
+        if clip_range is not None:
+            kwargs["clip_range"] = clip_range.value(0)
         if "train_freq" in kwargs:
             kwargs.update(per_env_step_training(kwargs, int(self.hyperparams["n_envs"])))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
@@ -348,7 +357,7 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
-SCHEDULE_KEYS = ("learning_rate", "exploration", "priority_beta")
+SCHEDULE_KEYS = ("learning_rate", "exploration", "priority_beta", "clip_range")
 SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
 
 
@@ -450,6 +459,8 @@ def _check_combinations(
             "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
+    if "n_epochs" in hyperparams:
+        _check_minibatches(hyperparams, origins, fail)
     optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}
     if "lr" in optimizer_kwargs:
         fail("policy_kwargs", "optimizer_kwargs.lr: the step size is learning_rate; set that")
@@ -463,7 +474,9 @@ def _check_combinations(
     if env.kind in ("atari", "atari_ram"):
         _check_ale_settings(hyperparams.get("env_kwargs") or {}, fail)
     if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
-        fail("eval_actions", "sampled needs a policy that samples its actions (a2c); use greedy")
+        fail(
+            "eval_actions", "sampled needs a policy that samples its actions (a2c, ppo); use greedy"
+        )
     replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
     if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
         "handle_timeout_termination", True
@@ -561,6 +574,36 @@ def _check_ale_settings(env_kwargs: Mapping[str, Any], fail: Callable[[str, str]
     full = env_kwargs.get("full_action_space")
     if full is not None and not isinstance(full, bool):
         fail("env_kwargs", f"full_action_space must be true or false, got {full!r}")
+
+
+def _check_minibatches(
+    hyperparams: Mapping[str, Any], origins: Mapping[str, str], fail: Callable[[str, str], None]
+) -> None:
+    """PPO's minibatches are cut from each rollout of n_steps x n_envs transitions."""
+    rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
+    batch_size = int(hyperparams["batch_size"])
+    where = (
+        f"n_steps {hyperparams['n_steps']} x n_envs {hyperparams['n_envs']} = {rollout}, "
+        f"from {origins.get('n_steps', 'defaults')} and {origins.get('n_envs', 'defaults')}"
+    )
+    if batch_size > rollout:
+        fail("batch_size", f"{batch_size} is larger than a rollout ({where})")
+    if hyperparams.get("normalize_advantage", True) and batch_size < 2:
+        fail("batch_size", "normalize_advantage needs minibatches of 2 or more transitions")
+
+
+def minibatch_note(hyperparams: Mapping[str, Any]) -> str | None:
+    """PPO with minibatches that do not divide its rollout: each epoch ends with a short one."""
+    if "n_epochs" not in hyperparams:
+        return None
+    rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
+    batch_size = int(hyperparams["batch_size"])
+    if rollout % batch_size == 0:
+        return None
+    return (
+        f"note: batch_size {batch_size} does not divide a rollout of n_steps x n_envs = "
+        f"{rollout}: each epoch ends with a minibatch of {rollout % batch_size}"
+    )
 
 
 def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:

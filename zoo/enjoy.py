@@ -161,7 +161,7 @@ def play(
             f"{chosen.run.path if chosen.run is not None else config.env.name} makes "
             f"{env.observation_space.shape}; that zip does not belong to this run"
         )
-    # As the run's evaluations played: a greedy A2C agent can stall where it must serve.
+    # As the run's evaluations played: a greedy A2C or PPO agent can stall where it must serve.
     sampled = config.hyperparams.get("eval_actions") == "sampled"
     if sampled:
         set_random_seed(seed)  # the draws of SB3's sampling: the same games for the same seed

@@ -149,7 +149,7 @@ class ActionChooser:
     def __init__(self, model: BaseAlgorithm, epsilon: float, sampled: bool) -> None:
         if sampled and not isinstance(model.policy, ActorCriticPolicy):
             raise UserError(
-                f"eval_actions sampled needs a policy that samples its actions (a2c); "
+                f"eval_actions sampled needs a policy that samples its actions (a2c, ppo); "
                 f"{type(model).__name__} acts greedily: use eval_actions greedy"
             )
         assert isinstance(model.action_space, spaces.Discrete)

@@ -13,7 +13,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from zoo.algos import ZooA2C, ZooDQN, ZooQRDQN
+from zoo.algos import ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
 from zoo.errors import UserError
 
 
@@ -32,8 +32,9 @@ def algorithm_of(path: Path) -> type[BaseAlgorithm]:
         if issubclass(policy_class, DQNPolicy):
             return ZooDQN
         if issubclass(policy_class, ActorCriticPolicy):
-            return ZooA2C
-    raise UserError(f"{path}: holds no DQN, QR-DQN or A2C policy; point at a .zip a run saved")
+            # A2C and PPO share the policy class; only PPO saves a clip range.
+            return ZooPPO if "clip_range" in (data or {}) else ZooA2C
+    raise UserError(f"{path}: holds no DQN, QR-DQN, A2C or PPO policy; point at a .zip a run saved")
 
 
 def load_model(path: str | Path, device: str = "auto") -> BaseAlgorithm:

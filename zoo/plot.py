@@ -32,6 +32,7 @@ PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "loss": ("loss", ("train/loss", "train/value_loss", "train/policy_loss")),
     "epsilon": ("epsilon", ("rollout/exploration_rate",)),
     "lr": ("learning rate", ("train/learning_rate",)),
+    "clip": ("clip range", ("train/clip_range",)),  # PPO
 }
 # Bootstrap resamples per evaluation step of a --mean plot (one interval per point).
 _IQM_BOOTSTRAP_REPS = 2_000

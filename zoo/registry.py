@@ -16,16 +16,17 @@ from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
 from zoo.algos import FRAME_STORES as FRAME_STORES  # re-exported for the schema
 from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
-from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooQRDQN
+from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
 from zoo.networks import ScaledFlattenExtractor
 from zoo.optimizers import DeepMindRMSprop
 from zoo.q_networks import NETWORKS
 
-# Subclasses of SB3's DQN, A2C and sb3-contrib's QRDQN; their zips load with the plain classes.
+# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes.
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "dqn": ZooDQN,
     "a2c": ZooA2C,
     "qrdqn": ZooQRDQN,
+    "ppo": ZooPPO,
 }
 
 # Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.

@@ -27,6 +27,7 @@ REFERENCE_COLUMNS = (
     "SB3 benchmark DQN @10M steps",
     "SB3 benchmark A2C @10M",
     "SB3 benchmark QR-DQN @10M",
+    "SB3 benchmark PPO @10M",
 )
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 

@@ -1,4 +1,5 @@
-"""`zoo schedule`: draw the epsilon and learning-rate curves of one exact configuration."""
+"""`zoo schedule`: draw the epsilon, learning-rate and clip-range curves of one exact
+configuration."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from zoo.schedules import Schedule
 
 EPSILON_COLOR = "#d62728"
 LEARNING_RATE_COLOR = "#1f77b4"
+CLIP_RANGE_COLOR = "#2ca02c"
 _SAMPLES = 2000
 
 
@@ -57,6 +59,9 @@ def draw(config: Config, output: Path, width: int, height: int) -> list[str]:
     if epsilon is not None:
         panels.append(("epsilon", epsilon, EPSILON_COLOR))
     panels.append(("learning rate", config.learning_rate_schedule(), LEARNING_RATE_COLOR))
+    clip_range = config.clip_range_schedule()
+    if clip_range is not None:
+        panels.append(("clip range", clip_range, CLIP_RANGE_COLOR))
 
     figure, axes = plt.subplots(len(panels), 1, figsize=(width / 100, height / 100), dpi=100)
     axes = np.atleast_1d(axes)

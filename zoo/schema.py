@@ -277,7 +277,8 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     "eval_epsilon": Field(number(low=0, high=1), "random-action probability while evaluating"),
     "eval_actions": Field(
         choice(("greedy", "sampled")),
-        "evaluation actions: greedy, or sampled from the policy (a2c; the SB3 benchmark's way)",
+        "evaluation actions: greedy, or sampled from the policy (a2c, ppo; the SB3 benchmark's "
+        "way)",
     ),
     "eval_max_frames": Field(
         integer(low=1), "cap on one evaluation game, in emulator frames (108000 = 30 minutes)"
@@ -375,6 +376,27 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
 }
 
+
+def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dict[str, Field]:
+    """The keys of an SB3 on-policy actor-critic (A2C, PPO): the shared ones around the
+    algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
+    return {
+        "channels_last": _CHANNELS_LAST,
+        "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+        **rollout,
+        "gamma": Field(number(low=0, high=1), "discount factor"),
+        "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
+        "ent_coef": Field(number(low=0), "entropy bonus weight"),
+        "vf_coef": Field(number(low=0), "value loss weight"),
+        "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+        **own,
+        "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+        "policy_kwargs": Field(
+            nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
+        ),
+    }
+
+
 SCHEMAS: Mapping[str, Schema] = {
     "dqn": Schema(
         toolkit=TOOLKIT_FIELDS,
@@ -389,27 +411,46 @@ SCHEMAS: Mapping[str, Schema] = {
     ),
     "a2c": Schema(
         toolkit=TOOLKIT_FIELDS,
-        algorithm={
-            "channels_last": _CHANNELS_LAST,
-            "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
-            "n_steps": Field(
-                integer(low=1, high=100_000), "rollout length per env (the n of n-step returns)"
-            ),
-            "gamma": Field(number(low=0, high=1), "discount factor"),
-            "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
-            "ent_coef": Field(number(low=0), "entropy bonus weight"),
-            "vf_coef": Field(number(low=0), "value loss weight"),
-            "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
-            "rms_prop_eps": Field(
-                number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
-            ),
-            "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
-            "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
-            "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
-            "policy_kwargs": Field(
-                nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
-            ),
-        },
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(
+                    integer(low=1, high=100_000),
+                    "rollout length per env (the n of n-step returns)",
+                ),
+            },
+            own={
+                "rms_prop_eps": Field(
+                    number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
+                ),
+                "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
+                "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
+            },
+        ),
+    ),
+    "ppo": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
+                "batch_size": Field(
+                    integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
+                ),
+                "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
+                "clip_range": Field(
+                    schedule(low=0, high=1),
+                    "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
+                ),
+                "clip_range_vf": Field(
+                    number(low=0, low_open=True, optional=True),
+                    "value change clipped to +-c (null: no clipping; depends on the reward scale)",
+                ),
+                "target_kl": Field(
+                    number(low=0, low_open=True, optional=True),
+                    "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
+                ),
+            },
+            own={"normalize_advantage": Field(boolean, "normalise advantages per minibatch")},
+        ),
     ),
     "qrdqn": Schema(
         toolkit=TOOLKIT_FIELDS,

@@ -24,7 +24,7 @@ from zoo.yamlio import read_yaml_file
 
 DRAW_KINDS = ("int", "float", "choices", "value")
 DRAW_OPTIONS = ("log", "step", "scale", "trial_only")
-SCHEDULE_KEYS = ("exploration", "learning_rate")
+SCHEDULE_KEYS = ("exploration", "learning_rate", "clip_range")
 SCHEDULE_TYPES = ("constant", "linear", "exponential")
 SCHEDULE_PARTS = ("type", "initial", "final", "final_fraction", "length", "random_steps")
 # zoo tune sets these for every trial; a search over them would be overwritten.
@@ -370,7 +370,7 @@ def _check_schedule_parts(key: str, where: str, parts: Mapping[str, Draw]) -> No
         raise UserError(f"{where}: give final or final_fraction, not both")
     if "random_steps" in parts and key != "exploration":
         raise UserError(f"{where}.random_steps: only the exploration schedule has a random phase")
-    high = 1.0 if key == "exploration" else math.inf
+    high = 1.0 if key in ("exploration", "clip_range") else math.inf
     for name in ("initial", "final"):
         if name in parts:
             _check_part_range(f"{where}.{name}", parts[name], 0.0, high)

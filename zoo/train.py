@@ -39,7 +39,7 @@ from zoo.checkpoints import (
     restore_rng_states,
     save_checkpoint,
 )
-from zoo.config import Config
+from zoo.config import Config, minibatch_note
 from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
@@ -136,6 +136,8 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     # Functions of the global step, saved with the model so that a resumed run continues them.
     model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
     model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
+    if "clip_range" in config.hyperparams:
+        model.clip_step_schedule = config.clip_range_schedule()  # type: ignore[attr-defined]
     if "priority_beta" in config.hyperparams:
         model.priority_beta_schedule = config.priority_beta_schedule()  # type: ignore[attr-defined]
     return model
@@ -162,6 +164,9 @@ def _train(
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
     admit_replay_buffer(config, resolve_device(options.device))  # tune and benchmark runs too
+    note = minibatch_note(config.hyperparams)
+    if note is not None:
+        options.warn(note)
     apply_torch_threads(config.hyperparams)
     env = make_vec_env_for(
         config.env,
