@@ -264,5 +264,14 @@ def test_progress_bar_shows_steps_rate_and_score(tmp_path: Path) -> None:
 def test_readme_test_command_matches_ci() -> None:
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci/run").read_text()
-    assert "python -m pytest" in readme and "python -m pytest" in ci
-    assert "pip install torch==2.13.0" in readme and "pip install torch==2.13.0" in ci
+    scripts = {
+        name: (REPO / "scripts" / f"{name}.sh").read_text() for name in ("install", "test", "train")
+    }
+    install_and_test = readme.split("## Install and test")[1].split("##")[0]
+    assert "bash scripts/test.sh" in install_and_test and "bash scripts/test.sh" in ci
+    assert "bash scripts/train.sh" in readme.split("## Install and train")[1].split("##")[0]
+    # PyTorch's CPU build first, so that the package's torch range pulls no CUDA build.
+    install = scripts["install"]
+    assert install.index("pip install torch==2.13.0") < install.index('pip install -e ".[dev]"')
+    assert "bash scripts/install.sh" in scripts["test"] and "python -m pytest" in scripts["test"]
+    assert "bash scripts/install.sh" in scripts["train"] and "zoo train" in scripts["train"]
