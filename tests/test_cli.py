@@ -47,6 +47,7 @@ def _state(model_path: Path, algo: type) -> dict[str, th.Tensor]:
     return algo.load(model_path, device="cpu").policy.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", list(SHORT_RUNS))
 def test_short_breakout_run(algo: str, zoo: Zoo, tmp_path: Path) -> None:
     algo_class, args = SHORT_RUNS[algo]
@@ -88,6 +89,7 @@ def test_short_breakout_run(algo: str, zoo: Zoo, tmp_path: Path) -> None:
         assert all(th.equal(first_state[k], second_state[k]) for k in first_state)
 
 
+@pytest.mark.slow
 def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
     result = zoo(
         "train", "--algo", "dqn", "--env", "SpaceInvaders-ram", "-n", "500", *SHORT_DQN, "--quiet"
@@ -103,77 +105,77 @@ def test_ram_run(zoo: Zoo, tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--algo", "sac", "--env", "Breakout"], "argument --algo: invalid choice: 'sac'"),
-        (["--algo", "dqn", "--env", "Breakot"], "unknown env 'Breakot': did you mean Breakout"),
-        (
-            ["--algo", "dqn", "--env", "Breakout", "--set", "gama=0.9"],
-            "unknown key 'gama' (did you mean 'gamma'?)",
-        ),
-        (
-            ["--algo", "dqn", "--env", "Breakout", "--set", "gamma=high"],
-            "key 'gamma': expected a number",
-        ),
-        (
-            ["--algo", "dqn", "--env", "Breakout", "--hyperparams-file", "nope.yml"],
-            "hyperparameter file not found: nope.yml",
-        ),
-        (
-            ["--algo", "dqn", "--env", "Breakout", "-n", "0"],
-            "-n/--timesteps: key 'n_timesteps': must be >= 1, got 0",
-        ),
-        (
-            ["--algo", "dqn", "--env", "Breakout", "-n", "ten"],
-            "argument -n/--timesteps: invalid int value",
-        ),
-        (["--algo", "dqn", "--env", "Breakout", "--device", "cuda"], "--device cuda: no CUDA GPU"),
-        (["--env", "Breakout"], "train needs --algo and --env"),
-        (
-            ["--algo", "dqn", "--env", "CartPole-v1", "--vec-env", "ale"],
-            "--vec-env: key 'vec_env': ale runs Atari pixel games only; CartPole-v1 keeps",
-        ),
-        (
-            ["--algo", "a2c", "--env", "Breakout", "--vec-env", "fast"],
-            "argument --vec-env: invalid choice: 'fast'",
-        ),
-        (
-            ["--algo", "a2c", "--env", "Breakout", "--set", "env_kwargs.mode=1"],
-            "key 'env_kwargs': mode: not supported by vec_env ale",
-        ),
-        (
-            ["--algo", "a2c", "--env", "Breakout", "--set", "torch_threads=0"],
-            "key 'torch_threads': must be >= 1 and <= 1024, got 0",
-        ),
-        (
-            ["--algo", "ppo", "--env", "Breakout", "--n-envs", "1"],
-            "key 'batch_size': 256 is larger than a rollout (n_steps 128 x n_envs 1 = 128",
-        ),
-        (
-            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=1.5"],
-            "key 'clip_range': schedule values must be >= 0 and <= 1, got 1.5",
-        ),
-        (
-            ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=0"],
-            "key 'clip_range': must be > 0, got 0",
-        ),
-        (
-            ["--algo", "ppo", "--env", "Pong", "--set", "clip_range.final=0.2"],
-            "key 'clip_range': linear decay: final (0.2) is larger than initial (0.1)",
-        ),
-        (
-            ["--algo", "ppo", "--env", "CartPole-v1", "--set", "batch_size=1"],
-            "key 'batch_size': normalize_advantage needs minibatches of 2 or more",
-        ),
-    ],
-)
+BAD_INPUTS = [
+    (["--algo", "sac", "--env", "Breakout"], "argument --algo: invalid choice: 'sac'"),
+    (["--algo", "dqn", "--env", "Breakot"], "unknown env 'Breakot': did you mean Breakout"),
+    (
+        ["--algo", "dqn", "--env", "Breakout", "--set", "gama=0.9"],
+        "unknown key 'gama' (did you mean 'gamma'?)",
+    ),
+    (
+        ["--algo", "dqn", "--env", "Breakout", "--set", "gamma=high"],
+        "key 'gamma': expected a number",
+    ),
+    (
+        ["--algo", "dqn", "--env", "Breakout", "--hyperparams-file", "nope.yml"],
+        "hyperparameter file not found: nope.yml",
+    ),
+    (
+        ["--algo", "dqn", "--env", "Breakout", "-n", "0"],
+        "-n/--timesteps: key 'n_timesteps': must be >= 1, got 0",
+    ),
+    (
+        ["--algo", "dqn", "--env", "Breakout", "-n", "ten"],
+        "argument -n/--timesteps: invalid int value",
+    ),
+    (["--algo", "dqn", "--env", "Breakout", "--device", "cuda"], "--device cuda: no CUDA GPU"),
+    (["--env", "Breakout"], "train needs --algo and --env"),
+    (
+        ["--algo", "dqn", "--env", "CartPole-v1", "--vec-env", "ale"],
+        "--vec-env: key 'vec_env': ale runs Atari pixel games only; CartPole-v1 keeps",
+    ),
+    (
+        ["--algo", "a2c", "--env", "Breakout", "--vec-env", "fast"],
+        "argument --vec-env: invalid choice: 'fast'",
+    ),
+    (
+        ["--algo", "a2c", "--env", "Breakout", "--set", "env_kwargs.mode=1"],
+        "key 'env_kwargs': mode: not supported by vec_env ale",
+    ),
+    (
+        ["--algo", "a2c", "--env", "Breakout", "--set", "torch_threads=0"],
+        "key 'torch_threads': must be >= 1 and <= 1024, got 0",
+    ),
+    (
+        ["--algo", "ppo", "--env", "Breakout", "--n-envs", "1"],
+        "key 'batch_size': 256 is larger than a rollout (n_steps 128 x n_envs 1 = 128",
+    ),
+    (
+        ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=1.5"],
+        "key 'clip_range': schedule values must be >= 0 and <= 1, got 1.5",
+    ),
+    (
+        ["--algo", "ppo", "--env", "Breakout", "--set", "clip_range=0"],
+        "key 'clip_range': must be > 0, got 0",
+    ),
+    (
+        ["--algo", "ppo", "--env", "Pong", "--set", "clip_range.final=0.2"],
+        "key 'clip_range': linear decay: final (0.2) is larger than initial (0.1)",
+    ),
+    (
+        ["--algo", "ppo", "--env", "CartPole-v1", "--set", "batch_size=1"],
+        "key 'batch_size': normalize_advantage needs minibatches of 2 or more",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS)
 def test_bad_input_is_one_line_and_exit_2(
-    args: list[str], expected: str, zoo: Zoo, tmp_path: Path
+    args: list[str], expected: str, in_process: Zoo, tmp_path: Path
 ) -> None:
     if "cuda" in args and th.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = zoo("train", *args)
+    result = in_process("train", *args)
     assert result.returncode == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -181,11 +183,28 @@ def test_bad_input_is_one_line_and_exit_2(
     assert not (tmp_path / "logs").exists()  # nothing created for a rejected command
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "expected"), [BAD_INPUTS[0], BAD_INPUTS[1]])
+def test_the_real_command_answers_bad_input_with_one_line_and_exit_2(
+    args: list[str], expected: str, zoo: Zoo, tmp_path: Path
+) -> None:
+    # The cases above run in this process; a parser error and a refused value here prove
+    # that a real `zoo` process prints the same one line and exits 2.
+    result = zoo("train", *args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs").exists()
+
+
 def test_bad_hyperparams_file_names_file_and_section(
-    zoo: Zoo, write_yaml: Callable[[str, str], Path]
+    in_process: Zoo, write_yaml: Callable[[str, str], Path]
 ) -> None:
     write_yaml("mine.yml", "atari:\n  batch_size: many\n")
-    result = zoo("train", "--algo", "a2c", "--env", "Breakout", "--hyperparams-file", "mine.yml")
+    result = in_process(
+        "train", "--algo", "a2c", "--env", "Breakout", "--hyperparams-file", "mine.yml"
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "zoo: error: mine.yml, section 'atari': unknown key 'batch_size'; valid keys: "
@@ -193,10 +212,10 @@ def test_bad_hyperparams_file_names_file_and_section(
     )
 
 
-def test_help_explains_every_option(zoo: Zoo) -> None:
-    top = zoo("--help")
+def test_help_explains_every_option(in_process: Zoo) -> None:
+    top = in_process("--help")
     assert top.returncode == 0 and "train" in top.stdout and "envs" in top.stdout
-    train_help = zoo("train", "--help").stdout
+    train_help = in_process("train", "--help").stdout
     for option in (
         "--algo",
         "--env",
@@ -210,9 +229,10 @@ def test_help_explains_every_option(zoo: Zoo) -> None:
         "--quiet",
     ):
         assert option in train_help
-    assert "Breakout" in zoo("envs").stdout
+    assert "Breakout" in in_process("envs").stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_model_and_config(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
