@@ -46,6 +46,7 @@ def _final_scores(cell_dir: Path, actions: str) -> list[float]:
     return [float(score) for score in evaluation["final"][actions]["scores"]]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:random_state is deprecated:FutureWarning")
 def test_grid_resumes_a_killed_cell_skips_finished_ones_and_reports(
     zoo: Zoo, tmp_path: Path
@@ -106,6 +107,7 @@ def test_grid_resumes_a_killed_cell_skips_finished_ones_and_reports(
     assert "| a2c | CartPole-v1 | 2 |" in (grid_dir / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_workers_train_cells_side_by_side(zoo: Zoo, tmp_path: Path) -> None:
     result = zoo("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--seeds", "3", "4",
                  "-n", "600", "--set", "eval_freq=300", "--set", "eval_episodes=1",

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageSequence
 from stable_baselines3.common.monitor import Monitor
 
-from tests.conftest import SHORT_DQN, run_zoo
+from tests.conftest import SHORT_DQN, run_in_process, run_zoo
 from zoo.enjoy import ChosenModel, choose_model, run_config
 from zoo.envs import make_eval_env
 from zoo.evaluation import play_evaluation_games
@@ -29,7 +29,7 @@ Zoo = Callable[..., subprocess.CompletedProcess[str]]
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short real DQN run on Breakout with a best, a final model and checkpoints."""
     root = tmp_path_factory.mktemp("enjoy")
-    result = run_zoo(
+    result = run_in_process(
         ["train", "--algo", "dqn", "--env", "Breakout", "-n", "400", "--seed", "0", "--quiet",
          "--preset", "sb3_benchmark", *SHORT_DQN, "--set", "eval_freq=400",
          "--set", "eval_episodes=1"],
@@ -88,7 +88,7 @@ def _recorded(stdout: str) -> int:
 
 def test_record_mp4_holds_the_colour_screen_of_every_step(trained: Path) -> None:
     video = trained / "play.mp4"
-    result = run_zoo(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",
+    result = run_in_process(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",
                       "--episodes", "1", "--record", str(video), "--fps", "30"], trained)  # fmt: skip
     assert result.returncode == 0, result.stderr
     # iter_data: the mp4 reader reports an unknown (infinite) length, which list() cannot size
@@ -100,7 +100,7 @@ def test_record_mp4_holds_the_colour_screen_of_every_step(trained: Path) -> None
 
 def test_record_gif_plays_every_step_for_its_frame_time(trained: Path) -> None:
     video = trained / "play.gif"
-    result = run_zoo(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",
+    result = run_in_process(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",
                       "--episodes", "1", "--record", str(video), "--fps", "25"], trained)  # fmt: skip
     assert result.returncode == 0, result.stderr
     recorded = _recorded(result.stdout)
@@ -132,7 +132,7 @@ def test_enjoy_bad_inputs_are_one_line_and_exit_2(trained: Path, tmp_path: Path)
         (["--algo", "dqn", "--env", "Breakout", "--record", "x.avi"], "give a .mp4 or .gif"),
     ]  # fmt: skip
     for args, message in cases:
-        result = run_zoo(["enjoy", *args], trained)
+        result = run_in_process(["enjoy", *args], trained)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 

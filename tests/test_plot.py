@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_zoo
+from tests.conftest import run_in_process
 from zoo.aggregates import interval_estimates
 from zoo.plot import RunCurves, evaluation_iqm, games_finished_by, mean_and_spread, smooth
 
@@ -22,7 +22,7 @@ def two_seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real short CartPole DQN runs (many finished games, evaluations, losses)."""
     root = tmp_path_factory.mktemp("plot")
     for seed in ("0", "1"):
-        result = run_zoo(
+        result = run_in_process(
             ["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "1500", "--seed", seed,
              "--quiet", "--set", "eval_freq=500", "--set", "eval_episodes=2",
              "--set", "learning_starts=300", "--set", "log_freq=250"],
@@ -38,7 +38,7 @@ def _pixels_of(image: np.ndarray, colour: tuple[int, int, int]) -> int:
 
 def test_plot_draws_both_runs_at_the_requested_size(two_seeds: Path) -> None:
     output = two_seeds / "both.png"
-    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1", "-o", str(output),
+    result = run_in_process(["plot", "--algo", "dqn", "--env", "CartPole-v1", "-o", str(output),
                       "--width", "900", "--height", "600", "--window", "10",
                       "--panels", "loss", "epsilon", "lr"], two_seeds)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -52,22 +52,22 @@ def test_plot_draws_both_runs_at_the_requested_size(two_seeds: Path) -> None:
 
 def test_plot_of_one_run_goes_into_its_folder_and_mean_writes_svg(two_seeds: Path) -> None:
     run_dir = two_seeds / "logs" / "dqn" / "CartPole-v1_1"
-    result = run_zoo(["plot", str(run_dir), "--x", "episodes"], two_seeds)
+    result = run_in_process(["plot", str(run_dir), "--x", "episodes"], two_seeds)
     assert result.returncode == 0, result.stderr
     with Image.open(run_dir / "curves.png") as image:
         assert image.size == (1200, 800)
     svg = two_seeds / "mean.svg"
-    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1", "--mean",
+    result = run_in_process(["plot", "--algo", "dqn", "--env", "CartPole-v1", "--mean",
                       "-o", str(svg)], two_seeds)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert svg.read_text().count("<path") > 20
 
 
 def test_a_run_with_no_finished_episode_is_one_clear_line(tmp_path: Path) -> None:
-    result = run_zoo(["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "5", "--quiet",
+    result = run_in_process(["train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "5", "--quiet",
                       "--set", "eval_freq=1000"], tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    result = run_zoo(["plot", "--algo", "dqn", "--env", "CartPole-v1"], tmp_path)
+    result = run_in_process(["plot", "--algo", "dqn", "--env", "CartPole-v1"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "dqn/CartPole-v1_1 has no finished episode and no evaluation yet" in result.stderr
@@ -83,7 +83,7 @@ def test_plot_bad_inputs_are_one_line_and_exit_2(two_seeds: Path) -> None:
         ([], "give run folders, or --algo and --env"),
     ]
     for args, message in cases:
-        result = run_zoo(["plot", *args], two_seeds)
+        result = run_in_process(["plot", *args], two_seeds)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 

@@ -48,23 +48,27 @@ def test_markdown_row_holds_score_hns_and_references() -> None:
     assert line.endswith("| 1.7 | 30.5 | 168 | 401.2 | 358.3 | 279.8 | 393.6 | 398 |")
 
 
-def test_report_of_real_runs(zoo: Zoo, tmp_path: Path) -> None:
-    trained = zoo("train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "1000", "--quiet",
-                  "--set", "eval_freq=500", "--set", "eval_episodes=2")  # fmt: skip
+def test_report_of_real_runs(in_process: Zoo, tmp_path: Path) -> None:
+    trained = in_process("train", "--algo", "dqn", "--env", "CartPole-v1", "-n", "1000", "--quiet",
+                         "--set", "eval_freq=500", "--set", "eval_episodes=2")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    result = zoo("report", "--episodes", "3", "-o", "report.md")
+    result = in_process("report", "--episodes", "3", "-o", "report.md")
     assert result.returncode == 0, result.stderr
     line = result.stdout.splitlines()[2]
     assert line.startswith("| dqn/CartPole-v1_1 | dqn | CartPole | 1,000 |")
     assert "(3 games, best model now) | n/a |" in line  # no human score for CartPole
     assert (tmp_path / "report.md").read_text() == result.stdout
-    last = zoo("report")
+    last = in_process("report")
     assert "(2 games, evaluation at step 1,000)" in last.stdout
-    missing = zoo("report", "--log-dir", "nowhere")
+    missing = in_process("report", "--log-dir", "nowhere")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
-def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
+def test_runs_of_one_algo_and_game_get_rliable_aggregates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The table's cells are interval_estimates' answers: 500 resamples show that as well as
+    # the default 20,000, which took 40 s a call on a busy 2-core machine.
+    monkeypatch.setattr(interval_estimates, "__defaults__", (500,))
+
     def row(run: str, algo: str, mean: float | None) -> RunScore:
         return RunScore(run, algo, "Breakout", 1000, mean, 0.0, 10, "evaluation")
 

@@ -74,14 +74,14 @@ def _info(run_dir: Path) -> dict[str, object]:
 
 
 def test_resumed_run_matches_the_uninterrupted_one(
-    zoo: Zoo, tmp_path: Path, config_file: Path
+    in_process: Zoo, tmp_path: Path, config_file: Path
 ) -> None:
-    whole = zoo(*_train_args(config_file, "--log-dir", "whole"))
+    whole = in_process(*_train_args(config_file, "--log-dir", "whole"))
     assert whole.returncode == 0, whole.stderr
-    first_half = zoo(*_train_args(config_file, "--log-dir", "halves", "-n", "2000"))
+    first_half = in_process(*_train_args(config_file, "--log-dir", "halves", "-n", "2000"))
     assert first_half.returncode == 0, first_half.stderr
     halves_dir = tmp_path / "halves" / "dqn" / "CartPole-v1_1"
-    second_half = zoo("train", "--resume", str(halves_dir), "-n", "4000")
+    second_half = in_process("train", "--resume", str(halves_dir), "-n", "4000")
     assert second_half.returncode == 0, second_half.stderr
     assert "Resuming" in second_half.stdout and "at step 2,000 of 4,000" in second_half.stdout
     assert "has no replay buffer" in second_half.stderr  # save_replay_buffer is off
@@ -127,6 +127,7 @@ def _wait_for_checkpoint(run_dir: Path, process: subprocess.Popen[str], newer_th
     raise AssertionError("no checkpoint appeared")
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_then_resume_finishes_the_run(
     zoo: Zoo, tmp_path: Path, config_file: Path
 ) -> None:
@@ -166,6 +167,7 @@ def test_kill_9_at_any_moment_then_resume_finishes_the_run(
     assert evaluations == sorted(set(evaluations)) and evaluations[-1] == total
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_a_second_one_quits_cleanly(
     zoo: Zoo, tmp_path: Path, config_file: Path
 ) -> None:
@@ -195,18 +197,18 @@ def test_ctrl_c_saves_a_checkpoint_and_a_second_one_quits_cleanly(
 
 
 def test_resume_refuses_what_is_not_a_resumable_run(
-    zoo: Zoo, tmp_path: Path, config_file: Path
+    in_process: Zoo, tmp_path: Path, config_file: Path
 ) -> None:
     (tmp_path / "empty").mkdir()
     for args, message in [
         (["--resume", "missing"], "missing: no such run folder"),
         (["--resume", "empty"], "empty: not a run folder (no run.yml or config.yml)"),
     ]:
-        result = zoo("train", *args)
+        result = in_process("train", *args)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
-    done = zoo(*_train_args(config_file, "-n", "500"))
+    done = in_process(*_train_args(config_file, "-n", "500"))
     assert done.returncode == 0, done.stderr
     run_dir = tmp_path / "logs" / "dqn" / "CartPole-v1_1"
     before = sorted(p.name for p in run_dir.rglob("*"))
@@ -215,18 +217,18 @@ def test_resume_refuses_what_is_not_a_resumable_run(
         (["--resume", str(run_dir), "--set", "gamma=0.9"], "--set cannot be combined"),
         (["--resume", str(run_dir), "--env", "Pong"], "--env cannot be combined"),
     ]:
-        result = zoo("train", *args)
+        result = in_process("train", *args)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     with open(run_dir / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        busy = zoo("train", "--resume", str(run_dir), "-n", "1000")
+        busy = in_process("train", "--resume", str(run_dir), "-n", "1000")
     assert busy.returncode == 2 and "being trained by another zoo process" in busy.stderr
     assert sorted(p.name for p in run_dir.rglob("*")) == before, "nothing was touched"
 
     model = (run_dir / "checkpoints" / "step_000000000500" / "model.zip").read_bytes()
     (run_dir / "checkpoints" / "step_000000000500" / "model.zip").write_bytes(model[:100])
-    only_bad = zoo("train", "--resume", str(run_dir), "-n", "1000")
+    only_bad = in_process("train", "--resume", str(run_dir), "-n", "1000")
     assert only_bad.returncode == 0, only_bad.stderr
     assert "skipping checkpoint step_000000000500" in only_bad.stderr
     assert "(truncated)" in only_bad.stderr and "starts over from step 0" in only_bad.stderr
@@ -234,14 +236,14 @@ def test_resume_refuses_what_is_not_a_resumable_run(
 
 
 def test_init_from_a_run_starts_with_its_weights(
-    zoo: Zoo, tmp_path: Path, config_file: Path
+    in_process: Zoo, tmp_path: Path, config_file: Path
 ) -> None:
-    source = zoo(*_train_args(config_file, "-n", "1000"))
+    source = in_process(*_train_args(config_file, "-n", "1000"))
     assert source.returncode == 0, source.stderr
     source_dir = tmp_path / "logs" / "dqn" / "CartPole-v1_1"
     # learning_starts 500 > 300 steps: no gradient step, so the online weights stay the
     # loaded ones (the target network is synced to them every 100 steps)
-    warm = zoo(
+    warm = in_process(
         *_train_args(config_file, "-n", "300"), "--init-from", str(source_dir),
         "--skip-random-phase",
     )  # fmt: skip
@@ -259,7 +261,7 @@ def test_init_from_a_run_starts_with_its_weights(
         (["--skip-random-phase"], None),
     ]:
         extra = ["--init-from", str(source_dir)] if message else []
-        result = zoo(*_train_args(config_file, "-n", "300"), *args, *extra)
+        result = in_process(*_train_args(config_file, "-n", "300"), *args, *extra)
         assert result.returncode == 2
         expected = message or "--skip-random-phase goes with --init-from"
         assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
