@@ -86,6 +86,7 @@ def test_channels_last_is_the_same_network(algo: str, breakout_env: VecEnv) -> N
     assert th.allclose(_outputs(fast, observations), _outputs(plain, observations), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ALGOS)
 def test_channels_last_trains_like_the_contiguous_network(
     algo: str, breakout_env: VecEnv, tmp_path: Path
@@ -106,6 +107,7 @@ def test_channels_last_trains_like_the_contiguous_network(
     assert moments and all(m.is_contiguous(memory_format=th.channels_last) for m in moments)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ALGOS)
 def test_a_loaded_model_keeps_its_layout_and_trains_on(
     algo: str, breakout_env: VecEnv, tmp_path: Path
