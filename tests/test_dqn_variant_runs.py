@@ -25,6 +25,7 @@ def _final_model(run_root: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_double_dueling_dqn_learns_cartpole(zoo: Zoo, tmp_path: Path) -> None:
     """Double + Dueling DQN with the shipped CartPole-v1 settings, 16k steps, seed 0.
 
@@ -46,6 +47,7 @@ def test_double_dueling_dqn_learns_cartpole(zoo: Zoo, tmp_path: Path) -> None:
     assert mean_reward >= 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("algo", "env", "settings", "double_q", "dueling", "n_hidden"),
     [
@@ -72,7 +74,7 @@ def test_double_dueling_dqn_learns_cartpole(zoo: Zoo, tmp_path: Path) -> None:
     ],
 )
 def test_variant_trains_on_a_rom_and_loads_back(
-    zoo: Zoo,
+    in_process: Zoo,
     tmp_path: Path,
     algo: str,
     env: str,
@@ -81,7 +83,7 @@ def test_variant_trains_on_a_rom_and_loads_back(
     dueling: bool,
     n_hidden: int,
 ) -> None:
-    result = zoo(
+    result = in_process(
         "train", "--algo", algo, "--env", env, "-n", "300", "--quiet", *SHORT_DQN, *settings
     )
     assert result.returncode == 0, result.stderr

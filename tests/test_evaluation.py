@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -85,10 +86,11 @@ def test_the_step_cap_ends_a_stuck_game() -> None:
     assert lengths == [400]
 
 
+@pytest.mark.slow
 def test_training_writes_evaluations_best_model_and_stops_at_reward(
-    zoo: Zoo, tmp_path: Path
+    in_process: Zoo, tmp_path: Path
 ) -> None:
-    result = zoo(
+    result = in_process(
         "train", "--algo", "dqn", "--env", "CartPole-v1", "--seed", "2", "-n", "20000",
         "--stop-at-reward", "60", "--set", "eval_freq=1000", "--set", "eval_episodes=3",
         "--set", "eval_epsilon=0.05",
@@ -110,10 +112,13 @@ def test_training_writes_evaluations_best_model_and_stops_at_reward(
     assert [e.step for e in events.Scalars("eval/mean_score")] == [int(r["step"]) for r in rows]
 
 
-def test_training_logs_full_game_scores_next_to_life_rewards(zoo: Zoo, tmp_path: Path) -> None:
-    result = zoo("train", "--algo", "dqn", "--env", "Breakout", "-n", "1000", "--seed", "1",
-                 "--preset", "sb3_benchmark", *SHORT_DQN,
-                 "--set", "exploration={type: constant, value: 1.0}")  # fmt: skip
+@pytest.mark.slow
+def test_training_logs_full_game_scores_next_to_life_rewards(
+    in_process: Zoo, tmp_path: Path
+) -> None:
+    result = in_process("train", "--algo", "dqn", "--env", "Breakout", "-n", "1000", "--seed", "1",
+                        "--preset", "sb3_benchmark", *SHORT_DQN,
+                        "--set", "exploration={type: constant, value: 1.0}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
     with open(run_dir / "progress.csv", newline="") as file:
