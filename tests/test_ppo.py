@@ -34,6 +34,7 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, round(event.value, 9)) for event in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_breakout_run_plays_plots_and_reports(zoo: Zoo, in_process: Zoo, tmp_path: Path) -> None:
     result = zoo(
         "train", "--algo", "ppo", "--env", "Breakout", "--seed", "3", "-n", "512",
@@ -77,6 +78,7 @@ def test_breakout_run_plays_plots_and_reports(zoo: Zoo, in_process: Zoo, tmp_pat
     assert row.endswith("| 398 |")  # the SB3 benchmark's PPO at 10M steps
 
 
+@pytest.mark.slow
 def test_cartpole_learns(tmp_path: Path) -> None:
     # The shipped CartPole-v1 section (rl-baselines3-zoo's) solves CartPole, mean 500, within
     # its 100k steps. 20k steps keep the test short (about 20 s here with one torch thread;
@@ -119,18 +121,18 @@ policy_kwargs: {net_arch: [32]}
 
 
 def test_both_schedules_continue_from_the_global_step_after_resume(
-    zoo: Zoo, tmp_path: Path
+    in_process: Zoo, tmp_path: Path
 ) -> None:
     # Schedules in absolute steps: the half run of 1024 steps has the same ones as the whole.
     (tmp_path / "resumable.yml").write_text(RESUMABLE)
     args = ["train", "--algo", "ppo", "--env", "CartPole-v1", "--seed", "5",
             "--hyperparams-file", "resumable.yml", "--quiet"]  # fmt: skip
-    whole = zoo(*args, "--log-dir", "whole")
+    whole = in_process(*args, "--log-dir", "whole")
     assert whole.returncode == 0, whole.stderr
-    half = zoo(*args, "--log-dir", "halves", "-n", "1024")
+    half = in_process(*args, "--log-dir", "halves", "-n", "1024")
     assert half.returncode == 0, half.stderr
     halves_dir = tmp_path / "halves" / "ppo" / "CartPole-v1_1"
-    resumed = zoo("train", "--resume", str(halves_dir), "-n", "2048")
+    resumed = in_process("train", "--resume", str(halves_dir), "-n", "2048")
     assert resumed.returncode == 0, resumed.stderr
     assert "at step 1,024 of 2,048" in resumed.stdout
 
