@@ -71,6 +71,7 @@ def _raw_reward_sums(run_dir: Path, seed: int, episodes: int) -> list[float]:
     return sums
 
 
+@pytest.mark.slow
 def test_enjoy_prints_full_game_scores_of_the_raw_game(trained: Path) -> None:
     result = run_zoo(["enjoy", "--algo", "dqn", "--env", "Breakout", "--no-render",
                       "--episodes", "2", "--seed", "4"], trained)  # fmt: skip
@@ -86,6 +87,7 @@ def _recorded(stdout: str) -> int:
     return int(re.findall(r"Recorded ([\d,]+) frames", stdout)[0].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_record_mp4_holds_the_colour_screen_of_every_step(trained: Path) -> None:
     video = trained / "play.mp4"
     result = run_in_process(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",
@@ -98,6 +100,7 @@ def test_record_mp4_holds_the_colour_screen_of_every_step(trained: Path) -> None
     assert frames[len(frames) // 2].std() > 0  # a picture, not a blank
 
 
+@pytest.mark.slow
 def test_record_gif_plays_every_step_for_its_frame_time(trained: Path) -> None:
     video = trained / "play.gif"
     result = run_in_process(["enjoy", "--algo", "dqn", "--env", "Breakout", "--model", "final",

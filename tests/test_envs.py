@@ -90,6 +90,7 @@ def _rewards(vec_env: str, clip: bool, steps: int = 400) -> np.ndarray:
     return np.array(rewards)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vec_env", BACKENDS)
 def test_reward_clipping(vec_env: str) -> None:
     clipped, raw = _rewards(vec_env, clip=True), _rewards(vec_env, clip=False)
@@ -147,6 +148,7 @@ def _check_terminal_observation(end: EpisodeEnd) -> None:
     assert not end.first[:3].any() and end.first[3].any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vec_env", BACKENDS)
 def test_life_loss_ends_training_episodes_but_not_the_game(vec_env: str) -> None:
     end = _episode_ends(vec_env, "Breakout", games=1)[0]
@@ -156,6 +158,7 @@ def test_life_loss_ends_training_episodes_but_not_the_game(vec_env: str) -> None
     _check_terminal_observation(end)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vec_env", BACKENDS)
 def test_full_game_scores_are_unclipped_sums_over_all_lives(vec_env: str) -> None:
     ends = _episode_ends(vec_env, "Breakout", games=2)
@@ -173,6 +176,7 @@ def test_full_game_scores_are_unclipped_sums_over_all_lives(vec_env: str) -> Non
         assert game.info["TimeLimit.truncated"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vec_env", BACKENDS)
 def test_without_life_loss_an_episode_is_a_whole_game(vec_env: str) -> None:
     end = _episode_ends(vec_env, "Breakout", games=1, terminal_on_life_loss=False)[0]
@@ -181,6 +185,7 @@ def test_without_life_loss_an_episode_is_a_whole_game(vec_env: str) -> None:
     _check_terminal_observation(end)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vec_env", BACKENDS)
 def test_truncated_games(vec_env: str) -> None:
     kwargs = {"max_num_frames_per_episode": 400}
@@ -190,6 +195,7 @@ def test_truncated_games(vec_env: str) -> None:
     _check_terminal_observation(end)
 
 
+@pytest.mark.slow
 def test_ale_backend_is_deterministic_for_a_seed() -> None:
     def observations(seed: int) -> list[np.ndarray]:
         env = make_vec_env_for(resolve_env("Breakout"), _pixels("ale"), seed=seed)
@@ -203,6 +209,7 @@ def test_ale_backend_is_deterministic_for_a_seed() -> None:
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
+@pytest.mark.slow
 def test_ale_backend_writes_monitor_files(tmp_path: Path) -> None:
     settings = _pixels("ale", terminal_on_life_loss=False)
     env = make_vec_env_for(resolve_env("Breakout"), settings, seed=0, monitor_dir=str(tmp_path))

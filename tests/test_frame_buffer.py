@@ -162,7 +162,14 @@ def _compare(sb3: ReplayBuffer, frames: FrameReplayBuffer, seed: int) -> int:
 
 
 # (backend, frames_on_device): the ring on the model's device is checked on the CPU here.
-@pytest.mark.parametrize(("backend", "on_device"), [("ale", False), ("sb3", False), ("ale", True)])
+# One backend in the fast tier; the others with the slow runs.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("backend", "on_device"),
+    [("ale", False), pytest.param("sb3", False, marks=SLOW), pytest.param("ale", True, marks=SLOW)],
+)
 def test_batches_equal_sb3_buffers_bit_for_bit(backend: str, on_device: bool) -> None:
     events = Events()
     buffers = _buffers(*_spaces(backend), on_device=on_device)
@@ -283,6 +290,7 @@ SHORT_BREAKOUT = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_shipped_breakout_dqn_trains_and_resumes_on_it(
     in_process: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
@@ -302,7 +310,10 @@ def test_the_shipped_breakout_dqn_trains_and_resumes_on_it(
     assert isinstance(model.replay_buffer, FrameReplayBuffer)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("n_steps", "frame_store"), [(1, "host"), (3, "host"), (3, "device")])
+@pytest.mark.parametrize(
+    ("n_steps", "frame_store"),
+    [pytest.param(1, "host", marks=SLOW), (3, "host"), pytest.param(3, "device", marks=SLOW)],
+)
 def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int, frame_store: str) -> None:
     """The batch drawn before the process is gone and the one drawn after `--resume` loaded
     the checkpoint are the same, field by field (the newest transitions included). With

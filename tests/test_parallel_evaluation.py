@@ -39,6 +39,7 @@ def _model(config: Config, env: VecEnv) -> BaseAlgorithm:
     return model
 
 
+@pytest.mark.slow
 def test_side_by_side_games_score_as_games_played_alone_on_fresh_envs() -> None:
     config, make_env = _setup("dqn")
     env = make_env(0)
@@ -56,6 +57,7 @@ def test_side_by_side_games_score_as_games_played_alone_on_fresh_envs() -> None:
     assert len(set(zip(scores, lengths, strict=True))) > 1  # different seeds, different games
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("algo", "sampled", "epsilon"), [("dqn", False, 0.3), ("a2c", True, 0.0)])
 def test_random_draws_belong_to_each_game_not_to_the_batch(
     algo: str, sampled: bool, epsilon: float
@@ -73,6 +75,7 @@ def test_random_draws_belong_to_each_game_not_to_the_batch(
     assert len(results[0][0]) == len(SEEDS)
 
 
+@pytest.mark.slow
 def test_a_table_abandoned_mid_game_plays_the_same_games_next_time() -> None:
     config, make_env = _setup("dqn")
     env = make_env(0)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import zoo.pretrained
-from tests.conftest import run_zoo
+from tests.conftest import run_in_process
 from zoo.models import load_model
 from zoo.pretrained import main as package_main
 
@@ -21,9 +21,9 @@ Zoo = Callable[..., subprocess.CompletedProcess[str]]
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of shipped agents holding one a2c CartPole agent, packaged from a real cell."""
     root = tmp_path_factory.mktemp("pretrained")
-    trained = run_zoo(["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "5",
-                       "-n", "800", "--set", "eval_freq=400", "--set", "eval_episodes=2",
-                       "--eval-games", "3", "--quiet"], root)  # fmt: skip
+    trained = run_in_process(["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds",
+                              "5", "-n", "800", "--set", "eval_freq=400", "--set",
+                              "eval_episodes=2", "--eval-games", "3", "--quiet"], root)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     cell = root / "logs" / "benchmark" / "a2c_CartPole-v1" / "a2c_CartPole-v1_seed5"
     assert package_main([str(cell), "--into", str(root / "agents")]) == 0

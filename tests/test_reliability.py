@@ -213,6 +213,7 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     assert _info(run)["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "zoo", "train", "--algo", "dqn", "--env", "CartPole-v1",

@@ -191,6 +191,7 @@ def test_packages_that_fail_to_import_are_one_line(package: Path, in_process: Zo
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_and_enjoy_a_custom_image_env(package: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
