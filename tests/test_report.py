@@ -64,10 +64,10 @@ def test_report_of_real_runs(in_process: Zoo, tmp_path: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
-def test_runs_of_one_algo_and_game_get_rliable_aggregates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The table's cells are interval_estimates' answers: 500 resamples show that as well as
-    # the default 20,000, which took 40 s a call on a busy 2-core machine.
-    monkeypatch.setattr(interval_estimates, "__defaults__", (500,))
+# Two bootstraps of 20,000 resamples: 40 s a call on a busy 2-core machine. Fewer resamples
+# do not do: two calls on the same scores then differ in the first decimal.
+@pytest.mark.slow
+def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
 
     def row(run: str, algo: str, mean: float | None) -> RunScore:
         return RunScore(run, algo, "Breakout", 1000, mean, 0.0, 10, "evaluation")
