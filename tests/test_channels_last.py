@@ -76,7 +76,11 @@ def _observations(env: VecEnv, count: int = 6) -> np.ndarray:
     return np.concatenate(frames)
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+# The Q-networks in the fast tier; A2C's and PPO's (7 s each on a busy machine) with the slow runs.
+@pytest.mark.parametrize(
+    "algo",
+    [algo if "dqn" in algo else pytest.param(algo, marks=pytest.mark.slow) for algo in ALGOS],
+)
 def test_channels_last_is_the_same_network(algo: str, breakout_env: VecEnv) -> None:
     fast, plain = _model(algo, breakout_env, True), _model(algo, breakout_env, False)
     assert _is_channels_last(fast) and not _is_channels_last(plain)
