@@ -91,21 +91,21 @@ class Config:
         return None if spec is None else build_schedule(spec, self.n_timesteps, rising=True)
 
     def algorithm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
-
-        Schedules are not constructor arguments: the model starts at their step-0 value and
-        `learning_rate_schedule`, `exploration_schedule` and `clip_range_schedule` drive it
-        from there.
-        """
+        """Keyword arguments for the algorithm's constructor, with registry names resolved to
+        classes. Schedules go in as zoo Schedule objects of the global step (zoo/algos.py's
+        mixins); the model starts at their step-0 value and saves them with itself."""
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
-            if key in self.schema.algorithm and key not in ("exploration", "priority_beta")
+            if key in self.schema.algorithm and key not in SCHEDULE_KEYS
         }
-        kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
-        clip_range = self.clip_range_schedule()
-        if clip_range is not None:
-            kwargs["clip_range"] = clip_range.value(0)
+        schedules = {
+            "lr_step_schedule": self.learning_rate_schedule(),
+            "epsilon_schedule": self.exploration_schedule(),
+            "clip_step_schedule": self.clip_range_schedule(),
+            "priority_beta_schedule": self.priority_beta_schedule(),
+        }
+        kwargs.update({key: value for key, value in schedules.items() if value is not None})
         if "train_freq" in kwargs:
             kwargs.update(per_env_step_training(kwargs, int(self.hyperparams["n_envs"])))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):

@@ -133,13 +133,6 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
             f"cannot build the {config.algo} model with these settings: {reason}; "
             "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
         ) from None
-    # Functions of the global step, saved with the model so that a resumed run continues them.
-    model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
-    model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
-    if "clip_range" in config.hyperparams:
-        model.clip_step_schedule = config.clip_range_schedule()  # type: ignore[attr-defined]
-    if "priority_beta" in config.hyperparams:
-        model.priority_beta_schedule = config.priority_beta_schedule()  # type: ignore[attr-defined]
     return model
 
 
