@@ -21,7 +21,7 @@ import torch as th
 from zoo.enjoy import choose_model, run_config
 from zoo.envs import make_eval_env
 from zoo.evaluation import ActionChooser, GameTable, play_evaluation_games
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.runs import open_run
 
 

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from zoo.algos import ZooPPO
 from zoo.config import build_config
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.runs import start_run
 from zoo.schedule_plot import draw
 from zoo.search_space import load_search_space

@@ -25,7 +25,7 @@ from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
-from zoo.models import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
+from zoo.model_loading import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
 from zoo.search_space import load_search_space
 from zoo.train import build_model
 from zoo.tune import (

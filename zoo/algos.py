@@ -57,7 +57,7 @@ TD_LOSSES: Mapping[str, Callable[..., th.Tensor]] = {
 DEFAULT_PRIORITY_BETA = 0.4
 
 # `replay_buffer`: the class that stores transitions (None: SB3 picks its own, n-step or not).
-REPLAY_BUFFERS: Mapping[str, type[FrameReplayBuffer] | None] = {
+REPLAY_BUFFER_CLASSES: Mapping[str, type[FrameReplayBuffer] | None] = {
     "frames": FrameReplayBuffer,
     "sb3": None,
 }
@@ -240,11 +240,12 @@ class TemporalDifferenceTraining:
     Gradient steps wait until the buffer holds `learning_starts` transitions, which only
     matters when a run resumes without its saved buffer. With `random_warmup` false the
     policy (with its epsilon) acts before `learning_starts` instead of uniform random play.
-    `replay_buffer` names the buffer (REPLAY_BUFFERS); the frame buffer gets `n_steps` and
-    `gamma` from the algorithm, as SB3 gives them to its n-step buffer. `prioritized_replay`
-    (frame buffer only) draws by priority with exponent `priority_alpha`, weights each loss by
-    its importance weight (exponent: `priority_beta_schedule` of the global step) and sets
-    priorities to the per-sample errors of `td_losses` plus `priority_epsilon`.
+    `replay_buffer` names the buffer (REPLAY_BUFFER_CLASSES); the frame buffer gets `n_steps`
+    and `gamma` from the algorithm, as SB3 gives them to its n-step buffer.
+    `prioritized_replay` (frame buffer only) draws by priority with exponent
+    `priority_alpha`, weights each loss by its importance weight (exponent:
+    `priority_beta_schedule` of the global step) and sets priorities to the per-sample
+    errors of `td_losses` plus `priority_epsilon`.
     """
 
     policy: Any
@@ -281,9 +282,9 @@ class TemporalDifferenceTraining:
     ) -> None:
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
-        if replay_buffer not in REPLAY_BUFFERS:
+        if replay_buffer not in REPLAY_BUFFER_CLASSES:
             raise ValueError(
-                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFERS)}"
+                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFER_CLASSES)}"
             )
         if frame_store not in FRAME_STORES:
             raise ValueError(
@@ -292,7 +293,7 @@ class TemporalDifferenceTraining:
         self.double_q, self.dueling, self.network = double_q, dueling, network
         self.random_warmup = random_warmup
         self.priority_beta_schedule = priority_beta_schedule
-        buffer_class = REPLAY_BUFFERS[replay_buffer]
+        buffer_class = REPLAY_BUFFER_CLASSES[replay_buffer]
         self.prioritized_replay = prioritized_replay
         if prioritized_replay:
             if buffer_class is not FrameReplayBuffer:

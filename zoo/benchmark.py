@@ -323,7 +323,7 @@ def play_model(
     """One whole game per seed with a saved model, all side by side."""
     from zoo.envs import make_eval_env
     from zoo.evaluation import ActionChooser, GameTable
-    from zoo.models import load_model
+    from zoo.model_loading import load_model
 
     model = load_model(model_path, device="cpu")
     settings = config.env_settings()

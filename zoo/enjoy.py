@@ -25,7 +25,7 @@ from zoo.config import Config, build_config
 from zoo.envs import make_eval_env
 from zoo.errors import UserError
 from zoo.evaluation import BEST_MODEL, play_evaluation_games
-from zoo.models import algorithm_of, load_algorithm
+from zoo.model_loading import algorithm_of, load_algorithm
 from zoo.registry import ALGORITHMS
 from zoo.runs import FINAL_MODEL, Run
 

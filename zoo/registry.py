@@ -15,11 +15,10 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
 from zoo.algos import FRAME_STORES as FRAME_STORES  # re-exported for the schema
-from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
-from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
-from zoo.networks import ScaledFlattenExtractor
+from zoo.algos import REPLAY_BUFFER_CLASSES, TD_LOSSES, ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
 from zoo.optimizers import DeepMindRMSprop
 from zoo.q_networks import NETWORKS
+from zoo.ram_extractor import ScaledFlattenExtractor
 
 # Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes.
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
@@ -32,7 +31,7 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
 # Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
 Q_NETWORKS: tuple[str, ...] = tuple(NETWORKS)
 LOSSES: tuple[str, ...] = tuple(TD_LOSSES)
-REPLAY_BUFFERS: tuple[str, ...] = tuple(BUFFER_CLASSES)
+REPLAY_BUFFERS: tuple[str, ...] = tuple(REPLAY_BUFFER_CLASSES)
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 

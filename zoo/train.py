@@ -45,7 +45,7 @@ from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
-from zoo.models import load_algorithm
+from zoo.model_loading import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
