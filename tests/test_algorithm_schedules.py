@@ -11,7 +11,9 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 
+from zoo import registry
 from zoo.algos import ZooA2C, ZooDQN, ZooPPO
+from zoo.config import build_config
 from zoo.schedules import Schedule, build_schedule
 
 STEPS = 1000
@@ -117,3 +119,20 @@ def test_a_value_and_its_schedule_are_not_both_given(
 ) -> None:
     with pytest.raises(ValueError, match="not both"):
         algorithm("MlpPolicy", "CartPole-v1", device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("algo", sorted(registry.ALGORITHMS))
+def test_schedule_arguments_are_not_hyperparameters(algo: str) -> None:
+    """The constructor's schedules come from the YAML keys (learning_rate, exploration, ...);
+    the defaults read from the constructor must not add them to config.yml."""
+    arguments = {
+        "lr_step_schedule",
+        "epsilon_schedule",
+        "clip_step_schedule",
+        "priority_beta_schedule",
+    }
+    config = build_config(algo, "Breakout")
+    assert "lr_step_schedule" in registry.constructor_defaults(registry.ALGORITHMS[algo])
+    assert not arguments & set(config.hyperparams)
+    assert not arguments & set(config.schema.fields)
+    assert config.algorithm_kwargs()["lr_step_schedule"] == config.learning_rate_schedule()
