@@ -21,9 +21,8 @@ from zoo.config import build_config
 from zoo.models import load_model
 from zoo.runs import start_run
 from zoo.schedule_plot import draw
-from zoo.search_space import load_search_space
 from zoo.train import TrainOptions, train
-from zoo.tune import TuneSettings, trial_config
+from zoo.tune import TuneSettings, load_search_space, trial_config
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -26,17 +26,17 @@ from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
 from zoo.models import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
-from zoo.search_space import load_search_space
 from zoo.train import build_model
 from zoo.tune import (
+    StudyStorage,
     TrialReporter,
     TuneSettings,
+    load_search_space,
     make_sampler,
     prepare_study,
     run_trial,
     trial_config,
 )
-from zoo.tune_storage import StudyStorage
 
 PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
 CARTPOLE_TRIAL = ["--algo", "dqn", "--env", "CartPole-v1", "--set", "eval_episodes=2"]

@@ -647,9 +647,15 @@ def _add_tune(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _run_tune(args: argparse.Namespace) -> int:
     from zoo.errors import UserError
     from zoo.train import resolve_device
-    from zoo.tune import TuneSettings, prepare_study, run_workers
-    from zoo.tune_report import open_report_study, write_report
-    from zoo.tune_storage import journal_path, open_storage
+    from zoo.tune import (
+        TuneSettings,
+        journal_path,
+        open_report_study,
+        open_storage,
+        prepare_study,
+        run_workers,
+        write_report,
+    )
 
     if args.seed is not None and args.seed < 0:
         raise UserError("--seed must be >= 0")

@@ -32,10 +32,10 @@ from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
 from zoo.gym_packages import import_gym_packages
 from zoo.runs import Run, write_run_files
-from zoo.search_space import SearchSpace, load_search_space
 from zoo.train import TrainOptions, train
-from zoo.tune_sampler import TrialSeededSampler
-from zoo.tune_storage import (
+from zoo.tune.sampler import TrialSeededSampler
+from zoo.tune.search_space import SearchSpace, load_search_space
+from zoo.tune.storage import (
     WORKER_ATTR,
     StudyStorage,
     fail_abandoned_trials,
