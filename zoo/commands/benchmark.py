@@ -106,9 +106,14 @@ def run(args: argparse.Namespace) -> int:
         claim_grid_dir(grid, grid_dir)
         say(f"Benchmark {name}: {len(cells)} cell(s) in {grid_dir}")
         outcomes = run_cells(
-            grid, grid_dir, [c.name for c in cells], args.eval_games, device, args.workers,
-            args.quiet,
-        )  # fmt: skip
+            grid,
+            grid_dir,
+            names=[c.name for c in cells],
+            eval_games=args.eval_games,
+            device=device,
+            workers=args.workers,
+            quiet=args.quiet,
+        )
         interrupted = next((o.exit_code for o in outcomes if o.exit_code), 0)
     elif not (grid_dir / "grid.yml").is_file():
         raise UserError(f"no benchmark {name} in {args.log_dir}; run it first without --report")

@@ -160,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
                 "--study and --storage first"
             )
         storage = open_storage(
-            args.storage, settings.study_dir, 1, args.heartbeat_interval, args.grace_period
+            args.storage,
+            settings.study_dir,
+            workers=1,
+            heartbeat_interval=args.heartbeat_interval,
+            grace_period=args.grace_period,
         )
     study = open_report_study(storage.storage, settings.study_name, storage.shown)
     env_name = settings.base_config().env.name
