@@ -35,6 +35,7 @@ from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.frame_buffer import FrameReplayBuffer
+from zoo.names import FRAME_STORES
 from zoo.prioritized import PrioritizedFrameReplayBuffer
 from zoo.q_networks import (
     NETWORKS,
@@ -61,8 +62,6 @@ REPLAY_BUFFER_CLASSES: Mapping[str, type[FrameReplayBuffer] | None] = {
     "frames": FrameReplayBuffer,
     "sb3": None,
 }
-# `frame_store`: where the frame buffer keeps its frames (main memory, or the model's device).
-FRAME_STORES: tuple[str, ...] = ("host", "device")
 
 
 class ChannelsLastConvolutions:

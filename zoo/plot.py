@@ -23,17 +23,10 @@ from matplotlib.axes import Axes
 from zoo import rl_zoo3
 from zoo.errors import UserError
 from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.names import PLOT_PANELS
 from zoo.runs import Run
 
-X_AXES = ("steps", "episodes")
 IMAGE_SUFFIXES = (".png", ".svg")
-# Extra panels: name -> (axis label, TensorBoard tags tried in order; all found are drawn).
-PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "loss": ("loss", ("train/loss", "train/value_loss", "train/policy_loss")),
-    "epsilon": ("epsilon", ("rollout/exploration_rate",)),
-    "lr": ("learning rate", ("train/learning_rate",)),
-    "clip": ("clip range", ("train/clip_range",)),  # PPO
-}
 # Bootstrap resamples per evaluation step of a --mean plot (one interval per point).
 _IQM_BOOTSTRAP_REPS = 2_000
 _GRID_POINTS = 300
@@ -312,7 +305,7 @@ def _draw_scores(axis: Axes, members: list[RunCurves], options: PlotOptions, col
 def _draw_panel(
     axis: Axes, panel: str, members: list[RunCurves], options: PlotOptions, color: str
 ) -> None:
-    ylabel, tags = PANELS[panel]
+    ylabel, tags = PLOT_PANELS[panel]
     axis.set_ylabel(ylabel)
     styles = ("-", ":", "-.")
     labelled = set(axis.get_legend_handles_labels()[1])

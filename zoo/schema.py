@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from zoo import registry
+from zoo import names
 from zoo.schedules import ScheduleError, build_schedule
 
 
@@ -238,7 +238,7 @@ class Schema:
 
 TOOLKIT_FIELDS: Mapping[str, Field] = {
     "n_timesteps": Field(integer(low=1), "total agent steps to train"),
-    "policy": Field(choice(registry.POLICIES), "SB3 policy name"),
+    "policy": Field(choice(names.POLICIES), "SB3 policy name"),
     "seed": Field(integer(low=0, high=2**32 - 1), "random seed of envs, torch and numpy"),
     "n_envs": Field(integer(low=1, high=1024), "number of parallel envs"),
     "vec_env": Field(
@@ -290,10 +290,10 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
 
 _COMMON_POLICY_KWARGS: Mapping[str, Field] = {
     "net_arch": Field(net_arch),
-    "activation_fn": Field(choice(registry.ACTIVATIONS)),
-    "optimizer_class": Field(choice(registry.OPTIMIZERS)),
+    "activation_fn": Field(choice(names.ACTIVATIONS)),
+    "optimizer_class": Field(choice(names.OPTIMIZERS)),
     "optimizer_kwargs": Field(scalar_mapping),
-    "features_extractor_class": Field(choice(registry.FEATURES_EXTRACTORS)),
+    "features_extractor_class": Field(choice(names.FEATURES_EXTRACTORS)),
     "features_extractor_kwargs": Field(scalar_mapping),
     "normalize_images": Field(boolean),
 }
@@ -336,7 +336,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         "epsilon schedule (replaces the three exploration_* keys)",
     ),
     "replay_buffer": Field(
-        choice(registry.REPLAY_BUFFERS),
+        choice(names.REPLAY_BUFFERS),
         "frames: each pixel frame stored once, stacks rebuilt when sampled (Atari pixel games); "
         "sb3: SB3's buffer, two whole stacks per transition",
     ),
@@ -344,7 +344,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
     ),
     "frame_store": Field(
-        choice(registry.FRAME_STORES),
+        choice(names.FRAME_STORES),
         "where the frame buffer keeps its frames: host (main memory) or device (beside the "
         "network, e.g. in GPU memory: batches are gathered there, not copied from the host)",
     ),
@@ -371,7 +371,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
     "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
     "network": Field(
-        choice(registry.Q_NETWORKS, optional=True),
+        choice(names.Q_NETWORKS, optional=True),
         "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
     ),
 }
@@ -402,7 +402,7 @@ SCHEMAS: Mapping[str, Schema] = {
         toolkit=TOOLKIT_FIELDS,
         algorithm={
             **_Q_LEARNING_FIELDS,
-            "loss": Field(choice(registry.LOSSES), "TD loss: huber (error clipping) or mse"),
+            "loss": Field(choice(names.LOSSES), "TD loss: huber (error clipping) or mse"),
             "max_grad_norm": Field(
                 number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
             ),
