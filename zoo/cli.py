@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The options that select and adjust a configuration; `train` and `schedule` share them."""
+    from zoo.hyperparameter_help import CONFIG_FLAG_KEYS, add_hyperparameter_flags
     from zoo.schema import SCHEMAS
 
     parser.add_argument(
@@ -103,19 +104,7 @@ def _add_config_options(parser: argparse.ArgumentParser, required: bool = True) 
         help="a named published setting from hyperparams/presets.yml "
         "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5, ppo2017)",
     )
-    parser.add_argument(
-        "-n", "--timesteps", type=int, metavar="N", help="total agent steps (n_timesteps)"
-    )
-    parser.add_argument(
-        "--seed", type=int, help="random seed (default: drawn at random and saved in config.yml)"
-    )
-    parser.add_argument("--n-envs", type=int, metavar="N", help="number of parallel envs (n_envs)")
-    parser.add_argument(
-        "--vec-env",
-        choices=["ale", "sb3", "dummy", "subproc"],
-        help="env backend (vec_env): ale (Atari pixel games in ale-py's C++ threads, the "
-        "default where available), sb3 = dummy (SB3's wrappers in this process), subproc",
-    )
+    add_hyperparameter_flags(parser, CONFIG_FLAG_KEYS)
     parser.add_argument(
         "--set",
         action="append",
@@ -146,45 +135,34 @@ def _add_gym_packages(parser: argparse.ArgumentParser) -> None:
 
 def _config_from_args(args: argparse.Namespace) -> Config:
     from zoo.config import build_config
+    from zoo.hyperparameter_help import flag_values
 
     return build_config(
         args.algo,
         args.env,
         hyperparams_file=args.hyperparams_file,
         overrides=args.set,
-        flags=[
-            ("-n/--timesteps", "n_timesteps", args.timesteps),
-            ("--n-envs", "n_envs", args.n_envs),
-            ("--vec-env", "vec_env", args.vec_env),
-            ("--seed", "seed", args.seed),
-            ("--save-freq", "save_freq", getattr(args, "save_freq", None)),
-            ("--stop-at-reward", "stop_at_reward", getattr(args, "stop_at_reward", None)),
-        ],
+        flags=flag_values(args),
         preset=args.preset,
     )
 
 
 def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from zoo.hyperparameter_help import (
+        TRAIN_FLAG_KEYS,
+        add_hyperparameter_flags,
+        hyperparameter_epilog,
+    )
+
     train = commands.add_parser(
         "train",
         help="train an agent and save it in a new run folder",
         description="Train an agent; everything it needs is saved in logs/<algo>/<env>_<n>/.",
-        epilog=TRAIN_EPILOG,
+        epilog=TRAIN_EPILOG + hyperparameter_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_options(train, required=False)
-    train.add_argument(
-        "--save-freq",
-        type=int,
-        metavar="N",
-        help="agent steps between checkpoints (save_freq; 0: only at the end)",
-    )
-    train.add_argument(
-        "--stop-at-reward",
-        type=float,
-        metavar="X",
-        help="stop once an evaluation's mean full-game score reaches X (stop_at_reward)",
-    )
+    add_hyperparameter_flags(train, TRAIN_FLAG_KEYS)
     train.add_argument(
         "--resume",
         type=Path,
@@ -225,12 +203,16 @@ def _add_train(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_schedule(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from zoo.hyperparameter_help import hyperparameter_epilog
+
     schedule = commands.add_parser(
         "schedule",
         help="draw the epsilon, learning-rate and clip-range schedules of a configuration",
         description="Draw the epsilon, learning-rate and clip-range curves of exactly the "
         "configuration `zoo train` would use with the same options, over the whole run, into "
         "a PNG.",
+        epilog=hyperparameter_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_options(schedule)
     schedule.add_argument(
@@ -568,11 +550,13 @@ examples:
 
 
 def _add_tune(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from zoo.hyperparameter_help import hyperparameter_epilog
+
     tune = commands.add_parser(
         "tune",
         help="search the epsilon schedule, n-step and learning-rate decay with Optuna",
         description="Tune hyperparameters with an Optuna study of short training runs.",
-        epilog=TUNE_EPILOG,
+        epilog=TUNE_EPILOG + hyperparameter_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_options(tune)
@@ -875,7 +859,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if start.init_weights is not None:
         say(f"Starting from the weights of {start.init_weights}")
     say(f"Run folder: {run.path}")
-    learning_starts = config.hyperparams.get("learning_starts")
+    learning_starts = None if config.replay is None else config.replay.learning_starts
     if learning_starts is not None and learning_starts >= total:
         say(f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
             "the agent only plays at random")  # fmt: skip
@@ -905,6 +889,7 @@ def _report_training(result: TrainResult, say: Callable[[str], None]) -> int:
 def _refuse_with_resume(args: argparse.Namespace) -> None:
     """--resume continues a run with its own saved config; nothing may change it."""
     from zoo.errors import UserError
+    from zoo.hyperparameter_help import given_flags
 
     given = [
         option
@@ -914,16 +899,11 @@ def _refuse_with_resume(args: argparse.Namespace) -> None:
             ("--preset", args.preset),
             ("--set", args.set),
             ("--hyperparams-file", args.hyperparams_file),
-            ("--seed", args.seed),
-            ("--n-envs", args.n_envs),
-            ("--vec-env", args.vec_env),
-            ("--save-freq", args.save_freq),
-            ("--stop-at-reward", args.stop_at_reward),
             ("--init-from", args.init_from),
             ("--skip-random-phase", args.skip_random_phase or None),
         )
         if value not in (None, False, [])
-    ]
+    ] + given_flags(args, allowed=("n_timesteps",))
     if given:
         raise UserError(
             f"--resume continues a run with its saved config; {', '.join(given)} cannot be "
