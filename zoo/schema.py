@@ -429,7 +429,7 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     ),
     "eval_max_frames": Field(
         integer(low=1),
-        "cap on one evaluation game, in emulator frames (108000 = 30 minutes)",
+        f"cap on one evaluation game, in emulator frames ({MAX_GAME_FRAMES} = 30 minutes)",
         default=MAX_GAME_FRAMES,
     ),
     "stop_at_eval_score": Field(
