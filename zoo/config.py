@@ -581,7 +581,7 @@ def _check_replay_buffer(
             "(Atari pixel games)",
         )
     if hyperparams.get("replay_buffer") != "frames":
-        if hyperparams.get("frame_store", "host") != "host":
+        if hyperparams.get("frame_store") not in (None, "host"):
             fail(
                 "frame_store", "only the frame buffer has a frame store: set replay_buffer: frames"
             )
@@ -608,7 +608,7 @@ _REPLAY_BUFFER_KWARGS: Mapping[str, Mapping[str, str]] = {
 def _check_replay_buffer_kwargs(
     hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
 ) -> None:
-    kind = str(hyperparams.get("replay_buffer", "sb3"))
+    kind = str(hyperparams["replay_buffer"])
     accepted = _REPLAY_BUFFER_KWARGS.get(kind, {})
     for key, value in (hyperparams.get("replay_buffer_kwargs") or {}).items():
         if key not in accepted:
@@ -672,7 +672,7 @@ def _check_minibatches(
     )
     if batch_size > rollout:
         fail("batch_size", f"{batch_size} is larger than a rollout ({where})")
-    if hyperparams.get("normalize_advantage", True) and batch_size < 2:
+    if hyperparams["normalize_advantage"] and batch_size < 2:
         fail("batch_size", "normalize_advantage needs minibatches of 2 or more transitions")
 
 
