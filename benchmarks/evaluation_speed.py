@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     chosen = choose_model(open_run(Path(args.run)), args.model)
     config = run_config(chosen.run)
-    sampled = config.hyperparams["eval_actions"] == "sampled"
-    epsilon = float(config.hyperparams["eval_epsilon"])
-    max_frames = int(config.hyperparams["eval_max_frames"])
+    sampled = config.evaluation.sampled
+    epsilon = config.evaluation.epsilon
+    max_frames = config.evaluation.max_frames
     seeds = [args.seed + game for game in range(args.games)]
     settings = config.env_settings()
     print(f"{chosen.kind} model {chosen.path}, {args.games} games, seeds {seeds[0]}-{seeds[-1]}, "

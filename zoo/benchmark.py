@@ -327,7 +327,7 @@ def play_model(
 
     model = load_model(model_path, device="cpu")
     settings = config.env_settings()
-    max_frames = int(config.hyperparams["eval_max_frames"])
+    max_frames = config.evaluation.max_frames
     table = GameTable(lambda seed: make_eval_env(config.env, settings, seed, max_frames))
     return table.play(ActionChooser(model, epsilon, sampled), seeds)
 

@@ -111,7 +111,7 @@ def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
     try:
         config = run_config(run)
         if config.env.kind == "atari":  # its monitors count frames
-            frames_per_step = int(config.hyperparams["frame_skip"])
+            frames_per_step = config.env_settings().frame_skip
     except UserError as error:
         damage.append(str(error))
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.config_choice import ConfigChoice
-from zoo.schema import SCHEMAS
+from zoo.schema import SCHEMAS, TOOLKIT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Option:
 
     @property
     def dest(self) -> str:
-        return self.flags[-1].lstrip("-").replace("-", "_")
+        return str(self.settings.get("dest") or self.flags[-1].lstrip("-").replace("-", "_"))
 
     @property
     def shown(self) -> str:
@@ -40,6 +40,23 @@ class Option:
 
     def given(self, args: argparse.Namespace) -> bool:
         return getattr(args, self.dest) not in (None, False, [])
+
+
+def hyperparameter_option(key: str, with_resume: bool = False) -> Option:
+    """The option of a key whose declaration (zoo/schema.py) has a flag, as declared there."""
+    spec = TOOLKIT_FIELDS[key]
+    flag = spec.flag
+    if flag is None:
+        raise ValueError(f"{key} declares no command-line flag")
+    default = f"; default: {spec.default_text}" if spec.default_text else ""
+    settings = {
+        "dest": flag.dest,
+        "type": flag.type,
+        "metavar": flag.metavar,
+        "choices": flag.choices,
+        "help": f"{spec.help} ({key}{default})",
+    }
+    return Option(flag.options, settings, key=key, with_resume=with_resume)
 
 
 ALGO = Option(("--algo",), {"choices": list(SCHEMAS), "help": "the learning algorithm"})
@@ -72,31 +89,10 @@ CONFIG_OPTIONS: tuple[Option, ...] = (
             "(sb3_benchmark, nature2015, dqn2013, keras, a2c_nstep5, ppo2017)",
         },
     ),
-    Option(
-        ("-n", "--timesteps"),
-        {"type": int, "metavar": "N", "help": "total agent steps (n_timesteps)"},
-        key="n_timesteps",
-        with_resume=True,
-    ),
-    Option(
-        ("--seed",),
-        {"type": int, "help": "random seed (default: drawn at random and saved in config.yml)"},
-        key="seed",
-    ),
-    Option(
-        ("--n-envs",),
-        {"type": int, "metavar": "N", "help": "number of parallel envs (n_envs)"},
-        key="n_envs",
-    ),
-    Option(
-        ("--vec-env",),
-        {
-            "choices": ["ale", "sb3", "dummy", "subproc"],
-            "help": "env backend (vec_env): ale (Atari pixel games in ale-py's C++ threads, the "
-            "default where available), sb3 = dummy (SB3's wrappers in this process), subproc",
-        },
-        key="vec_env",
-    ),
+    hyperparameter_option("n_timesteps", with_resume=True),
+    hyperparameter_option("seed"),
+    hyperparameter_option("n_envs"),
+    hyperparameter_option("vec_env"),
     Option(
         ("--set",),
         {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers
 from zoo.commands.options import add_config_options, config_choice
+from zoo.hyperparameter_help import hyperparameter_epilog
 
 
 def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
@@ -16,6 +17,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         description="Draw the epsilon, learning-rate and clip-range curves of exactly the "
         "configuration `zoo train` would use with the same options, over the whole run, into "
         "a PNG.",
+        epilog=hyperparameter_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(schedule)
     schedule.add_argument(

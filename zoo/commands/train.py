@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
-from zoo.commands.options import CONFIG_OPTIONS, Option, add_config_options, config_choice
+from zoo.commands.options import (
+    CONFIG_OPTIONS,
+    Option,
+    add_config_options,
+    config_choice,
+    hyperparameter_option,
+)
+from zoo.hyperparameter_help import hyperparameter_epilog
 
 if TYPE_CHECKING:
     from zoo.train import TrainResult
@@ -32,24 +39,8 @@ examples:
 # train's own options that change what is trained: --resume refuses them as it refuses
 # the shared CONFIG_OPTIONS.
 TRAIN_OPTIONS: tuple[Option, ...] = (
-    Option(
-        ("--save-freq",),
-        {
-            "type": int,
-            "metavar": "N",
-            "help": "agent steps between checkpoints (save_freq; 0: only at the end)",
-        },
-        key="save_freq",
-    ),
-    Option(
-        ("--stop-at-reward",),
-        {
-            "type": float,
-            "metavar": "X",
-            "help": "stop once an evaluation's mean full-game score reaches X (stop_at_reward)",
-        },
-        key="stop_at_reward",
-    ),
+    hyperparameter_option("save_freq"),
+    hyperparameter_option("stop_at_eval_score"),
     Option(
         ("--resume",),
         {
@@ -85,7 +76,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         "train",
         help="train an agent and save it in a new run folder",
         description="Train an agent; everything it needs is saved in logs/<algo>/<env>_<n>/.",
-        epilog=TRAIN_EPILOG,
+        epilog=TRAIN_EPILOG + hyperparameter_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(train, required=False)
@@ -158,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if start.init_weights is not None:
         say(f"Starting from the weights of {start.init_weights}")
     say(f"Run folder: {run.path}")
-    learning_starts = config.hyperparams.get("learning_starts")
+    learning_starts = None if config.replay is None else config.replay.learning_starts
     if learning_starts is not None and learning_starts >= total:
         say(f"note: learning_starts ({learning_starts:,}) >= n_timesteps: "
             "the agent only plays at random")  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 from zoo.commands.common import Parser, Subparsers, log_dir
 from zoo.commands.options import add_config_options, config_choice
 from zoo.errors import EXIT_INTERRUPTED
+from zoo.hyperparameter_help import hyperparameter_epilog
 
 TUNE_EPILOG = """\
 each trial is a short zoo train run (same config, envs, callbacks) in
@@ -29,7 +30,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         "tune",
         help="search the epsilon schedule, n-step and learning-rate decay with Optuna",
         description="Tune hyperparameters with an Optuna study of short training runs.",
-        epilog=TUNE_EPILOG,
+        epilog=TUNE_EPILOG + hyperparameter_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(tune)
