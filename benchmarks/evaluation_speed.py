@@ -21,7 +21,7 @@ import torch as th
 from zoo.enjoy import choose_model, run_config
 from zoo.envs import make_eval_env
 from zoo.evaluation import ActionChooser, GameTable, play_evaluation_games
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.runs import open_run
 
 
@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     chosen = choose_model(open_run(Path(args.run)), args.model)
     config = run_config(chosen.run)
-    sampled = config.hyperparams["eval_actions"] == "sampled"
-    epsilon = float(config.hyperparams["eval_epsilon"])
-    max_frames = int(config.hyperparams["eval_max_frames"])
+    sampled = config.evaluation.sampled
+    epsilon = config.evaluation.epsilon
+    max_frames = config.evaluation.max_frames
     seeds = [args.seed + game for game in range(args.games)]
     settings = config.env_settings()
     print(f"{chosen.kind} model {chosen.path}, {args.games} games, seeds {seeds[0]}-{seeds[-1]}, "

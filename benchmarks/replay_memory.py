@@ -167,7 +167,7 @@ def training_rate(
         *extra,
     ]
     config = build_config("dqn", "Breakout", overrides=overrides)
-    apply_torch_threads(config.hyperparams)
+    apply_torch_threads(config.run.torch_threads)
     env = make_vec_env_for(config.env, config.env_settings(), config.seed)
     try:
         model = build_model(config, env, device)

@@ -152,7 +152,7 @@ def print_profile(profiler: cProfile.Profile, lines: int) -> None:
 
 def measure(algo: str, backend: Backend, args: argparse.Namespace, into: Measurements) -> None:
     config = config_for(algo, args.env, backend, args)
-    threads = apply_torch_threads(config.hyperparams)
+    threads = apply_torch_threads(config.run.torch_threads)
     settings = config.env_settings()
     print(f"# {algo} {into.label}: n_envs {settings.n_envs}, torch threads {threads}", flush=True)
     if args.env_steps > 0:

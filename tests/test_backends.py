@@ -12,7 +12,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from zoo.config import build_config
 from zoo.envs import make_eval_env, make_vec_env_for
-from zoo.models import load_algorithm, load_model
+from zoo.model_loading import load_algorithm, load_model
 from zoo.registry import ALGORITHMS
 from zoo.train import build_model
 

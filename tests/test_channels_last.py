@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.train import build_model
 
 ALGOS = ["dqn", "qrdqn", "a2c", "ppo"]

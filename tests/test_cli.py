@@ -18,7 +18,11 @@ from stable_baselines3 import A2C, DQN, PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO, SHORT_DQN
+from zoo.cli import build_parser
+from zoo.commands.options import CONFIG_OPTIONS
+from zoo.commands.train import TRAIN_OPTIONS, refuse_with_resume
 from zoo.config import build_config
+from zoo.errors import UserError
 from zoo.runs import start_run
 from zoo.train import TrainOptions, train
 
@@ -230,6 +234,39 @@ def test_help_explains_every_option(in_process: Zoo) -> None:
     ):
         assert option in train_help
     assert "Breakout" in in_process("envs").stdout
+
+
+def test_help_imports_neither_torch_nor_sb3() -> None:
+    """`zoo --help` is quick: commands import what they run inside `run`, not to parse."""
+    code = """
+import sys
+from zoo import cli
+from zoo.commands import COMMANDS
+cli.build_parser()
+for argv in (["--help"], *([c.__name__.rsplit(".", 1)[1], "--help"] for c in COMMANDS)):
+    try:
+        cli.main(argv)
+    except SystemExit:
+        pass
+print(sorted({"torch", "stable_baselines3"} & set(sys.modules)))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_resume_refuses_every_declared_option_that_changes_the_config(tmp_path: Path) -> None:
+    """train --resume names what it refuses from the option declarations, not a copy."""
+    values = {"--algo": "dqn", "--hyperparams-file": "f.yml", "--vec-env": "sb3"}
+    for option in (*CONFIG_OPTIONS, *TRAIN_OPTIONS):
+        if option.with_resume:
+            continue
+        value = [] if option.settings.get("action") == "store_true" else ["1"]
+        value = [values[option.flags[-1]]] if option.flags[-1] in values else value
+        args = build_parser().parse_args(["train", "--resume", "run", option.flags[-1], *value])
+        with pytest.raises(UserError, match=f"; {option.shown} cannot be combined"):
+            refuse_with_resume(args)
 
 
 @pytest.mark.slow

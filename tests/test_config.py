@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
 from zoo.config import build_config, parse_set_argument, shipped_hyperparams_file
 from zoo.errors import UserError
-from zoo.networks import ScaledFlattenExtractor
+from zoo.ram_extractor import ScaledFlattenExtractor
 from zoo.schema import SCHEMAS
 from zoo.yamlio import dump_yaml, parse_yaml_text
 
@@ -164,6 +165,11 @@ def test_every_algorithm_default_is_written_out() -> None:
     assert kwargs["features_extractor_class"] is ScaledFlattenExtractor
     assert set(hp) <= set(SCHEMAS["qrdqn"].fields)
     assert QRDQN  # sb3-contrib is the QR-DQN implementation
+
+
+def test_zips_naming_the_ram_extractors_old_module_still_load_it() -> None:
+    # SB3 pickles policy_kwargs: zips saved before the rename name zoo.networks.
+    assert pickle.loads(b"czoo.networks\nScaledFlattenExtractor\n.") is ScaledFlattenExtractor
 
 
 def test_config_dict_round_trips_as_hyperparams_file(

@@ -12,7 +12,7 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 from torch import nn
 
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.q_networks import DuelingQNetwork, DuelingQuantileNetwork
 
 from .conftest import SHORT_DQN

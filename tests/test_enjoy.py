@@ -19,7 +19,7 @@ from tests.conftest import SHORT_DQN, run_in_process, run_zoo
 from zoo.enjoy import ChosenModel, choose_model, run_config
 from zoo.envs import make_eval_env
 from zoo.evaluation import play_evaluation_games
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.runs import open_run
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]

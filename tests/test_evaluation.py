@@ -18,7 +18,7 @@ from tests.conftest import SHORT_DQN
 from zoo.config import build_config
 from zoo.envs import make_eval_env
 from zoo.evaluation import play_evaluation_games
-from zoo.models import load_model
+from zoo.model_loading import load_model
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

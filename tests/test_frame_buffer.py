@@ -27,7 +27,7 @@ from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.train import StartPoint, TrainOptions, _starting_model, build_model
 
 N_ENVS = 3

@@ -18,12 +18,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from zoo.algos import ZooPPO
 from zoo.config import build_config
-from zoo.models import load_model
+from zoo.config_choice import ConfigChoice
+from zoo.model_loading import load_model
 from zoo.runs import start_run
 from zoo.schedule_plot import draw
-from zoo.search_space import load_search_space
 from zoo.train import TrainOptions, train
-from zoo.tune import TuneSettings, trial_config
+from zoo.tune import TuneSettings, load_search_space, trial_config
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -163,7 +163,7 @@ def test_both_schedules_continue_from_the_global_step_after_resume(
 @pytest.mark.parametrize("env", ["Breakout", "CartPole-v1"])
 def test_tune_space_gives_valid_configs(env: str) -> None:
     space = load_search_space("ppo")
-    settings = TuneSettings(algo="ppo", env=env, trials=1, trial_steps=5000)
+    settings = TuneSettings(ConfigChoice("ppo", env), trials=1, trial_steps=5000)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
     clip_types = set()
     for number in range(30):

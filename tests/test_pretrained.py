@@ -11,7 +11,7 @@ import yaml
 
 import zoo.pretrained
 from tests.conftest import run_in_process
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.pretrained import main as package_main
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]

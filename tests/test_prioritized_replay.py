@@ -21,10 +21,10 @@ from tests.conftest import REPO
 from zoo.algos import ZooDQN, ZooQRDQN, quantile_huber_losses
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.prioritized import PrioritizedFrameReplayBuffer, SegmentTree
-from zoo.search_space import load_search_space
 from zoo.train import build_model
+from zoo.tune import load_search_space
 
 SPACE = gym.spaces.Box(0, 255, (2, 3, 3), dtype=np.uint8)
 

@@ -20,7 +20,7 @@ from zoo.config import build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.frame_buffer import FrameReplayBuffer
-from zoo.models import load_model
+from zoo.model_loading import load_model
 from zoo.q_networks import (
     CnnQPolicy,
     CnnQuantilePolicy,

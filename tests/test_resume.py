@@ -19,7 +19,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from zoo.checkpoints import checkpoint_folders, newest_checkpoint, read_checkpoint
-from zoo.models import load_model
+from zoo.model_loading import load_model
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -225,7 +225,7 @@ def test_keras_preset() -> None:
         and hp["target_update_interval"] == 10_000
     )
     assert hp["exploration"]["random_steps"] == 50_000 and hp["exploration"]["steps"] == 1_000_000
-    assert hp["stop_at_mean_score"] == 40
+    assert hp["stop_at_training_score"] == 40
     with pytest.raises(UserError, match="unknown preset 'nature'"):
         build_config("dqn", "Breakout", preset="nature")
 
@@ -305,11 +305,11 @@ def test_epsilon_in_episodes(tmp_path: Path) -> None:
     )
 
 
-def test_stop_at_mean_score(tmp_path: Path) -> None:
+def test_stop_at_training_score(tmp_path: Path) -> None:
     config = build_config(
         "a2c",
         "CartPole-v1",
-        overrides=["stop_at_mean_score=5", "n_timesteps=100000", "n_envs=4", "seed=0"],
+        overrides=["stop_at_training_score=5", "n_timesteps=100000", "n_envs=4", "seed=0"],
     )
     run = start_run(tmp_path, config, "cpu", ["train"])
     result = train(config, run, TrainOptions(device="cpu"))

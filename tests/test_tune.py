@@ -21,22 +21,25 @@ import torch as th
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
+from zoo.cli import build_parser
+from zoo.commands.options import config_choice
 from zoo.config import build_config
+from zoo.config_choice import ConfigChoice
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
-from zoo.models import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
-from zoo.search_space import load_search_space
+from zoo.model_loading import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
 from zoo.train import build_model
 from zoo.tune import (
+    StudyStorage,
     TrialReporter,
     TuneSettings,
+    load_search_space,
     make_sampler,
     prepare_study,
     run_trial,
     trial_config,
 )
-from zoo.tune_storage import StudyStorage
 
 PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
 CARTPOLE_TRIAL = ["--algo", "dqn", "--env", "CartPole-v1", "--set", "eval_episodes=2"]
@@ -61,7 +64,7 @@ def _memory_storage(study: optuna.Study) -> StudyStorage:
 )
 def test_shipped_search_spaces_give_valid_configs(algo: str, env: str) -> None:
     space = load_search_space(algo)
-    settings = TuneSettings(algo=algo, env=env, trials=1, trial_steps=5000)
+    settings = TuneSettings(ConfigChoice(algo, env), trials=1, trial_steps=5000)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     types = set()
     for number in range(25):
@@ -178,8 +181,9 @@ def test_user_space_replaces_and_drops_entries(write_yaml: Callable[[str, str], 
 
 def test_sampled_values_merge_without_dropping_other_keys() -> None:
     settings = TuneSettings(
-        algo="dqn", env="CartPole-v1", trials=1, trial_steps=1000,
-        overrides=("policy_kwargs.net_arch=[32, 32]", "batch_size=16"),
+        ConfigChoice("dqn", "CartPole-v1",
+                     overrides=("policy_kwargs.net_arch=[32, 32]", "batch_size=16")),
+        trials=1, trial_steps=1000,
     )  # fmt: skip
     config = trial_config(settings, {"n_steps": 4, "gamma": 0.9}, 7)
     assert config.hyperparams["policy_kwargs"] == {"net_arch": [32, 32]}
@@ -223,8 +227,8 @@ def test_pruning_stops_a_trial_far_below_the_median(tmp_path: Path) -> None:
             value=500.0, intermediate_values={s: 500.0 for s in range(200, 2001, 200)}
         ))  # fmt: skip
     settings = TuneSettings(
-        algo="dqn", env="CartPole-v1", trials=3, trial_steps=2000, evals_per_trial=10,
-        overrides=("eval_episodes=2",), log_dir=tmp_path, seed=0,
+        ConfigChoice("dqn", "CartPole-v1", overrides=("eval_episodes=2",)),
+        trials=3, trial_steps=2000, evals_per_trial=10, log_dir=tmp_path, seed=0,
     )  # fmt: skip
     trial = study.ask()
     outcome = run_trial(study, trial, settings, load_search_space("dqn"), _memory_storage(study))
@@ -239,8 +243,8 @@ def test_an_invalid_sampled_combination_fails_the_trial_with_its_reason(tmp_path
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"n_steps": 50})
     settings = TuneSettings(
-        algo="dqn", env="CartPole-v1", trials=1, trial_steps=300, log_dir=tmp_path,
-        overrides=("buffer_size=20",),
+        ConfigChoice("dqn", "CartPole-v1", overrides=("buffer_size=20",)),
+        trials=1, trial_steps=300, log_dir=tmp_path,
     )  # fmt: skip
     space_file = tmp_path / "space.yml"
     space_file.write_text("dqn:\n  n_steps: {int: [1, 100]}\n")
@@ -347,7 +351,7 @@ def test_tune_refuses_what_cannot_work(in_process: Zoo) -> None:
 
 
 def test_a_study_refuses_other_settings(tmp_path: Path) -> None:
-    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=2, trial_steps=200,
+    settings = TuneSettings(ConfigChoice("dqn", "CartPole-v1"), trials=2, trial_steps=200,
                             study="s", log_dir=tmp_path)  # fmt: skip
     prepare_study(settings)
     prepare_study(settings)  # the same settings join the study
@@ -434,6 +438,8 @@ def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> 
         (["--storage", "postgresql:///optuna"], "name the server and the database"),
         (["--storage", "postgresql://user@dbhost"], "name the server and the database"),
         (["--hyperparams-file", "/dev/zero"], "/dev/zero: over 4 MiB"),
+        # refused as `zoo train` refuses it: both build their config from the same options
+        (["--vec-env", "ale"], "--vec-env: key 'vec_env': ale runs Atari pixel games only"),
     ],
 )
 def test_tune_refuses_nonsense_in_one_line(
@@ -469,7 +475,7 @@ def test_a_text_file_given_as_storage_is_refused_untouched(in_process: Zoo, tmp_
 
 
 def test_report_on_a_damaged_journal_is_one_line(in_process: Zoo, tmp_path: Path) -> None:
-    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=1, trial_steps=100,
+    settings = TuneSettings(ConfigChoice("dqn", "CartPole-v1"), trials=1, trial_steps=100,
                             study="s", log_dir=tmp_path / "logs")  # fmt: skip
     prepare_study(settings)
     journal = settings.study_dir / "journal.log"
@@ -493,7 +499,7 @@ def test_report_of_an_unknown_study_creates_nothing(in_process: Zoo, tmp_path: P
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_workers_with_the_same_seed_draw_different_values(tmp_path: Path, sampler: str) -> None:
     """Two workers, as on two machines given the same --seed, take turns on one study."""
-    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=6, trial_steps=1000,
+    settings = TuneSettings(ConfigChoice("dqn", "CartPole-v1"), trials=6, trial_steps=1000,
                             seed=7, sampler=sampler, log_dir=tmp_path)  # fmt: skip
     space = load_search_space("dqn")
     storage = optuna.storages.InMemoryStorage()
@@ -538,7 +544,7 @@ def fresh_database() -> Iterator[str]:
 def test_four_workers_starting_together_on_a_new_database_all_join(
     fresh_database: str, tmp_path: Path
 ) -> None:
-    settings = TuneSettings(algo="dqn", env="CartPole-v1", trials=4, trial_steps=100,
+    settings = TuneSettings(ConfigChoice("dqn", "CartPole-v1"), trials=4, trial_steps=100,
                             study="race", storage=fresh_database, log_dir=tmp_path)  # fmt: skip
     start = threading.Barrier(4)
     errors: list[str] = []
@@ -592,3 +598,15 @@ def test_two_postgres_workers_with_the_same_seed_draw_different_values(
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 2
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == len(drawn), drawn
+
+
+def test_tune_trials_get_every_config_option_train_takes() -> None:
+    options = [*CARTPOLE_TRIAL, "--vec-env", "subproc", "--n-envs", "2", "-n", "5000"]
+    tune_args = build_parser().parse_args(["tune", *options, "--seed", "4"])
+    train_args = build_parser().parse_args(["train", *options, "--seed", "4"])
+    assert config_choice(tune_args) == config_choice(train_args)
+    settings = TuneSettings(config_choice(tune_args), trials=1, trial_steps=100, seed=4)
+    config = trial_config(settings, {}, 0)
+    assert config.hyperparams["vec_env"] == "subproc"
+    assert config.hyperparams["n_envs"] == 2
+    assert settings.base_config().n_timesteps == 5000  # the full run best.yml is for

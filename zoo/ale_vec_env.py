@@ -34,6 +34,7 @@ from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from zoo.errors import UserError
+from zoo.schema import MAX_GAME_FRAMES
 
 # env_kwargs of ale-py's gym ids that the C++ env also takes, and its name for each.
 SUPPORTED_ENV_KWARGS = {
@@ -62,15 +63,15 @@ class AleVecEnv(VecEnv):
         n_envs: int,
         *,
         env_id: str = "",
-        frame_skip: int = 4,
-        noop_max: int = 30,
-        screen_size: int = 84,
-        frame_stack: int = 4,
-        terminal_on_life_loss: bool = True,
-        clip_reward: bool = True,
+        frame_skip: int,
+        noop_max: int,
+        screen_size: int,
+        frame_stack: int,
+        terminal_on_life_loss: bool,
+        clip_reward: bool,
         repeat_action_probability: float = 0.0,
         full_action_space: bool = False,
-        max_num_frames_per_episode: int = 108_000,
+        max_num_frames_per_episode: int = MAX_GAME_FRAMES,
         threads: int = 0,
         monitor_dir: str | None = None,
         append_monitor: bool = False,

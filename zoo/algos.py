@@ -1,8 +1,12 @@
 """The algorithms `zoo` trains: SB3's DQN, A2C and PPO and sb3-contrib's QR-DQN, extended
 through their template methods.
 
-- Learning rate, epsilon and PPO's clip range follow zoo schedules of the global step. SB3
-  computes them from the progress of the current `learn()` call, which restarts on resume.
+- Learning rate, epsilon, PPO's clip range and prioritized replay's beta follow zoo schedules
+  of the global step, given to the constructor (`lr_step_schedule`, `epsilon_schedule`,
+  `clip_step_schedule`, `priority_beta_schedule`) and saved with the model. SB3 computes
+  them from the progress of the current `learn()` call, which restarts on resume. The
+  names differ from SB3's own attributes (`lr_schedule`, `exploration_schedule`,
+  `clip_range`), which stay SB3's progress schedules.
 - DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
   the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
   a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
@@ -31,6 +35,7 @@ from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.frame_buffer import FrameReplayBuffer
+from zoo.names import FRAME_STORES
 from zoo.prioritized import PrioritizedFrameReplayBuffer
 from zoo.q_networks import (
     NETWORKS,
@@ -53,12 +58,10 @@ TD_LOSSES: Mapping[str, Callable[..., th.Tensor]] = {
 DEFAULT_PRIORITY_BETA = 0.4
 
 # `replay_buffer`: the class that stores transitions (None: SB3 picks its own, n-step or not).
-REPLAY_BUFFERS: Mapping[str, type[FrameReplayBuffer] | None] = {
+REPLAY_BUFFER_CLASSES: Mapping[str, type[FrameReplayBuffer] | None] = {
     "frames": FrameReplayBuffer,
     "sb3": None,
 }
-# `frame_store`: where the frame buffer keeps its frames (main memory, or the model's device).
-FRAME_STORES: tuple[str, ...] = ("host", "device")
 
 
 class ChannelsLastConvolutions:
@@ -85,12 +88,33 @@ class ChannelsLastConvolutions:
             self.policy.to(memory_format=th.channels_last)
 
 
-class StepScheduledLearningRate:
-    """Mixin for any SB3 algorithm: the optimizer's learning rate = schedule(num_timesteps)."""
+def _take_step_zero_value(
+    kwargs: dict[str, Any], key: str, schedule: Schedule, schedule_name: str
+) -> None:
+    """Set SB3's constructor argument `key` to the schedule's value at step 0, where the
+    schedule takes over from; a value given as well would be a second, conflicting one."""
+    if kwargs.get(key) is not None:
+        raise ValueError(f"give either {key} or {schedule_name}, not both")
+    kwargs[key] = schedule.value(0)
 
-    lr_step_schedule: Schedule | None = None
+
+class StepScheduledLearningRate:
+    """Mixin for any SB3 algorithm: the optimizer's learning rate = `lr_step_schedule` of
+    num_timesteps; without one, SB3's `learning_rate` (a number or a progress schedule).
+
+    The schedule's step-0 value becomes SB3's `learning_rate`, so the optimizer starts
+    there. Like every attribute, the schedule is saved in the zip and restored on load.
+    """
+
+    lr_step_schedule: Schedule | None
     num_timesteps: int
     logger: Any
+
+    def __init__(self, *args: Any, lr_step_schedule: Schedule | None = None, **kwargs: Any) -> None:
+        self.lr_step_schedule = lr_step_schedule
+        if lr_step_schedule is not None:
+            _take_step_zero_value(kwargs, "learning_rate", lr_step_schedule, "lr_step_schedule")
+        super().__init__(*args, **kwargs)
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         if self.lr_step_schedule is None:
@@ -110,9 +134,17 @@ class StepScheduledClipRange:
     with a resumed run's `learn()` call.
     """
 
-    clip_step_schedule: Schedule | None = None
+    clip_step_schedule: Schedule | None
     clip_range: Any
     num_timesteps: int
+
+    def __init__(
+        self, *args: Any, clip_step_schedule: Schedule | None = None, **kwargs: Any
+    ) -> None:
+        self.clip_step_schedule = clip_step_schedule
+        if clip_step_schedule is not None:
+            _take_step_zero_value(kwargs, "clip_range", clip_step_schedule, "clip_step_schedule")
+        super().__init__(*args, **kwargs)
 
     def train(self) -> None:
         if self.clip_step_schedule is not None:
@@ -121,11 +153,16 @@ class StepScheduledClipRange:
 
 
 class StepScheduledExploration(StepScheduledLearningRate):
-    """Mixin for DQN-like algorithms: epsilon = schedule(num_timesteps or episodes)."""
+    """Mixin for DQN-like algorithms: epsilon = `epsilon_schedule` of num_timesteps (or
+    episodes); without one, SB3's `exploration_schedule` of the run's progress."""
 
-    epsilon_schedule: Schedule | None = None
+    epsilon_schedule: Schedule | None
     exploration_rate: float
     _episode_num: int
+
+    def __init__(self, *args: Any, epsilon_schedule: Schedule | None = None, **kwargs: Any) -> None:
+        self.epsilon_schedule = epsilon_schedule
+        super().__init__(*args, **kwargs)
 
     def _on_step(self) -> None:
         super()._on_step()  # type: ignore[misc]  # target network updates, SB3's epsilon
@@ -202,11 +239,12 @@ class TemporalDifferenceTraining:
     Gradient steps wait until the buffer holds `learning_starts` transitions, which only
     matters when a run resumes without its saved buffer. With `random_warmup` false the
     policy (with its epsilon) acts before `learning_starts` instead of uniform random play.
-    `replay_buffer` names the buffer (REPLAY_BUFFERS); the frame buffer gets `n_steps` and
-    `gamma` from the algorithm, as SB3 gives them to its n-step buffer. `prioritized_replay`
-    (frame buffer only) draws by priority with exponent `priority_alpha`, weights each loss by
-    its importance weight (exponent: `priority_beta_schedule` of the global step) and sets
-    priorities to the per-sample errors of `td_losses` plus `priority_epsilon`.
+    `replay_buffer` names the buffer (REPLAY_BUFFER_CLASSES); the frame buffer gets `n_steps`
+    and `gamma` from the algorithm, as SB3 gives them to its n-step buffer.
+    `prioritized_replay` (frame buffer only) draws by priority with exponent
+    `priority_alpha`, weights each loss by its importance weight (exponent:
+    `priority_beta_schedule` of the global step) and sets priorities to the per-sample
+    errors of `td_losses` plus `priority_epsilon`.
     """
 
     policy: Any
@@ -220,7 +258,7 @@ class TemporalDifferenceTraining:
     replay_buffer_kwargs: dict[str, Any]
     random_warmup: bool = True
     prioritized_replay: bool = False
-    priority_beta_schedule: Schedule | None = None
+    priority_beta_schedule: Schedule | None
     num_timesteps: int
     _n_updates: int
     _vec_normalize_env: Any
@@ -238,13 +276,14 @@ class TemporalDifferenceTraining:
         priority_alpha: float = 0.6,
         priority_epsilon: float = 1e-6,
         frame_store: str = "host",
+        priority_beta_schedule: Schedule | None = None,
         **kwargs: Any,
     ) -> None:
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
-        if replay_buffer not in REPLAY_BUFFERS:
+        if replay_buffer not in REPLAY_BUFFER_CLASSES:
             raise ValueError(
-                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFERS)}"
+                f"unknown replay_buffer {replay_buffer!r}; choose one of {', '.join(REPLAY_BUFFER_CLASSES)}"
             )
         if frame_store not in FRAME_STORES:
             raise ValueError(
@@ -252,7 +291,8 @@ class TemporalDifferenceTraining:
             )
         self.double_q, self.dueling, self.network = double_q, dueling, network
         self.random_warmup = random_warmup
-        buffer_class = REPLAY_BUFFERS[replay_buffer]
+        self.priority_beta_schedule = priority_beta_schedule
+        buffer_class = REPLAY_BUFFER_CLASSES[replay_buffer]
         self.prioritized_replay = prioritized_replay
         if prioritized_replay:
             if buffer_class is not FrameReplayBuffer:

@@ -323,11 +323,11 @@ def play_model(
     """One whole game per seed with a saved model, all side by side."""
     from zoo.envs import make_eval_env
     from zoo.evaluation import ActionChooser, GameTable
-    from zoo.models import load_model
+    from zoo.model_loading import load_model
 
     model = load_model(model_path, device="cpu")
     settings = config.env_settings()
-    max_frames = int(config.hyperparams["eval_max_frames"])
+    max_frames = config.evaluation.max_frames
     table = GameTable(lambda seed: make_eval_env(config.env, settings, seed, max_frames))
     return table.play(ActionChooser(model, epsilon, sampled), seeds)
 

@@ -9,9 +9,11 @@ Every value is checked while its layer is still known, so an error names its fil
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import math
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,12 +27,14 @@ from zoo.envs import EnvSettings, EnvSpec, has_image_observations, resolve_env
 from zoo.errors import UserError
 from zoo.schedules import Schedule, build_schedule
 from zoo.schema import (
-    ATARI_TOOLKIT_DEFAULTS,
+    RENAMED_KEYS,
+    SCHEDULE_KEYS,
     SCHEMAS,
-    TOOLKIT_DEFAULTS,
+    TOOLKIT_FIELDS,
     Field,
     FieldError,
     Schema,
+    toolkit_defaults,
 )
 from zoo.yamlio import parse_yaml_text, read_yaml_file
 
@@ -43,6 +47,50 @@ class Layer:
 
     origin: str
     values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The evaluations during training: the eval_* keys without their prefix."""
+
+    freq: int
+    episodes: int
+    epsilon: float
+    actions: str
+    max_frames: int
+
+    @property
+    def sampled(self) -> bool:
+        return self.actions == "sampled"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a training run logs, saves, stops and uses the CPU."""
+
+    log_freq: int
+    save_freq: int
+    keep_checkpoints: int
+    save_replay_buffer: bool
+    stop_at_eval_score: float | None
+    stop_at_training_score: float | None
+    torch_threads: int | None
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The replay buffer of an off-policy algorithm (dqn, qrdqn)."""
+
+    buffer_size: int
+    learning_starts: int
+    replay_buffer: str
+    optimize_memory_usage: bool
+    frame_store: str
+
+
+def _settings(cls: type[Any], hyperparams: Mapping[str, Any], prefix: str = "") -> Any:
+    """A settings dataclass filled from the keys named `prefix` + each of its fields."""
+    return cls(**{f.name: hyperparams[prefix + f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -69,8 +117,30 @@ class Config:
     def policy(self) -> str:
         return str(self.hyperparams["policy"])
 
+    @property
+    def n_envs(self) -> int:
+        return int(self.hyperparams["n_envs"])
+
     def env_settings(self) -> EnvSettings:
         return EnvSettings.from_hyperparams(self.hyperparams)
+
+    @property
+    def evaluation(self) -> EvaluationSettings:
+        settings: EvaluationSettings = _settings(EvaluationSettings, self.hyperparams, "eval_")
+        return settings
+
+    @property
+    def run(self) -> RunSettings:
+        settings: RunSettings = _settings(RunSettings, self.hyperparams)
+        return settings
+
+    @property
+    def replay(self) -> ReplaySettings | None:
+        """The replay buffer settings; None for on-policy algorithms (a2c, ppo)."""
+        if "buffer_size" not in self.hyperparams:
+            return None
+        settings: ReplaySettings = _settings(ReplaySettings, self.hyperparams)
+        return settings
 
     def learning_rate_schedule(self) -> Schedule:
         return build_schedule(self.hyperparams["learning_rate"], self.n_timesteps)
@@ -91,23 +161,23 @@ class Config:
         return None if spec is None else build_schedule(spec, self.n_timesteps, rising=True)
 
     def algorithm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the SB3 constructor, with registry names resolved to classes.
-
-        Schedules are not constructor arguments: the model starts at their step-0 value and
-        `learning_rate_schedule`, `exploration_schedule` and `clip_range_schedule` drive it
-        from there.
-        """
+        """Keyword arguments for the algorithm's constructor, with registry names resolved to
+        classes. Schedules go in as zoo Schedule objects of the global step (zoo/algos.py's
+        mixins); the model starts at their step-0 value and saves them with itself."""
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
-            if key in self.schema.algorithm and key not in ("exploration", "priority_beta")
+            if key in self.schema.algorithm and key not in SCHEDULE_KEYS
         }
-        kwargs["learning_rate"] = self.learning_rate_schedule().value(0)
-        clip_range = self.clip_range_schedule()
-        if clip_range is not None:
-            kwargs["clip_range"] = clip_range.value(0)
+        schedules = {
+            "lr_step_schedule": self.learning_rate_schedule(),
+            "epsilon_schedule": self.exploration_schedule(),
+            "clip_step_schedule": self.clip_range_schedule(),
+            "priority_beta_schedule": self.priority_beta_schedule(),
+        }
+        kwargs.update({key: value for key, value in schedules.items() if value is not None})
         if "train_freq" in kwargs:
-            kwargs.update(per_env_step_training(kwargs, int(self.hyperparams["n_envs"])))
+            kwargs.update(per_env_step_training(kwargs, self.n_envs))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
             kwargs["train_freq"] = tuple(kwargs["train_freq"])
         kwargs["policy_kwargs"] = registry.with_fused_adam(
@@ -248,7 +318,7 @@ def _file_layers(path: Path, data: Any, env: EnvSpec, schema: Schema) -> list[La
         raise UserError(
             f"{path}: expected a mapping of sections or hyperparameters, got {type(data).__name__}"
         )
-    if any(key in schema.fields for key in data):
+    if any(key in schema.fields or key in RENAMED_KEYS for key in data):
         sections = [key for key in data if key in GENERIC_SECTIONS]
         if sections:
             raise UserError(
@@ -324,7 +394,8 @@ def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
     """Check every key and value of one layer; the first problem is one UserError line."""
     checked: dict[str, Any] = {}
     fields = schema.fields
-    for key, value in layer.values.items():
+    for old_key, value in layer.values.items():
+        key = _current_name(old_key, layer.origin)
         if key in schema.not_applicable:
             raise UserError(
                 f"{layer.origin}: key {key!r} does not apply here: {schema.not_applicable[key]}"
@@ -339,6 +410,22 @@ def validate_layer(layer: Layer, schema: Schema) -> dict[str, Any]:
         except FieldError as error:
             raise UserError(f"{layer.origin}: key {key!r}: {error}") from None
     return checked
+
+
+_NOTED_RENAMES: set[str] = set()
+
+
+def _current_name(key: str, origin: str) -> str:
+    """A key's name now; an old name works, with a note the first time it is seen."""
+    new = RENAMED_KEYS.get(key)
+    if new is None:
+        return key
+    if key not in _NOTED_RENAMES:
+        _NOTED_RENAMES.add(key)
+        print(
+            f"note: {origin}: key {key!r} is now called {new!r}; please rename it", file=sys.stderr
+        )
+    return new
 
 
 def _unknown_key_text(key: Any, fields: Mapping[str, Any]) -> str:
@@ -357,7 +444,6 @@ def _merge_value(old: Any, new: Any) -> Any:
     return copy.deepcopy(new)
 
 
-SCHEDULE_KEYS = ("learning_rate", "exploration", "priority_beta", "clip_range")
 SB3_EXPLORATION_KEYS = ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction")
 
 
@@ -408,11 +494,9 @@ def _fold_exploration_keys(
 def _with_defaults(merged: Mapping[str, Any], algo: str, env: EnvSpec) -> dict[str, Any]:
     """Fill every key the run depends on, so config.yml shows (and pins) all of them."""
     schema = SCHEMAS[algo]
-    defaults: dict[str, Any] = dict(TOOLKIT_DEFAULTS)
-    if env.is_atari:
-        defaults.update(ATARI_TOOLKIT_DEFAULTS)
-    if env.kind == "atari" and ale_vector_available():
-        defaults["vec_env"] = "ale"  # the fast backend, where ale-py has it
+    defaults = toolkit_defaults(env.kind)
+    if defaults["vec_env"] == "ale" and not ale_vector_available():
+        defaults["vec_env"] = TOOLKIT_FIELDS["vec_env"].default  # ale-py too old for the fast one
     defaults["seed"] = secrets.randbelow(2**31)
     constructor_defaults = registry.constructor_defaults(registry.ALGORITHMS[algo])
     for key, spec in schema.algorithm.items():
@@ -497,7 +581,7 @@ def _check_replay_buffer(
             "(Atari pixel games)",
         )
     if hyperparams.get("replay_buffer") != "frames":
-        if hyperparams.get("frame_store", "host") != "host":
+        if hyperparams.get("frame_store") not in (None, "host"):
             fail(
                 "frame_store", "only the frame buffer has a frame store: set replay_buffer: frames"
             )
@@ -524,7 +608,7 @@ _REPLAY_BUFFER_KWARGS: Mapping[str, Mapping[str, str]] = {
 def _check_replay_buffer_kwargs(
     hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
 ) -> None:
-    kind = str(hyperparams.get("replay_buffer", "sb3"))
+    kind = str(hyperparams["replay_buffer"])
     accepted = _REPLAY_BUFFER_KWARGS.get(kind, {})
     for key, value in (hyperparams.get("replay_buffer_kwargs") or {}).items():
         if key not in accepted:
@@ -588,7 +672,7 @@ def _check_minibatches(
     )
     if batch_size > rollout:
         fail("batch_size", f"{batch_size} is larger than a rollout ({where})")
-    if hyperparams.get("normalize_advantage", True) and batch_size < 2:
+    if hyperparams["normalize_advantage"] and batch_size < 2:
         fail("batch_size", "normalize_advantage needs minibatches of 2 or more transitions")
 
 

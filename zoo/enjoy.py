@@ -25,7 +25,7 @@ from zoo.config import Config, build_config
 from zoo.envs import make_eval_env
 from zoo.errors import UserError
 from zoo.evaluation import BEST_MODEL, play_evaluation_games
-from zoo.models import algorithm_of, load_algorithm
+from zoo.model_loading import algorithm_of, load_algorithm
 from zoo.registry import ALGORITHMS
 from zoo.runs import FINAL_MODEL, Run
 
@@ -146,7 +146,7 @@ def play(
         check_record_target(record)
     config = chosen_config(chosen)
     model = load_algorithm(check_model_algo(chosen, config), chosen.path, device="cpu")
-    max_frames = int(config.hyperparams.get("eval_max_frames", 108_000))
+    max_frames = config.evaluation.max_frames
     atari = config.env.is_atari
     render_mode = None
     if render and (atari or record is None):
@@ -162,7 +162,7 @@ def play(
             f"{env.observation_space.shape}; that zip does not belong to this run"
         )
     # As the run's evaluations played: a greedy A2C or PPO agent can stall where it must serve.
-    sampled = config.hyperparams.get("eval_actions") == "sampled"
+    sampled = config.evaluation.sampled
     if sampled:
         set_random_seed(seed)  # the draws of SB3's sampling: the same games for the same seed
         say("Actions sampled from the policy (the run's eval_actions)")

@@ -36,6 +36,7 @@ from stable_baselines3.common.vec_env import (
 
 from zoo.errors import UserError
 from zoo.gym_packages import imported_gym_packages, make_registered
+from zoo.schema import toolkit_defaults
 from zoo.threads import env_threads
 
 gym.register_envs(ale_py)
@@ -75,6 +76,10 @@ class EnvSpec:
         return {"obs_type": "ram"} if self.kind == "atari_ram" else {}
 
 
+# The Atari preprocessing keys are in a config for Atari games only; other envs ignore them.
+_ATARI = toolkit_defaults("atari")
+
+
 @dataclass(frozen=True)
 class EnvSettings:
     """The env part of a resolved config."""
@@ -82,11 +87,11 @@ class EnvSettings:
     n_envs: int
     vec_env: str
     frame_stack: int
-    noop_max: int = 30
-    frame_skip: int = 4
-    screen_size: int = 84
-    terminal_on_life_loss: bool = True
-    clip_reward: bool = True
+    noop_max: int = _ATARI["noop_max"]
+    frame_skip: int = _ATARI["frame_skip"]
+    screen_size: int = _ATARI["screen_size"]
+    terminal_on_life_loss: bool = _ATARI["terminal_on_life_loss"]
+    clip_reward: bool = _ATARI["clip_reward"]
     env_kwargs: Mapping[str, Any] | None = None
     env_threads: int | None = None  # C++ threads of vec_env ale (None: zoo's choice)
 

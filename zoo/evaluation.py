@@ -312,7 +312,7 @@ class EvaluationCancelled(Exception):
 
 class EvaluationCallback(BaseCallback):
     """Every `eval_freq` global steps: play full games, log them, keep the best model and
-    stop training once the mean reaches `stop_at_reward`."""
+    stop training once the mean reaches `stop_at_score`."""
 
     def __init__(
         self,
@@ -323,7 +323,7 @@ class EvaluationCallback(BaseCallback):
         eval_epsilon: float,
         seed: int,
         sampled: bool = False,
-        stop_at_reward: float | None = None,
+        stop_at_score: float | None = None,
         best_mean: float | None = None,
         announce: Callable[[str], None] = lambda _: None,
         on_result: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None,
@@ -337,7 +337,7 @@ class EvaluationCallback(BaseCallback):
         self.episodes = episodes
         self.eval_epsilon = eval_epsilon
         self.seed = seed
-        self.stop_at_reward = stop_at_reward
+        self.stop_at_score = stop_at_score
         self.best_mean = best_mean
         self.announce = announce
         self.on_result = on_result
@@ -361,7 +361,7 @@ class EvaluationCallback(BaseCallback):
         if self.on_result is not None and not self.on_result(self.model, result):
             self.stopped_by_listener = result
             return False
-        if self.stop_at_reward is not None and result.mean >= self.stop_at_reward:
+        if self.stop_at_score is not None and result.mean >= self.stop_at_score:
             self.reached = result
             return False
         return True

@@ -43,21 +43,23 @@ def observation_shape(config: Config) -> tuple[tuple[int, ...], int]:
 
 def replay_buffer_bytes_needed(config: Config) -> int:
     """Bytes the run's replay buffer takes once full; 0 for algorithms without one."""
-    buffer_size = config.hyperparams.get("buffer_size")
-    if buffer_size is None:
+    replay = config.replay
+    if replay is None:
         return 0
-    n_envs = int(config.hyperparams["n_envs"])
+    n_envs = config.n_envs
     shape, itemsize = observation_shape(config)
-    if config.hyperparams.get("replay_buffer") == "frames":
-        return frame_buffer_bytes(int(buffer_size), shape, n_envs)
-    transitions = max(int(buffer_size) // n_envs, 1) * n_envs
-    copies = 1 if config.hyperparams.get("optimize_memory_usage") else 2
+    if replay.replay_buffer == "frames":
+        return frame_buffer_bytes(replay.buffer_size, shape, n_envs)
+    transitions = max(replay.buffer_size // n_envs, 1) * n_envs
+    copies = 1 if replay.optimize_memory_usage else 2
     return transitions * (copies * int(np.prod(shape)) * itemsize + _SB3_SCALAR_BYTES)
 
 
 def memory_available_for_the_buffer(config: Config, device: str) -> tuple[int, str]:
     """Free bytes where the run's buffer will live, and what that memory is called."""
-    if config.hyperparams.get("frame_store") == "device" and th.device(device).type == "cuda":
+    replay = config.replay
+    on_device = replay is not None and replay.frame_store == "device"
+    if on_device and th.device(device).type == "cuda":
         free, _total = th.cuda.mem_get_info(th.device(device))
         return int(free), "GPU memory"
     return int(psutil.virtual_memory().available), "memory"
@@ -73,14 +75,16 @@ def admit_replay_buffer(config: Config, device: str = "cpu", available: int | No
         available, where = memory_available_for_the_buffer(config, device)
     if needed + RUN_HEADROOM_BYTES <= available:
         return needed
-    buffer_size = int(config.hyperparams["buffer_size"])
+    replay = config.replay
+    assert replay is not None  # only a replay buffer needs memory here
+    buffer_size = replay.buffer_size
     fitting = int(max(available - RUN_HEADROOM_BYTES, 0) / needed * buffer_size)
     hint = (
         f"lower buffer_size (about {fitting:,} fits here, e.g. --set buffer_size={fitting})"
         if fitting >= 1
         else "free memory first"
     )
-    if config.hyperparams.get("replay_buffer") == "sb3" and config.env.kind == "atari":
+    if replay.replay_buffer == "sb3" and config.env.kind == "atari":
         hint += " or store each frame once with --set replay_buffer=frames"
     raise UserError(
         f"buffer_size {buffer_size:,}: the replay buffer needs {_gb(needed)} of {where} when "

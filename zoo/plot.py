@@ -23,17 +23,10 @@ from matplotlib.axes import Axes
 from zoo import rl_zoo3
 from zoo.errors import UserError
 from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.names import PLOT_PANELS
 from zoo.runs import Run
 
-X_AXES = ("steps", "episodes")
 IMAGE_SUFFIXES = (".png", ".svg")
-# Extra panels: name -> (axis label, TensorBoard tags tried in order; all found are drawn).
-PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "loss": ("loss", ("train/loss", "train/value_loss", "train/policy_loss")),
-    "epsilon": ("epsilon", ("rollout/exploration_rate",)),
-    "lr": ("learning rate", ("train/learning_rate",)),
-    "clip": ("clip range", ("train/clip_range",)),  # PPO
-}
 # Bootstrap resamples per evaluation step of a --mean plot (one interval per point).
 _IQM_BOOTSTRAP_REPS = 2_000
 _GRID_POINTS = 300
@@ -53,6 +46,31 @@ class RunCurves:
     eval_stds: np.ndarray
     scalars: dict[str, Series] = field(default_factory=dict)
     damage: tuple[str, ...] = ()  # why a file of the run could not be read
+
+    @classmethod
+    def of_run(
+        cls,
+        label: str,
+        group: str,
+        games: Series,
+        evaluations: Sequence[tuple[float, float, float]],
+        scalars: dict[str, Series] | None = None,
+        damage: Sequence[str] = (),
+    ) -> RunCurves:
+        """The curves of a run: `games` as (steps, scores), `evaluations` as rows of (step,
+        mean, std)."""
+        table = np.array(evaluations, dtype=np.float64).reshape(-1, 3)
+        return cls(
+            label=label,
+            group=group,
+            game_steps=games[0],
+            game_scores=games[1],
+            eval_steps=table[:, 0],
+            eval_means=table[:, 1],
+            eval_stds=table[:, 2],
+            scalars=scalars or {},
+            damage=tuple(damage),
+        )
 
     @property
     def empty(self) -> bool:
@@ -75,23 +93,13 @@ def load_run_curves(run: Run, label: str) -> RunCurves:
     except UserError as error:
         scalars = {}
         damage.append(str(error))
-    game_steps, game_scores = scalars.pop("episode/score", (np.zeros(0), np.zeros(0)))
+    games = scalars.pop("episode/score", (np.zeros(0), np.zeros(0)))
     try:
         evaluations = _evaluations(run.path / EVALUATIONS_FILE)
     except UserError as error:
-        evaluations = np.zeros((0, 3))
+        evaluations = []
         damage.append(str(error))
-    return RunCurves(
-        label=label,
-        group=group,
-        game_steps=game_steps,
-        game_scores=game_scores,
-        eval_steps=evaluations[:, 0],
-        eval_means=evaluations[:, 1],
-        eval_stds=evaluations[:, 2],
-        scalars=scalars,
-        damage=tuple(damage),
-    )
+    return RunCurves.of_run(label, group, games, evaluations, scalars, damage)
 
 
 def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
@@ -103,13 +111,13 @@ def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
     try:
         config = run_config(run)
         if config.env.kind == "atari":  # its monitors count frames
-            frames_per_step = int(config.hyperparams["frame_skip"])
+            frames_per_step = config.env_settings().frame_skip
     except UserError as error:
         damage.append(str(error))
     try:
-        game_steps, game_scores = rl_zoo3.training_games(run.path, frames_per_step)
+        games = rl_zoo3.training_games(run.path, frames_per_step)
     except UserError as error:
-        game_steps, game_scores = np.zeros(0), np.zeros(0)
+        games = (np.zeros(0), np.zeros(0))
         damage.append(str(error))
     try:
         rows = [(step, float(np.mean(s)), float(np.std(s)))
@@ -117,26 +125,15 @@ def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
     except UserError as error:
         rows = []
         damage.append(str(error))
-    evaluations = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return RunCurves(
-        label=label,
-        group=group,
-        game_steps=game_steps,
-        game_scores=game_scores,
-        eval_steps=evaluations[:, 0],
-        eval_means=evaluations[:, 1],
-        eval_stds=evaluations[:, 2],
-        damage=tuple(damage),
-    )
+    return RunCurves.of_run(label, group, games, rows, damage=damage)
 
 
-def _evaluations(path: Path) -> np.ndarray:
+def _evaluations(path: Path) -> list[tuple[float, float, float]]:
     """Rows of (step, mean, std); a UserError saying what is wrong with a damaged file."""
-    rows = [
+    return [
         (float(row["step"]), float(row["mean"]), float(row["std"]))
         for row in EvaluationLog(path).checked_rows()
     ]
-    return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def _tensorboard_scalars(folder: Path) -> dict[str, Series]:
@@ -308,7 +305,7 @@ def _draw_scores(axis: Axes, members: list[RunCurves], options: PlotOptions, col
 def _draw_panel(
     axis: Axes, panel: str, members: list[RunCurves], options: PlotOptions, color: str
 ) -> None:
-    ylabel, tags = PANELS[panel]
+    ylabel, tags = PLOT_PANELS[panel]
     axis.set_ylabel(ylabel)
     styles = ("-", ":", "-.")
     labelled = set(axis.get_legend_handles_labels()[1])

@@ -75,7 +75,7 @@ def package_agent(
     command: str,
 ) -> Path:
     """Write the agent folder: weights without optimizer state, run.yml, config.yml, card."""
-    from zoo.models import load_model
+    from zoo.model_loading import load_model
 
     destination.mkdir(parents=True, exist_ok=True)
     model = load_model(model_file, device="cpu")

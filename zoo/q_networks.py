@@ -23,7 +23,7 @@ from stable_baselines3.common.torch_layers import (
     NatureCNN,
     create_mlp,
 )
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import Schedule as ProgressSchedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
@@ -129,7 +129,7 @@ class DuelingOption:
         self,
         observation_space: spaces.Space,
         action_space: spaces.Discrete,
-        lr_schedule: Schedule,
+        lr_schedule: ProgressSchedule,
         dueling: bool = False,
         net_arch: list[int] | None = None,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
@@ -167,7 +167,7 @@ class PixelDefault:
         self,
         observation_space: spaces.Space,
         action_space: spaces.Discrete,
-        lr_schedule: Schedule,
+        lr_schedule: ProgressSchedule,
         features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
         **kwargs: Any,
     ) -> None:

@@ -1,6 +1,8 @@
-"""Every name that may appear in YAML, mapped to the class it stands for.
+"""The names of `names.py` that stand for classes here, mapped to those classes.
 
-Configuration never reaches `eval`: a name not listed here is a validation error.
+Configuration never reaches `eval`: a name not listed in `names.py` is a validation error.
+Q-networks, TD losses and replay buffers are mapped beside their code (q_networks.NETWORKS,
+algos.TD_LOSSES, algos.REPLAY_BUFFER_CLASSES).
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-from zoo.algos import FRAME_STORES as FRAME_STORES  # re-exported for the schema
-from zoo.algos import REPLAY_BUFFERS as BUFFER_CLASSES
-from zoo.algos import TD_LOSSES, ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
-from zoo.networks import ScaledFlattenExtractor
+from zoo.algos import ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
 from zoo.optimizers import DeepMindRMSprop
-from zoo.q_networks import NETWORKS
+from zoo.ram_extractor import ScaledFlattenExtractor
 
 # Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes.
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
@@ -28,13 +27,6 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "qrdqn": ZooQRDQN,
     "ppo": ZooPPO,
 }
-
-# Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
-Q_NETWORKS: tuple[str, ...] = tuple(NETWORKS)
-LOSSES: tuple[str, ...] = tuple(TD_LOSSES)
-REPLAY_BUFFERS: tuple[str, ...] = tuple(BUFFER_CLASSES)
-
-POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
 
 OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
     "adam": th.optim.Adam,

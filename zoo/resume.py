@@ -12,7 +12,7 @@ from zoo.atomic import atomic_write_text, write_atomically
 from zoo.checkpoints import Checkpoint, newest_checkpoint, set_aside
 from zoo.config import Config, build_config
 from zoo.errors import UserError
-from zoo.models import algorithm_of
+from zoo.model_loading import algorithm_of
 from zoo.runs import Run, open_run, update_run_status
 from zoo.train import StartPoint
 

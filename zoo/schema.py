@@ -1,8 +1,15 @@
-"""The hyperparameter schema: which keys each algorithm accepts, and what values they take.
+"""The hyperparameter schema: every key zoo accepts, each declared once.
 
-A field checks one value and returns it normalised (an integral float such as `1e7` becomes
-an int); a bad value raises `FieldError` with a message that `config.py` prefixes with the
-file, section and key it came from.
+A `Field` holds all of one key's facts: its checker (with what it accepts, in words), help
+text, defaults (for every env, Atari games, Atari pixel games), the names it had before and,
+where it has one, its command-line flag. YAML validation, the defaults of a resolved config,
+the flags of `zoo train`, `tune` and `schedule`, their `--help` and docs/HYPERPARAMETERS.md
+all come from here. Algorithm keys take their defaults from the algorithm's constructor
+(SB3's facts, read by `names.constructor_defaults`), then from hyperparams/<algo>.yml.
+
+A check returns its value normalised (an integral float such as `1e7` becomes an int); a bad
+value raises `FieldError` with a message that `config.py` prefixes with the file, section and
+key it came from.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from zoo import registry
+from zoo import names
 from zoo.schedules import ScheduleError, build_schedule
 
 
@@ -22,20 +29,95 @@ class FieldError(ValueError):
 
 
 @dataclass(frozen=True)
-class Field:
-    """One hyperparameter: a checker plus a help text for `--help` and error messages."""
+class Check:
+    """A value checker and what it accepts, in words, for --help and the key table."""
 
-    check: Callable[[Any], Any]
-    help: str = ""
+    function: Callable[[Any], Any]
+    accepts: str
+    # The entries of a nested mapping (policy_kwargs), each a key of its own.
+    entries: Mapping[str, Field] = field(default_factory=dict)
+    is_schedule: bool = False
+
+    def __call__(self, value: Any) -> Any:
+        return self.function(value)
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+# A default that a declaration leaves out (None is a default: "zoo chooses", "never").
+NO_DEFAULT: Any = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line option that sets one key, e.g. `-n/--timesteps` for n_timesteps."""
+
+    options: tuple[str, ...]
+    type: Callable[[str], Any] = int
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        """The options as error messages name them: `-n/--timesteps`."""
+        return "/".join(self.options)
+
+    @property
+    def dest(self) -> str:
+        """argparse's attribute for the value: the first long option, as a name."""
+        long = next(option for option in self.options if option.startswith("--"))
+        return long[2:].replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One hyperparameter, declared once: checker, help and, where it has them, defaults,
+    old names and a command-line flag."""
+
+    check: Check
+    help: str
+    default: Any = NO_DEFAULT  # every resolved config carries it
+    atari: Any = NO_DEFAULT  # for Atari games, pixels and RAM
+    atari_pixels: Any = NO_DEFAULT  # for Atari pixel games
+    default_text: str = ""  # a default chosen when the config is built, in words
+    flag: Flag | None = None
+    renamed_from: tuple[str, ...] = ()  # old names, still accepted with a note
+
+    def default_for(self, env_kind: str) -> Any:
+        """The declared default for an env of `env_kind` (EnvSpec.kind), or NO_DEFAULT."""
+        if env_kind == "atari" and self.atari_pixels is not NO_DEFAULT:
+            return self.atari_pixels
+        if env_kind != "other" and self.atari is not NO_DEFAULT:
+            return self.atari
+        return self.default
+
+    def default_words(self) -> str:
+        """The declared defaults as --help and the key table show them ("" if none)."""
+        if self.default_text:
+            return self.default_text
+        parts = [] if self.default is NO_DEFAULT else [_yaml_text(self.default)]
+        for label, value in (("Atari", self.atari), ("Atari pixels", self.atari_pixels)):
+            if value is not NO_DEFAULT:
+                parts.append(f"{label}: {_yaml_text(value)}")
+        return "; ".join(parts)
+
+
+def _yaml_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def integer(
-    low: int | None = None, high: int | None = None, allow: tuple[int, ...] = ()
-) -> Callable[[Any], int]:
+def integer(low: int | None = None, high: int | None = None, allow: tuple[int, ...] = ()) -> Check:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FieldError(f"expected an integer, got {_describe(value)}")
@@ -48,7 +130,7 @@ def integer(
             raise FieldError(f"must be {_range_text(low, high, allow)}, got {number}")
         return number
 
-    return check
+    return Check(check, f"integer {_range_text(low, high, allow)}".strip())
 
 
 def number(
@@ -56,7 +138,11 @@ def number(
     high: float | None = None,
     low_open: bool = False,
     optional: bool = False,
-) -> Callable[[Any], float | None]:
+) -> Check:
+    lower = None if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+    upper = None if high is None else f"<= {high:g}"
+    bounds = " and ".join(b for b in (lower, upper) if b)
+
     def check(value: Any) -> float | None:
         if value is None and optional:
             return None
@@ -66,13 +152,10 @@ def number(
         too_low = low is not None and (result <= low if low_open else result < low)
         too_high = high is not None and result > high
         if not math.isfinite(result) or too_low or too_high:
-            lower = None if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
-            upper = None if high is None else f"<= {high:g}"
-            bounds = " and ".join(b for b in (lower, upper) if b)
             raise FieldError(f"must be a finite number {bounds}, got {value!r}".replace("  ", " "))
         return result
 
-    return check
+    return Check(check, f"number {bounds}".strip() + (", or null" if optional else ""))
 
 
 def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> str:
@@ -87,7 +170,7 @@ def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> st
 
 def schedule(
     low: float, high: float | None = None, exploration: bool = False, rising: bool = False
-) -> Callable[[Any], Any]:
+) -> Check:
     """A number or a schedule spec (see zoo/schedules.py) whose values lie in [low, high].
 
     A constant learning rate must be > 0; a decay may end at 0. `rising`: the schedule goes
@@ -113,18 +196,20 @@ def schedule(
             raise FieldError(f"schedule values must be >= {low:g}{upper}, got {out_of_range[0]:g}")
         return dict(value) if isinstance(value, dict) else float(value)
 
-    return check
+    within = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+    return Check(check, f"number or schedule, values {within}", is_schedule=True)
 
 
-def boolean(value: Any) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise FieldError(f"expected true or false, got {_describe(value)}")
     return value
 
 
-def choice(
-    options: tuple[str, ...] | Mapping[str, Any], optional: bool = False
-) -> Callable[[Any], str | None]:
+boolean = Check(_boolean, "true or false")
+
+
+def choice(options: tuple[str, ...] | Mapping[str, Any], optional: bool = False) -> Check:
     names = tuple(options)
 
     def check(value: Any) -> str | None:
@@ -134,16 +219,16 @@ def choice(
             raise FieldError(f"expected one of {', '.join(names)}, got {value!r}")
         return str(value)
 
-    return check
+    return Check(check, f"one of {', '.join(names)}" + (", or null" if optional else ""))
 
 
-def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`check`, or null (zoo chooses)."""
+def optional(inner: Check) -> Check:
+    """`inner`, or null (zoo chooses)."""
 
     def check_optional(value: Any) -> Any:
-        return None if value is None else check(value)
+        return None if value is None else inner(value)
 
-    return check_optional
+    return Check(check_optional, f"{inner.accepts}, or null")
 
 
 # `sb3` names the standard SB3 stack in this process, i.e. dummy.
@@ -155,13 +240,16 @@ VEC_ENV_ALIASES: Mapping[str, str] = {
 }
 
 
-def vec_env(value: Any) -> str:
+def _vec_env(value: Any) -> str:
     if value not in VEC_ENV_ALIASES:
         raise FieldError(f"expected one of {', '.join(VEC_ENV_ALIASES)}, got {value!r}")
     return VEC_ENV_ALIASES[value]
 
 
-def int_list(value: Any) -> list[int]:
+vec_env = Check(_vec_env, f"one of {', '.join(VEC_ENV_ALIASES)}")
+
+
+def _int_list(value: Any) -> list[int]:
     if not isinstance(value, list) or not value:
         raise FieldError(
             f"expected a non-empty list of layer sizes such as [64, 64], got {_describe(value)}"
@@ -169,17 +257,20 @@ def int_list(value: Any) -> list[int]:
     return [integer(low=1)(item) for item in value]
 
 
-def net_arch(value: Any) -> list[int] | dict[str, list[int]]:
+def _net_arch(value: Any) -> list[int] | dict[str, list[int]]:
     """A list of layer sizes, or for actor-critic `{pi: [...], vf: [...]}`."""
     if isinstance(value, dict):
         unknown = set(value) - {"pi", "vf"}
         if unknown:
             raise FieldError(f"net_arch mapping takes keys pi and vf, got {sorted(unknown)}")
-        return {key: int_list(sizes) for key, sizes in value.items()}
-    return int_list(value)
+        return {key: _int_list(sizes) for key, sizes in value.items()}
+    return _int_list(value)
 
 
-def train_freq(value: Any) -> int | list[Any]:
+net_arch = Check(_net_arch, "list of layer sizes, or {pi: [...], vf: [...]}")
+
+
+def _train_freq(value: Any) -> int | list[Any]:
     """`4` (steps) or `[4, step]` / `[1, episode]` as SB3 accepts."""
     if isinstance(value, list):
         if len(value) != 2 or value[1] not in ("step", "episode"):
@@ -188,7 +279,10 @@ def train_freq(value: Any) -> int | list[Any]:
     return integer(low=1)(value)
 
 
-def scalar_mapping(value: Any) -> dict[str, Any]:
+train_freq = Check(_train_freq, "integer >= 1, or [N, step|episode]")
+
+
+def _scalar_mapping(value: Any) -> dict[str, Any]:
     """A mapping of names to plain YAML scalars (numbers, booleans, strings, lists of them)."""
     if not isinstance(value, dict):
         raise FieldError(f"expected a mapping, got {_describe(value)}")
@@ -196,11 +290,14 @@ def scalar_mapping(value: Any) -> dict[str, Any]:
         if not isinstance(key, str):
             raise FieldError(f"keys must be names, got {key!r}")
         if isinstance(item, dict):
-            scalar_mapping(item)
+            _scalar_mapping(item)
     return dict(value)
 
 
-def nested(fields: Mapping[str, Field]) -> Callable[[Any], dict[str, Any]]:
+scalar_mapping = Check(_scalar_mapping, "mapping")
+
+
+def nested(fields: Mapping[str, Field]) -> Check:
     """A mapping with its own schema (policy_kwargs); unknown keys are errors."""
 
     def check(value: Any) -> dict[str, Any]:
@@ -219,7 +316,7 @@ def nested(fields: Mapping[str, Field]) -> Callable[[Any], dict[str, Any]]:
                 raise FieldError(f"{key}: {error}") from None
         return result
 
-    return check
+    return Check(check, "mapping of the entries below", entries=fields)
 
 
 @dataclass(frozen=True)
@@ -236,73 +333,133 @@ class Schema:
         return {**self.toolkit, **self.algorithm}
 
 
+# A game lasts at most 30 minutes of emulator time (60 frames a second), as in the papers.
+MAX_GAME_FRAMES = 108_000
+
+
 TOOLKIT_FIELDS: Mapping[str, Field] = {
-    "n_timesteps": Field(integer(low=1), "total agent steps to train"),
-    "policy": Field(choice(registry.POLICIES), "SB3 policy name"),
-    "seed": Field(integer(low=0, high=2**32 - 1), "random seed of envs, torch and numpy"),
-    "n_envs": Field(integer(low=1, high=1024), "number of parallel envs"),
+    "n_timesteps": Field(
+        integer(low=1),
+        "total agent steps to train",
+        default=100_000,
+        flag=Flag(("-n", "--timesteps"), metavar="N"),
+    ),
+    "policy": Field(choice(names.POLICIES), "SB3 policy name", default="MlpPolicy"),
+    "seed": Field(
+        integer(low=0, high=2**32 - 1),
+        "random seed of envs, torch and numpy",
+        default_text="drawn at random and saved in config.yml",
+        flag=Flag(("--seed",)),
+    ),
+    "n_envs": Field(
+        integer(low=1, high=1024),
+        "number of parallel envs",
+        default=1,
+        flag=Flag(("--n-envs",), metavar="N"),
+    ),
     "vec_env": Field(
         vec_env,
-        "ale: Atari games in ale-py's C++ threads (default for pixel games); "
-        "sb3 or dummy: SB3's wrappers in this process; subproc: one process each",
+        "env backend. ale: Atari pixel games in ale-py's C++ threads (the default where "
+        "ale-py has it); sb3 or dummy: SB3's wrappers in this process; subproc: one process each",
+        default="dummy",
+        atari_pixels="ale",
+        flag=Flag(("--vec-env",), type=str, choices=tuple(VEC_ENV_ALIASES)),
     ),
     "torch_threads": Field(
-        optional(integer(low=1, high=1024)), "PyTorch CPU threads (null: zoo's choice)"
+        optional(integer(low=1, high=1024)),
+        "PyTorch CPU threads (null: zoo's choice)",
+        default=None,
     ),
     "env_threads": Field(
-        optional(integer(low=1, high=1024)), "C++ threads of vec_env ale (null: zoo's choice)"
+        optional(integer(low=1, high=1024)),
+        "C++ threads of vec_env ale (null: zoo's choice)",
+        default=None,
     ),
     "frame_stack": Field(
-        integer(low=1, high=64), "observations stacked (4 pixel frames, 3 RAM windows)"
+        integer(low=1, high=64),
+        "observations stacked (4 pixel frames, 3 RAM windows)",
+        default=1,
     ),
     "noop_max": Field(
-        integer(low=0, high=1000), "at most this many no-op frames at the start of a game"
+        integer(low=0, high=1000),
+        "at most this many no-op frames at the start of a game",
+        atari=30,
     ),
     "frame_skip": Field(
-        integer(low=1, high=16), "agent acts every N frames (max over the last two)"
+        integer(low=1, high=16), "agent acts every N frames (max over the last two)", atari=4
     ),
-    "screen_size": Field(integer(low=8, high=512), "side of the square grayscale frame"),
-    "terminal_on_life_loss": Field(boolean, "a lost life ends a training episode"),
-    "clip_reward": Field(boolean, "train on the sign of the reward"),
+    "screen_size": Field(integer(low=8, high=512), "side of the square grayscale frame", atari=84),
+    "terminal_on_life_loss": Field(boolean, "a lost life ends a training episode", atari=True),
+    "clip_reward": Field(boolean, "train on the sign of the reward", atari=True),
     "env_kwargs": Field(scalar_mapping, "extra keyword arguments for gymnasium.make"),
-    "stop_at_mean_score": Field(
-        number(optional=True), "stop once the last 100 games average this score (null: never)"
+    "stop_at_training_score": Field(
+        number(optional=True),
+        "stop once the last 100 training games average this score (null: never)",
+        default=None,
+        renamed_from=("stop_at_mean_score",),
     ),
-    "log_freq": Field(integer(low=1), "agent steps between rows of logged training metrics"),
-    "save_freq": Field(integer(low=0), "agent steps between checkpoints (0: only at the end)"),
-    "keep_checkpoints": Field(integer(low=1, high=1000), "complete checkpoints kept"),
-    "save_replay_buffer": Field(boolean, "checkpoints include the replay buffer (large)"),
-    "eval_freq": Field(integer(low=0), "agent steps between evaluations (0: never)"),
-    "eval_episodes": Field(integer(low=1, high=10_000), "full games per evaluation"),
-    "eval_epsilon": Field(number(low=0, high=1), "random-action probability while evaluating"),
+    "log_freq": Field(
+        integer(low=1), "agent steps between rows of logged training metrics", default=1000
+    ),
+    "save_freq": Field(
+        integer(low=0),
+        "agent steps between checkpoints (0: only at the end)",
+        default=100_000,
+        flag=Flag(("--save-freq",), metavar="N"),
+    ),
+    "keep_checkpoints": Field(integer(low=1, high=1000), "complete checkpoints kept", default=3),
+    "save_replay_buffer": Field(
+        boolean, "checkpoints include the replay buffer (large)", default=False
+    ),
+    "eval_freq": Field(
+        integer(low=0),
+        "agent steps between evaluations (0: never; Atari: every 1M frames)",
+        default=10_000,
+        atari=250_000,
+    ),
+    "eval_episodes": Field(integer(low=1, high=10_000), "full games per evaluation", default=10),
+    "eval_epsilon": Field(
+        number(low=0, high=1), "random-action probability while evaluating", default=0.0
+    ),
     "eval_actions": Field(
         choice(("greedy", "sampled")),
         "evaluation actions: greedy, or sampled from the policy (a2c, ppo; the SB3 benchmark's "
         "way)",
+        default="greedy",
     ),
     "eval_max_frames": Field(
-        integer(low=1), "cap on one evaluation game, in emulator frames (108000 = 30 minutes)"
+        integer(low=1),
+        f"cap on one evaluation game, in emulator frames ({MAX_GAME_FRAMES} = 30 minutes)",
+        default=MAX_GAME_FRAMES,
     ),
-    "stop_at_reward": Field(
-        number(optional=True), "stop once an evaluation mean reaches this score (null: never)"
+    "stop_at_eval_score": Field(
+        number(optional=True),
+        "stop once an evaluation's mean full-game score reaches this (null: never)",
+        default=None,
+        flag=Flag(("--stop-at-eval-score", "--stop-at-reward"), type=float, metavar="X"),
+        renamed_from=("stop_at_reward",),
     ),
 }
 
 _COMMON_POLICY_KWARGS: Mapping[str, Field] = {
-    "net_arch": Field(net_arch),
-    "activation_fn": Field(choice(registry.ACTIVATIONS)),
-    "optimizer_class": Field(choice(registry.OPTIMIZERS)),
-    "optimizer_kwargs": Field(scalar_mapping),
-    "features_extractor_class": Field(choice(registry.FEATURES_EXTRACTORS)),
-    "features_extractor_kwargs": Field(scalar_mapping),
-    "normalize_images": Field(boolean),
+    "net_arch": Field(net_arch, "hidden layer sizes (pi and vf: the actor's and the critic's)"),
+    "activation_fn": Field(choice(names.ACTIVATIONS), "activation between layers"),
+    "optimizer_class": Field(choice(names.OPTIMIZERS), "optimizer of the networks"),
+    "optimizer_kwargs": Field(
+        scalar_mapping, "extra optimizer arguments (eps, alpha, ...; not lr: set learning_rate)"
+    ),
+    "features_extractor_class": Field(
+        choice(names.FEATURES_EXTRACTORS), "network that turns observations into features"
+    ),
+    "features_extractor_kwargs": Field(scalar_mapping, "arguments of the features extractor"),
+    "normalize_images": Field(boolean, "divide pixel values by 255 before the network"),
 }
 
 _ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
     **_COMMON_POLICY_KWARGS,
-    "ortho_init": Field(boolean),
-    "share_features_extractor": Field(boolean),
-    "log_std_init": Field(number()),
+    "ortho_init": Field(boolean, "orthogonal initialisation of the weights"),
+    "share_features_extractor": Field(boolean, "actor and critic share one features extractor"),
+    "log_std_init": Field(number(), "initial log standard deviation (continuous actions)"),
 }
 
 _CHANNELS_LAST = Field(
@@ -336,7 +493,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         "epsilon schedule (replaces the three exploration_* keys)",
     ),
     "replay_buffer": Field(
-        choice(registry.REPLAY_BUFFERS),
+        choice(names.REPLAY_BUFFERS),
         "frames: each pixel frame stored once, stacks rebuilt when sampled (Atari pixel games); "
         "sb3: SB3's buffer, two whole stacks per transition",
     ),
@@ -344,7 +501,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
     ),
     "frame_store": Field(
-        choice(registry.FRAME_STORES),
+        choice(names.FRAME_STORES),
         "where the frame buffer keeps its frames: host (main memory) or device (beside the "
         "network, e.g. in GPU memory: batches are gathered there, not copied from the host)",
     ),
@@ -371,7 +528,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     ),
     "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
     "network": Field(
-        choice(registry.Q_NETWORKS, optional=True),
+        choice(names.Q_NETWORKS, optional=True),
         "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
     ),
 }
@@ -402,7 +559,7 @@ SCHEMAS: Mapping[str, Schema] = {
         toolkit=TOOLKIT_FIELDS,
         algorithm={
             **_Q_LEARNING_FIELDS,
-            "loss": Field(choice(registry.LOSSES), "TD loss: huber (error clipping) or mse"),
+            "loss": Field(choice(names.LOSSES), "TD loss: huber (error clipping) or mse"),
             "max_grad_norm": Field(
                 number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
             ),
@@ -460,7 +617,12 @@ SCHEMAS: Mapping[str, Schema] = {
                 number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
             ),
             "policy_kwargs": Field(
-                nested({**_COMMON_POLICY_KWARGS, "n_quantiles": Field(integer(low=1, high=1000))}),
+                nested(
+                    {
+                        **_COMMON_POLICY_KWARGS,
+                        "n_quantiles": Field(integer(low=1, high=1000), "quantiles per action"),
+                    }
+                ),
                 "network and optimizer settings",
             ),
         },
@@ -470,32 +632,23 @@ SCHEMAS: Mapping[str, Schema] = {
     ),
 }
 
-# Toolkit keys every resolved config carries, whatever the sections said.
-TOOLKIT_DEFAULTS: Mapping[str, Any] = {
-    "policy": "MlpPolicy",
-    "n_timesteps": 100_000,
-    "n_envs": 1,
-    "vec_env": "dummy",
-    "torch_threads": None,
-    "env_threads": None,
-    "frame_stack": 1,
-    "log_freq": 1000,
-    "save_freq": 100_000,
-    "keep_checkpoints": 3,
-    "save_replay_buffer": False,
-    "eval_freq": 10_000,
-    "eval_episodes": 10,
-    "eval_epsilon": 0.0,
-    "eval_actions": "greedy",
-    "eval_max_frames": 108_000,
-    "stop_at_reward": None,
-}
 
-ATARI_TOOLKIT_DEFAULTS: Mapping[str, Any] = {
-    "noop_max": 30,
-    "frame_skip": 4,
-    "screen_size": 84,
-    "terminal_on_life_loss": True,
-    "clip_reward": True,
-    "eval_freq": 250_000,  # every 1M frames
-}
+def toolkit_defaults(env_kind: str) -> dict[str, Any]:
+    """The declared defaults of the toolkit keys for an env of `env_kind` (EnvSpec.kind)."""
+    defaults = {key: spec.default_for(env_kind) for key, spec in TOOLKIT_FIELDS.items()}
+    return {key: value for key, value in defaults.items() if value is not NO_DEFAULT}
+
+
+def _all_fields() -> dict[str, Field]:
+    return {key: spec for schema in SCHEMAS.values() for key, spec in schema.fields.items()}
+
+
+# Old key -> its name now, from the declarations' `renamed_from`.
+RENAMED_KEYS: Mapping[str, str] = MappingProxyType(
+    {old: key for key, spec in _all_fields().items() for old in spec.renamed_from}
+)
+
+# Keys whose value may be a schedule; a `type` in a mapping value replaces the whole schedule.
+SCHEDULE_KEYS: tuple[str, ...] = tuple(
+    key for key, spec in _all_fields().items() if spec.check.is_schedule
+)

@@ -14,8 +14,6 @@ otherwise idle (README "Throughput"). `torch_threads` and `env_threads` override
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 
 def prefer_sleeping_openmp_threads() -> None:
@@ -36,12 +34,11 @@ def env_threads(chosen: int | None, n_envs: int) -> int:
     return max(1, min(chosen if chosen is not None else cores(), n_envs))
 
 
-def apply_torch_threads(hyperparams: Mapping[str, Any]) -> int:
-    """Set `torch_threads` if the config has one (null keeps PyTorch's default, one per
-    physical core); returns the count in use."""
+def apply_torch_threads(chosen: int | None) -> int:
+    """Set the config's `torch_threads` (None keeps PyTorch's default, one per physical
+    core); returns the count in use."""
     import torch as th
 
-    chosen = hyperparams.get("torch_threads")
-    if chosen is not None and th.get_num_threads() != int(chosen):
-        th.set_num_threads(int(chosen))
+    if chosen is not None and th.get_num_threads() != chosen:
+        th.set_num_threads(chosen)
     return th.get_num_threads()

@@ -45,13 +45,11 @@ from zoo.errors import UserError
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
-from zoo.models import load_algorithm
+from zoo.model_loading import load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
 
-# Agent steps between two rows of logged training metrics, unless log_freq says otherwise.
-LOG_EVERY_STEPS = 1000
 # Evaluation games get seeds of their own, away from the training envs'.
 _EVAL_SEED_OFFSET = 1_000_003
 
@@ -133,13 +131,6 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
             f"cannot build the {config.algo} model with these settings: {reason}; "
             "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
         ) from None
-    # Functions of the global step, saved with the model so that a resumed run continues them.
-    model.lr_step_schedule = config.learning_rate_schedule()  # type: ignore[attr-defined]
-    model.epsilon_schedule = config.exploration_schedule()  # type: ignore[attr-defined]
-    if "clip_range" in config.hyperparams:
-        model.clip_step_schedule = config.clip_range_schedule()  # type: ignore[attr-defined]
-    if "priority_beta" in config.hyperparams:
-        model.priority_beta_schedule = config.priority_beta_schedule()  # type: ignore[attr-defined]
     return model
 
 
@@ -167,7 +158,7 @@ def _train(
     note = minibatch_note(config.hyperparams)
     if note is not None:
         options.warn(note)
-    apply_torch_threads(config.hyperparams)
+    apply_torch_threads(config.run.torch_threads)
     env = make_vec_env_for(
         config.env,
         config.env_settings(),
@@ -297,10 +288,10 @@ def _starting_model(
         if buffer_file is not None:
             model.load_replay_buffer(buffer_file)
             _end_stored_trajectories(model)
-        elif config.hyperparams.get("learning_starts") is not None:
+        elif config.replay is not None:
             why = (
                 "only the newest checkpoint keeps it, and that one could not be used"
-                if config.hyperparams.get("save_replay_buffer")
+                if config.run.save_replay_buffer
                 else "save_replay_buffer: false"
             )
             options.warn(
@@ -337,9 +328,7 @@ def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
 def _check_replay_buffer_room(
     model: BaseAlgorithm, config: Config, run: Run, options: TrainOptions, resumed: bool
 ) -> None:
-    if not config.hyperparams.get("save_replay_buffer") or not isinstance(
-        model, OffPolicyAlgorithm
-    ):
+    if not config.run.save_replay_buffer or not isinstance(model, OffPolicyAlgorithm):
         return
     size = replay_buffer_bytes(model)
     options.say(f"Checkpoints include the replay buffer: {size / 2**30:.2f} GiB each")
@@ -353,8 +342,8 @@ def _check_replay_buffer_room(
 def _evaluation_callback(
     config: Config, run: Run, options: TrainOptions, start: StartPoint
 ) -> EvaluationCallback | None:
-    eval_freq = int(config.hyperparams.get("eval_freq") or 0)
-    if eval_freq <= 0:
+    evaluation = config.evaluation
+    if evaluation.freq <= 0:
         return None
     log = EvaluationLog(run.path / "evaluations.csv")
     best_mean = log.best_mean()  # also counts evaluations after the checkpoint, so a
@@ -362,17 +351,16 @@ def _evaluation_callback(
         log.keep_until(start.step)
     settings = config.env_settings()
     seed = config.seed + _EVAL_SEED_OFFSET
-    max_frames = int(config.hyperparams["eval_max_frames"])
-    stop_at = config.hyperparams.get("stop_at_reward")
+    max_frames = evaluation.max_frames
     return EvaluationCallback(
         make_env=lambda game_seed: make_eval_env(config.env, settings, game_seed, max_frames),
         run_path=run.path,
-        eval_freq=eval_freq,
-        episodes=int(config.hyperparams["eval_episodes"]),
-        eval_epsilon=float(config.hyperparams["eval_epsilon"]),
+        eval_freq=evaluation.freq,
+        episodes=evaluation.episodes,
+        eval_epsilon=evaluation.epsilon,
         seed=seed,
-        sampled=config.hyperparams["eval_actions"] == "sampled",
-        stop_at_reward=None if stop_at is None else float(stop_at),
+        sampled=evaluation.sampled,
+        stop_at_score=config.run.stop_at_eval_score,
         best_mean=best_mean,
         announce=options.say,
         on_result=options.on_evaluation,
@@ -388,15 +376,16 @@ def _callbacks(
     evaluation: EvaluationCallback | None,
     extra: Sequence[BaseCallback],
 ) -> list[BaseCallback]:
-    save_freq = int(config.hyperparams.get("save_freq") or 0)
     callbacks: list[BaseCallback] = [
-        StepLoggingCallback(int(config.hyperparams.get("log_freq") or LOG_EVERY_STEPS)),
+        StepLoggingCallback(config.run.log_freq),
         EpisodeScalarsCallback(),
-        PeriodicCheckpointCallback(lambda: _save_checkpoint(model, config, run), save_freq),
+        PeriodicCheckpointCallback(
+            lambda: _save_checkpoint(model, config, run), config.run.save_freq
+        ),
     ]
     if evaluation is not None:
         callbacks.append(evaluation)
-    stop_score = config.hyperparams.get("stop_at_mean_score")
+    stop_score = config.run.stop_at_training_score
     if stop_score is not None:
         callbacks.append(StopOnMeanScoreCallback(stop_score))
     callbacks.extend(extra)
@@ -410,9 +399,9 @@ def _save_checkpoint(model: BaseAlgorithm, config: Config, run: Run) -> Checkpoi
         model,
         run.checkpoints_dir,
         {"rng": capture_rng_states(), "monitor_lines": monitor_lines(run)},
-        with_replay_buffer=bool(config.hyperparams.get("save_replay_buffer")),
+        with_replay_buffer=config.run.save_replay_buffer,
     )
-    prune_checkpoints(run.checkpoints_dir, int(config.hyperparams.get("keep_checkpoints", 3)))
+    prune_checkpoints(run.checkpoints_dir, config.run.keep_checkpoints)
     # run.yml follows the checkpoints: after a crash it tells where a resume starts.
     update_run_status(run, "running", model.num_timesteps)
     return checkpoint
@@ -434,7 +423,7 @@ def _stop_reason(
     if evaluation is not None and evaluation.reached is not None:
         return (
             f"the evaluation at step {evaluation.reached.step:,} averaged "
-            f"{evaluation.reached.mean:g}, reaching stop_at_reward"
+            f"{evaluation.reached.mean:g}, reaching stop_at_eval_score"
         )
     for callback in callbacks:
         if isinstance(callback, StopOnMeanScoreCallback) and callback.reached_at is not None:

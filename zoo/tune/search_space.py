@@ -19,12 +19,11 @@ import optuna
 
 from zoo.config import shipped_hyperparams_file
 from zoo.errors import UserError
-from zoo.schema import SCHEMAS, FieldError
+from zoo.schema import SCHEDULE_KEYS, SCHEMAS, FieldError
 from zoo.yamlio import read_yaml_file
 
 DRAW_KINDS = ("int", "float", "choices", "value")
 DRAW_OPTIONS = ("log", "step", "scale", "trial_only")
-SCHEDULE_KEYS = ("exploration", "learning_rate", "clip_range")
 SCHEDULE_TYPES = ("constant", "linear", "exponential")
 SCHEDULE_PARTS = ("type", "initial", "final", "final_fraction", "length", "random_steps")
 # zoo tune sets these for every trial; a search over them would be overwritten.

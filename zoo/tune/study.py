@@ -27,15 +27,16 @@ import torch as th
 from optuna.trial import TrialState
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from zoo.config import Config, Layer, build_config
+from zoo.config import Config, Layer
+from zoo.config_choice import ConfigChoice
 from zoo.errors import UserError
 from zoo.evaluation import EvaluationResult
 from zoo.gym_packages import import_gym_packages
 from zoo.runs import Run, write_run_files
-from zoo.search_space import SearchSpace, load_search_space
 from zoo.train import TrainOptions, train
-from zoo.tune_sampler import TrialSeededSampler
-from zoo.tune_storage import (
+from zoo.tune.sampler import TrialSeededSampler
+from zoo.tune.search_space import SearchSpace, load_search_space
+from zoo.tune.storage import (
     WORKER_ATTR,
     StudyStorage,
     fail_abandoned_trials,
@@ -56,8 +57,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 @dataclass(frozen=True)
 class TuneSettings:
-    algo: str
-    env: str
+    config: ConfigChoice  # the options `zoo train` takes too; each trial's values go on top
     trials: int
     trial_steps: int
     study: str | None = None
@@ -69,11 +69,6 @@ class TuneSettings:
     timeout: float | None = None
     workers: int = 1
     search_space: Path | None = None
-    hyperparams_file: Path | None = None
-    overrides: tuple[str, ...] = ()
-    preset: str | None = None
-    timesteps: int | None = None  # n_timesteps of the full run best.yml is for
-    n_envs: int | None = None
     log_dir: Path = Path("logs")
     device: str = "cpu"
     heartbeat_interval: int = 30
@@ -82,19 +77,13 @@ class TuneSettings:
     argv: tuple[str, ...] = ()
     gym_packages: tuple[str, ...] = ()  # imported again in each worker process
 
+    @property
+    def algo(self) -> str:
+        return self.config.algo
+
     def base_config(self, extra: Sequence[Layer] = ()) -> Config:
-        return build_config(
-            self.algo,
-            self.env,
-            hyperparams_file=self.hyperparams_file,
-            overrides=self.overrides,
-            flags=[
-                ("-n/--timesteps", "n_timesteps", self.timesteps),
-                ("--n-envs", "n_envs", self.n_envs),
-            ],
-            preset=self.preset,
-            extra_layers=extra,
-        )
+        """The config of a full run (-n sets the n_timesteps best.yml is for)."""
+        return self.config.build(extra)
 
     @property
     def study_name(self) -> str:

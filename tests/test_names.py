@@ -1,0 +1,21 @@
+"""The torch-free names of names.py are exactly those the registry maps to classes."""
+
+from __future__ import annotations
+
+from zoo import names, registry
+from zoo.algos import REPLAY_BUFFER_CLASSES, TD_LOSSES
+from zoo.q_networks import NETWORKS
+
+
+def test_each_name_maps_to_a_class_in_the_same_order() -> None:
+    assert tuple(registry.OPTIMIZERS) == names.OPTIMIZERS
+    assert tuple(registry.ACTIVATIONS) == names.ACTIVATIONS
+    assert tuple(registry.FEATURES_EXTRACTORS) == names.FEATURES_EXTRACTORS
+    assert tuple(NETWORKS) == names.Q_NETWORKS
+    assert tuple(TD_LOSSES) == names.LOSSES
+    assert tuple(REPLAY_BUFFER_CLASSES) == names.REPLAY_BUFFERS
+
+
+def test_every_algorithm_has_every_policy_name() -> None:
+    for algorithm in registry.ALGORITHMS.values():
+        assert set(names.POLICIES) <= set(algorithm.policy_aliases), algorithm.__name__

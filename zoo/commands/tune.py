@@ -1,0 +1,175 @@
+"""`zoo tune`: an Optuna study of short training runs (see zoo/tune/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zoo.commands.common import Parser, Subparsers, log_dir
+from zoo.commands.options import add_config_options, config_choice
+from zoo.errors import EXIT_INTERRUPTED
+from zoo.hyperparameter_help import hyperparameter_epilog
+
+TUNE_EPILOG = """\
+each trial is a short zoo train run (same config, envs, callbacks) in
+<log-dir>/tune/<study>/trials/; its evaluations go to Optuna for pruning and the objective is
+the mean of its later half of evaluations (full games). The search space is
+hyperparams/search_spaces.yml, entry by entry overridden by --search-space FILE.
+examples:
+  zoo tune --algo dqn --env Breakout --trials 50 --trial-steps 200000
+  zoo tune --algo a2c --env Pong --trials 40 --trial-steps 500000 --workers 2
+  zoo tune --algo dqn --env Breakout --trials 200 --trial-steps 200000 \\
+      --storage postgresql://user@dbhost/optuna --study breakout-dqn   # on every machine
+  zoo tune --algo dqn --env Breakout --report
+"""
+
+
+def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
+    tune = commands.add_parser(
+        "tune",
+        help="search the epsilon schedule, n-step and learning-rate decay with Optuna",
+        description="Tune hyperparameters with an Optuna study of short training runs.",
+        epilog=TUNE_EPILOG + hyperparameter_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_options(tune)
+    tune.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="the study's total of complete or pruned trials (all workers together)",
+    )
+    tune.add_argument("--trial-steps", type=int, metavar="S", help="agent steps of one trial")
+    tune.add_argument("--study", metavar="NAME", help="study name (default: <algo>-<env id>)")
+    tune.add_argument(
+        "--storage",
+        metavar="URL_OR_PATH",
+        help="a journal file (default: <log-dir>/tune/<study>/journal.log), sqlite:///FILE "
+        "(one worker) or postgresql://USER@HOST/DB (workers on many machines)",
+    )
+    tune.add_argument("--sampler", choices=["tpe", "random"], default="tpe", help="default: tpe")
+    tune.add_argument(
+        "--pruner", choices=["median", "halving", "none"], default="median", help="default: median"
+    )
+    tune.add_argument(
+        "--evals-per-trial",
+        type=int,
+        default=4,
+        metavar="E",
+        help="evaluations per trial (default 4)",
+    )
+    tune.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="start no trial after this long"
+    )
+    tune.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="worker processes on this machine (default 1)",
+    )
+    tune.add_argument(
+        "--search-space",
+        type=Path,
+        metavar="FILE",
+        help="entries replacing the shipped search space's",
+    )
+    tune.add_argument(
+        "--log-dir", type=log_dir, default=Path("logs"), metavar="DIR", help="default: logs"
+    )
+    tune.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto"
+    )
+    tune.add_argument(
+        "--report", action="store_true", help="only write the report of the study (no trials)"
+    )
+    tune.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="PostgreSQL: seconds between a running trial's heartbeats (default 30)",
+    )
+    tune.add_argument(
+        "--grace-period",
+        type=int,
+        default=90,
+        metavar="SECONDS",
+        help="PostgreSQL: a trial with no heartbeat for this long failed and runs again (default 90)",
+    )
+    tune.add_argument("--quiet", action="store_true", help="no progress lines")
+    return tune
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.errors import UserError
+    from zoo.train import resolve_device
+    from zoo.tune import (
+        TuneSettings,
+        journal_path,
+        open_report_study,
+        open_storage,
+        prepare_study,
+        run_workers,
+        write_report,
+    )
+
+    if args.seed is not None and args.seed < 0:
+        raise UserError("--seed must be >= 0")
+    if not args.report and (args.trials is None or args.trial_steps is None):
+        raise UserError("tune needs --trials N and --trial-steps S (or --report)")
+    settings = TuneSettings(
+        config=config_choice(args),
+        # --report runs no trial: any count passes the checks there.
+        trials=args.trials if not args.report else 1,
+        trial_steps=args.trial_steps if not args.report else 1,
+        study=args.study,
+        storage=args.storage,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        evals_per_trial=args.evals_per_trial if not args.report else 1,
+        seed=args.seed,
+        timeout=args.timeout,
+        workers=args.workers,
+        search_space=args.search_space,
+        log_dir=args.log_dir,
+        device=resolve_device(args.device),
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        quiet=args.quiet,
+        argv=tuple(sys.argv[2:]),
+        gym_packages=tuple(args.gym_packages),
+    )
+    if not args.report:
+        storage, _ = prepare_study(settings)
+        settings.say(
+            f"Study {settings.study_name} in {storage.shown}: {settings.trials} trials of "
+            f"{settings.trial_steps:,} steps, {settings.workers} worker(s) here"
+        )
+        interrupted = False
+        try:
+            run_workers(settings)
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        interrupted = False
+        journal = journal_path(args.storage, settings.study_dir)
+        if journal is not None and not journal.is_file():  # a report creates no journal
+            raise UserError(
+                f"no study {settings.study_name!r} in {journal}; run zoo tune with the same "
+                "--study and --storage first"
+            )
+        storage = open_storage(
+            args.storage,
+            settings.study_dir,
+            workers=1,
+            heartbeat_interval=args.heartbeat_interval,
+            grace_period=args.grace_period,
+        )
+    study = open_report_study(storage.storage, settings.study_name, storage.shown)
+    env_name = settings.base_config().env.name
+    for line in write_report(study, settings.study_dir, settings.algo, env_name):
+        print(line)
+    print(f"Dashboard: optuna-dashboard {storage.shown}")
+    return EXIT_INTERRUPTED if interrupted else 0
