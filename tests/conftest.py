@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +66,14 @@ def run_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess[st
     finally:
         os.chdir(previous)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def wait_for_the_next_second() -> None:
+    """TensorBoard orders a folder's event files by name: the second they were opened, then a
+    counter of this process (9 sorts after 10). A resume in this process starts in a later
+    second than the run it continues, so its events come after that run's, as in a new process.
+    """
+    time.sleep(1.01 - time.time() % 1)
 
 
 @pytest.fixture

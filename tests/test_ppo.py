@@ -16,6 +16,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import wait_for_the_next_second
 from zoo.algos import ZooPPO
 from zoo.config import build_config
 from zoo.config_choice import ConfigChoice
@@ -132,6 +133,7 @@ def test_both_schedules_continue_from_the_global_step_after_resume(
     half = in_process(*args, "--log-dir", "halves", "-n", "1024")
     assert half.returncode == 0, half.stderr
     halves_dir = tmp_path / "halves" / "ppo" / "CartPole-v1_1"
+    wait_for_the_next_second()
     resumed = in_process("train", "--resume", str(halves_dir), "-n", "2048")
     assert resumed.returncode == 0, resumed.stderr
     assert "at step 1,024 of 2,048" in resumed.stdout

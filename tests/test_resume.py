@@ -18,6 +18,7 @@ import torch as th
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import wait_for_the_next_second
 from zoo.checkpoints import checkpoint_folders, newest_checkpoint, read_checkpoint
 from zoo.model_loading import load_model
 
@@ -81,6 +82,7 @@ def test_resumed_run_matches_the_uninterrupted_one(
     first_half = in_process(*_train_args(config_file, "--log-dir", "halves", "-n", "2000"))
     assert first_half.returncode == 0, first_half.stderr
     halves_dir = tmp_path / "halves" / "dqn" / "CartPole-v1_1"
+    wait_for_the_next_second()
     second_half = in_process("train", "--resume", str(halves_dir), "-n", "4000")
     assert second_half.returncode == 0, second_half.stderr
     assert "Resuming" in second_half.stdout and "at step 2,000 of 4,000" in second_half.stdout
