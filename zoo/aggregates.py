@@ -4,7 +4,6 @@ intervals, computed by rliable (Agarwal et al. 2021), the way the field reports 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,14 +27,14 @@ def interval_estimates(
         )
 
     matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)  # runs x 1 task
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's note on RandomState
-        points, intervals = library.get_interval_estimates(
-            {"runs": matrix},
-            aggregates,
-            reps=reps,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
-        )
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global generator and
+    # ignores `random_state`, so the global generator is seeded here, and given back as it was.
+    outside_state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        points, intervals = library.get_interval_estimates({"runs": matrix}, aggregates, reps=reps)
+    finally:
+        np.random.set_state(outside_state)
     return {
         name: (
             float(points["runs"][i]),
