@@ -64,8 +64,8 @@ def test_report_of_real_runs(in_process: Zoo, tmp_path: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
-# Two bootstraps of 20,000 resamples: 40 s a call on a busy 2-core machine. Fewer resamples
-# do not do: two calls on the same scores then differ in the first decimal.
+# Two bootstraps of the report's own 20,000 resamples (up to 40 s a call on a busy 2-core
+# machine), so the slow tier. The two agree exactly: zoo.aggregates seeds the bootstrap.
 @pytest.mark.slow
 def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
 
