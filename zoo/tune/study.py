@@ -204,13 +204,7 @@ def prepare_study(settings: TuneSettings) -> tuple[StudyStorage, SearchSpace]:
     # in one line, rather than in every trial.
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     trial_config(settings, space.suggest(probe, settings.trial_steps), 0)
-    storage = open_storage(
-        settings.storage,
-        settings.study_dir,
-        settings.workers,
-        settings.heartbeat_interval,
-        settings.grace_period,
-    )
+    storage = _open_study_storage(settings)
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage.storage,
@@ -293,15 +287,19 @@ def _worker_process(settings: TuneSettings, index: int) -> None:
         sys.exit(130)
 
 
+def _open_study_storage(settings: TuneSettings) -> StudyStorage:
+    return open_storage(
+        spec=settings.storage,
+        study_dir=settings.study_dir,
+        workers=settings.workers,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+    )
+
+
 def run_worker(settings: TuneSettings) -> list[TrialOutcome]:
     """Take trials until the study has `settings.trials` complete or pruned ones."""
-    storage = open_storage(
-        settings.storage,
-        settings.study_dir,
-        settings.workers,
-        settings.heartbeat_interval,
-        settings.grace_period,
-    )
+    storage = _open_study_storage(settings)
     study = optuna.load_study(
         study_name=settings.study_name,
         storage=storage.storage,
