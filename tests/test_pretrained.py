@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,3 +87,50 @@ def test_report_lists_the_shipped_agent_beside_the_papers(using: Path, in_proces
     assert (
         "| a2c | CartPole | 800 |" in row and "(3 games, shipped agent, seeds 0-2, sampled" in row
     )
+
+
+@pytest.mark.slow
+def test_an_unfinished_cell_ships_its_newest_checkpoint_labelled_as_such(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    in_process: Zoo,
+) -> None:
+    grid = ["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "3", "-n", "40000",
+            "--set", "save_freq=800", "--set", "eval_freq=0", "--quiet"]  # fmt: skip
+    cell = tmp_path / "logs" / "benchmark" / "a2c_CartPole-v1" / "a2c_CartPole-v1_seed3"
+    process = subprocess.Popen([sys.executable, "-m", "zoo", *grid], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (cell / "checkpoints" / f"step_{1600:012d}" / "manifest.json").is_file():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # Ctrl-C: a checkpoint at the step boundary
+    assert process.wait(timeout=60) == 130
+    info = yaml.safe_load((cell / "run.yml").read_text())
+    assert info["status"] == "interrupted" and 1600 <= info["timesteps"] < 40000
+    agents = tmp_path / "agents"
+
+    assert package_main([str(cell), "--into", str(agents)]) == 2  # not without --unfinished
+    assert "add --unfinished to package its newest checkpoint" in capsys.readouterr().out
+    assert not agents.exists()
+    assert package_main([str(cell), "--into", str(agents), "--unfinished",
+                         "--eval-games", "0"]) == 2  # fmt: skip
+    assert capsys.readouterr().out.strip() == "error: --eval-games 0: give at least 1 game"
+
+    assert package_main([str(cell), "--into", str(agents), "--unfinished",
+                         "--eval-games", "2"]) == 0  # fmt: skip
+    card = yaml.safe_load((agents / "a2c-CartPole" / "card.yml").read_text())
+    newest = max(int(path.name.removeprefix("step_")) for path in (cell / "checkpoints").iterdir())
+    assert card["steps"] == newest and card["planned_steps"] == 40000
+    assert f"trained {newest:,} of the run's 40,000 steps" in card["unfinished"]
+    assert card["model"] == f"the newest checkpoint of the run (step_{newest:012d})"
+    assert card["evaluation"]["seeds"] == [0, 1]
+    assert set(card["evaluation"]) == {"games", "seeds", "sampled", "greedy"}
+    assert all(len(card["evaluation"][mode]["scores"]) == 2 for mode in ("sampled", "greedy"))
+    shipped = yaml.safe_load((agents / "a2c-CartPole" / "run.yml").read_text())
+    assert shipped["timesteps"] == shipped["total_timesteps"] == newest
+    monkeypatch.setattr(zoo.pretrained, "pretrained_root", lambda: agents)
+    played = in_process("enjoy", "--pretrained", "a2c-CartPole", "--no-render", "--episodes", "1")
+    assert played.returncode == 0, played.stderr
+    assert f"(zoo's own run, stopped at step {newest:,} of 40,000, " in played.stdout

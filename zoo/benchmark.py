@@ -296,25 +296,42 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
         return
     run = Run(cell.path)
     config = run_config(run)  # the settings the cell trained with, as its config.yml says
-    seeds = [FINAL_EVAL_SEED + game for game in range(eval_games)]
+    seeds = final_evaluation_seeds(eval_games)
     results: dict[str, Any] = {"games": eval_games, "seeds": seeds}
     for kind in ("final", "best"):
         try:
             chosen: ChosenModel = choose_model(run, kind)
         except UserError:
             continue  # no best model: the run had no evaluation
-        results[kind] = {}
-        for mode in evaluation_modes(cell.algo):
-            started = time.monotonic()
-            scores, lengths = play_model(chosen.path, config, seeds, sampled=mode == "sampled")
-            results[kind][mode] = {
-                "scores": scores,
-                "lengths": lengths,
-                "seconds": round(time.monotonic() - started, 1),
-            }
-            mean = sum(scores) / len(scores)
-            say(f"{kind} model, {mode} actions: mean {mean:g} over {eval_games} games")
+        results[kind] = evaluate_model(chosen.path, config, seeds, say, f"{kind} model")
     _update_cell_info(cell, final_evaluation=results)
+
+
+def final_evaluation_seeds(eval_games: int) -> list[int]:
+    return [FINAL_EVAL_SEED + game for game in range(eval_games)]
+
+
+def evaluate_model(
+    model_path: Path,
+    config: Config,
+    seeds: Sequence[int],
+    say: Callable[[str], None],
+    what: str,
+) -> dict[str, Any]:
+    """One whole game per seed with a saved model, in each evaluation mode of its algo:
+    {mode: {scores, lengths, seconds}}."""
+    results: dict[str, Any] = {}
+    for mode in evaluation_modes(config.algo):
+        started = time.monotonic()
+        scores, lengths = play_model(model_path, config, seeds, sampled=mode == "sampled")
+        results[mode] = {
+            "scores": scores,
+            "lengths": lengths,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        mean = sum(scores) / len(scores)
+        say(f"{what}, {mode} actions: mean {mean:g} over {len(seeds)} games")
+    return results
 
 
 def play_model(

@@ -179,6 +179,10 @@ def _shipped_model(args: argparse.Namespace) -> ChosenModel | None:
     if isinstance(shown, dict) and shown.get("scores"):
         scores = shown["scores"]
         score = f", {sum(scores) / len(scores):.1f} over {len(scores)} whole games"
-    print(f"{why} {run.path.name} (zoo's own {int(card.get('steps') or 0):,}-step run{score}; "
+    steps = int(card.get("steps") or 0)
+    trained = f"{steps:,}-step run"
+    if card.get("planned_steps"):  # an unfinished run's newest checkpoint
+        trained = f"run, stopped at step {steps:,} of {int(card['planned_steps']):,}"
+    print(f"{why} {run.path.name} (zoo's own {trained}{score}; "
           f"model card: {run.path / 'card.yml'})")  # fmt: skip
     return ChosenModel(run, run.final_model, "shipped")
