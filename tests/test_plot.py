@@ -12,7 +12,16 @@ from PIL import Image
 
 from tests.conftest import run_in_process
 from zoo.aggregates import interval_estimates
-from zoo.plot import RunCurves, evaluation_iqm, games_finished_by, mean_and_spread, smooth
+from zoo.names import PLOT_PANELS
+from zoo.plot import (
+    RunCurves,
+    evaluation_iqm,
+    games_finished_by,
+    load_run_curves,
+    mean_and_spread,
+    smooth,
+)
+from zoo.runs import open_run
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1
 
@@ -157,3 +166,22 @@ def test_damaged_files_are_named_not_called_a_run_without_games(
     assert "its TensorBoard event files hold no readable record" in lines[0]
     assert "evaluations.csv: malformed, no 'step', 'mean', 'std', 'scores' columns" in lines[0]
     assert not (run / "curves.png").exists()
+
+
+def test_entropy_and_explained_variance_panels_of_an_actor_critic_run(tmp_path: Path) -> None:
+    result = run_in_process(["train", "--algo", "a2c", "--env", "CartPole-v1", "-n", "400",
+                             "--quiet", "--set", "log_freq=40"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "logs" / "a2c" / "CartPole-v1_1"
+    curves = load_run_curves(open_run(run_dir), "a2c")
+    for panel in ("entropy", "explained"):
+        (tag,) = PLOT_PANELS[panel][1]
+        steps, values = curves.scalars[tag]
+        assert len(steps) >= 5, tag
+        if panel == "entropy":  # minus the entropy of 2 actions: between -ln 2 and 0
+            assert np.all((values >= -np.log(2) - 1e-6) & (values <= 0))
+    plotted = run_in_process(["plot", str(run_dir), "--panels", "entropy", "explained",
+                              "-o", "panels.png", "--height", "900"], tmp_path)  # fmt: skip
+    assert plotted.returncode == 0, plotted.stderr
+    with Image.open(tmp_path / "panels.png") as image:
+        assert image.size == (1200, 900)

@@ -33,4 +33,7 @@ PLOT_PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "epsilon": ("epsilon", ("rollout/exploration_rate",)),
     "lr": ("learning rate", ("train/learning_rate",)),
     "clip": ("clip range", ("train/clip_range",)),  # PPO
+    # SB3 logs minus the mean entropy of the policy's action distribution (A2C, PPO)
+    "entropy": ("entropy loss (-entropy)", ("train/entropy_loss",)),
+    "explained": ("explained variance", ("train/explained_variance",)),
 }
