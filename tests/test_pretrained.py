@@ -134,3 +134,28 @@ def test_an_unfinished_cell_ships_its_newest_checkpoint_labelled_as_such(
     played = in_process("enjoy", "--pretrained", "a2c-CartPole", "--no-render", "--episodes", "1")
     assert played.returncode == 0, played.stderr
     assert f"(zoo's own run, stopped at step {newest:,} of 40,000, " in played.stdout
+
+
+# The shipped A2C Breakout agent scored 130.6 ± 73.7 (sampled actions) over its card's 30 whole
+# games (seeds 0-29); random play scores 1.7. A mean of 3 games then spreads by about
+# 73.7 / sqrt(3) = 42.5, so 45 is the 30-game mean less two of those: a working agent stays
+# above it even where another CPU's rounding changes which actions are drawn (seeds 0-2 gave
+# 317, 110 and 252 here, mean 226), and an agent that does not play (a broken load, random
+# weights) falls far below it.
+SHIPPED_BREAKOUT_THRESHOLD = 45.0
+
+
+@pytest.mark.slow
+def test_the_shipped_breakout_agent_plays_well_on_a_fresh_install() -> None:
+    from zoo.benchmark import play_model
+    from zoo.enjoy import run_config
+    from zoo.pretrained import read_card, shipped_agent
+
+    agent = shipped_agent("a2c-Breakout")  # inside the package: nothing is downloaded
+    card = read_card(agent)
+    assert card["algo"] == "a2c" and card["env"] == "BreakoutNoFrameskip-v4"
+    assert len(card["evaluation"]["sampled"]["scores"]) == 30
+    config = run_config(agent)
+    assert config.evaluation.sampled and config.evaluation.max_frames == 108_000
+    scores, _ = play_model(agent.final_model, config, seeds=[0, 1, 2], sampled=True)
+    assert sum(scores) / 3 > SHIPPED_BREAKOUT_THRESHOLD, scores
