@@ -90,7 +90,7 @@ def package_agent(
     info = run.read_info()
     atomic_write_text(destination / "config.yml", run.config_file.read_text(encoding="utf-8"))
     shipped_info: dict[str, Any] = {
-        key: info[key] for key in ("algo", "env", "seed", "timesteps", "versions") if key in info
+        key: info[key] for key in ("algo", "env", "seed", "versions") if key in info
     }
     shipped_info.update(status="finished", timesteps=steps, total_timesteps=steps)
     atomic_write_text(destination / "run.yml", dump_yaml(shipped_info))
@@ -162,11 +162,11 @@ def _package_cell(
     info = run.read_info()
     cell = read_cell_info(run.path)
     finished = info.get("status") == "finished"
-    if unfinished == finished:
+    if finished and unfinished:
+        raise UserError(f"{run.path}: a finished cell is packaged without --unfinished")
+    if not finished and not unfinished:
         raise UserError(
-            f"{run.path}: a finished cell is packaged without --unfinished"
-            if finished
-            else f"{run.path}: not finished ({int(info.get('timesteps') or 0):,} of "
+            f"{run.path}: not finished ({int(info.get('timesteps') or 0):,} of "
             f"{int(info.get('total_timesteps') or 0):,} steps); finish it with the same "
             "zoo benchmark command, or add --unfinished to package its newest checkpoint"
         )
