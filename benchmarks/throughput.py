@@ -12,6 +12,7 @@ SB3's per-tensor Adam; `sb3` is the same env stack with zoo's network settings
 steps after an untimed warm-up are timed; for DQN and QR-DQN the warm-up is
 learning_starts, lowered to `--warmup` so gradient steps are timed, and epsilon stays at the
 schedule's final value, as over most of a run (at epsilon 1 no action needs the network).
+`--device cuda` trains the networks on the GPU (the envs stay on the CPU).
 `--repeat N` runs the backends in turn N times and reports the median and the range: other
 processes on a small machine move single numbers a lot. Ratios are of medians, against the
 first backend. `--profile N` prints the N functions with the most time of each training
@@ -43,7 +44,7 @@ from zoo.config import Config, build_config
 from zoo.envs import make_vec_env_for
 from zoo.errors import UserError
 from zoo.threads import apply_torch_threads, cores
-from zoo.train import build_model
+from zoo.train import build_model, resolve_device
 
 OFF_POLICY = ("dqn", "qrdqn")
 
@@ -123,11 +124,12 @@ def env_rate(config: Config, steps: int) -> float:
         env.close()
 
 
-def train_rate(config: Config, steps: int, warmup: int, profile: int) -> float:
-    """Agent steps per second of training, after `warmup` untimed steps."""
+def train_rate(config: Config, args: argparse.Namespace) -> float:
+    """Agent steps per second of training, after `args.warmup` untimed steps."""
+    steps, warmup, profile = args.steps, args.warmup, args.profile
     env = make_vec_env_for(config.env, config.env_settings(), config.seed)
     try:
-        model = build_model(config, env, "cpu")
+        model = build_model(config, env, args.device)
         model.learn(total_timesteps=warmup)
         profiler = cProfile.Profile() if profile else None
         start_steps, start = model.num_timesteps, time.perf_counter()
@@ -158,7 +160,7 @@ def measure(algo: str, backend: Backend, args: argparse.Namespace, into: Measure
     if args.env_steps > 0:
         into.env_rates.append(env_rate(config, args.env_steps))
     if args.steps > 0:
-        into.train_rates.append(train_rate(config, args.steps, args.warmup, args.profile))
+        into.train_rates.append(train_rate(config, args))
 
 
 def summary(rates: list[float]) -> str:
@@ -173,7 +175,7 @@ def ratio(rates: list[float], base: list[float]) -> str:
     return f"{np.median(rates) / np.median(base):.2f}x" if rates and base else "-"
 
 
-def machine() -> str:
+def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
@@ -183,9 +185,10 @@ def machine() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    gpu = f"; GPU {th.cuda.get_device_name(0)}" if device == "cuda" else "; no GPU used"
     return (
-        f"{cpu}, {cores()} cores; torch {th.__version__}, SB3 {stable_baselines3.__version__}, "
-        f"ale-py {ale_py.__version__}"
+        f"{cpu}, {cores()} cores{gpu}; torch {th.__version__}, "
+        f"SB3 {stable_baselines3.__version__}, ale-py {ale_py.__version__}"
     )
 
 
@@ -202,9 +205,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the backends")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="top N of cProfile")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="cpu",
+        help="where the networks train (default: cpu)",
+    )
     args = parser.parse_args()
+    args.device = resolve_device(args.device)  # one clear line where no GPU is visible
     backends = [Backend.parse(text) for text in args.backends]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(args.device)}")
     print(f"env: {args.env}, timed agent steps: env {args.env_steps:,}, training {args.steps:,}")
     rows = []
     for algo in args.algo:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import runpy
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -33,6 +36,17 @@ def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> N
     assert "machine:" in result.stdout and "tottime" in result.stdout  # the profile
 
 
+def run_script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int | str | None:
+    """`python benchmarks/NAME ARGS`, run in this process: its exit code (0 when it returns)."""
+    script = REPO / "benchmarks" / name
+    monkeypatch.setattr(sys, "argv", [str(script), *args])
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as end:
+        return end.code
+    return 0
+
+
 @pytest.mark.parametrize(
     ("backend", "message"),
     [
@@ -47,12 +61,8 @@ def test_throughput_script_refuses_a_wrong_backend(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The script run as `python benchmarks/throughput.py` runs it, in this process.
-    script = REPO / "benchmarks" / "throughput.py"
-    monkeypatch.setattr(sys, "argv", [str(script), "--backends", backend, "--steps", "0"])
-    with pytest.raises(SystemExit) as end:
-        runpy.run_path(str(script), run_name="__main__")
-    assert end.value.code == 2
+    code = run_script("throughput.py", ["--backends", backend, "--steps", "0"], monkeypatch)
+    assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"throughput.py: error: {message}"]
 
 
@@ -84,3 +94,71 @@ def test_replay_memory_script_runs() -> None:
     assert "frames on cpu" in result.stdout.split("DQN training")[0]
     training = result.stdout.split("DQN training")[1]
     assert all(f"  {name} " in training for name in ("frames", "frames on device", "sb3"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine with no GPU")
+def test_throughput_script_refuses_cuda_without_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_script("throughput.py", ["--device", "cuda", "--steps", "0"], monkeypatch)
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "throughput.py: error: --device cuda: no CUDA GPU is visible to PyTorch here; "
+        "use --device cpu or auto"
+    ]
+
+
+def write_run(folder: Path, rows: list[tuple[int, int]]) -> Path:
+    """A run folder's run.yml and progress.csv, SB3's time columns at (step, seconds) rows."""
+    folder.mkdir()
+    (folder / "run.yml").write_text(
+        "algo: dqn\nenv: BreakoutNoFrameskip-v4\ndevice: cuda\ntotal_timesteps: 1000000\n"
+    )
+    lines = ["train/loss,time/total_timesteps,time/time_elapsed,time/fps"]
+    lines += [f"0.5,{step},{seconds},1000" for step, seconds in rows]
+    (folder / "progress.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_run_speed_times_the_rows_after_a_step_and_counts_each_resumed_session_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 100,000 random-phase steps in 50 s, then 1,000 steps/s; resumed at step 120,000, whose
+    # clock starts again at 0 (the first row 10 s after the resume).
+    rows = [(50_000, 25), (100_000, 50), (110_000, 60), (120_000, 70), (130_000, 10)]
+    run = write_run(tmp_path / "run", rows)
+    code = run_script("run_speed.py", [str(run), "--from-step", "100000"], monkeypatch)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "logged: 130,000 of 1,000,000 steps" in out
+    assert "whole: 130,000 steps in 80 s = 1,625 steps/s" in out
+    assert "up to step 100,000: 100,000 steps in 50 s" in out
+    assert "after step 100,000: 30,000 steps in 30 s = 1,000 steps/s" in out
+    # 50 s + 900,000 steps at 1,000 steps/s = 950 s
+    assert "projected for 1,000,000 steps: 0.26 h" in out
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda path: path, [], "is not a run folder (no run.yml)"),
+        (
+            lambda path: write_run(path / "run", [(1000, 1), (2000, 2)]),
+            ["--from-step", "2000"],
+            "the run logged no rows after step 2,000: lower --from-step or let it train longer",
+        ),
+    ],
+)
+def test_run_speed_refuses_what_it_cannot_time_in_one_line(
+    make: Callable[[Path], Path],
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_script("run_speed.py", [str(make(tmp_path)), *args], monkeypatch)
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run_speed.py: error: ")
+    assert lines[0].endswith(message)
