@@ -7,8 +7,8 @@ wall time of training with its evaluations and checkpoints included). `--from-st
 only the rows after that step, e.g. after DQN's `learning_starts`, whose random phase trains
 nothing and runs several times faster than the rest. The projection for the run's
 `total_timesteps` (or `--total`) is the measured time up to that step plus the remaining
-steps at the measured rate. A resumed run restarts SB3's clock: each session's rows count on
-their own. Numbers are printed, never asserted.
+steps at the measured rate. Each `--resume` (listed in run.yml) restarts SB3's clock at its
+checkpoint's step: each session is timed on its own. Numbers are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -45,14 +45,17 @@ def progress_points(run_dir: Path) -> list[tuple[int, float]]:
     return [(int(float(row[STEP])), float(row[ELAPSED])) for row in rows if row.get(ELAPSED)]
 
 
-def spans(points: list[tuple[int, float]], from_step: int) -> tuple[Span, Span]:
-    """The steps and seconds up to `from_step`, and after it; a clock restart (a resume)
-    starts a new session, whose first row counts from that session's start."""
+def spans(
+    points: list[tuple[int, float]], from_step: int, restarts: list[int]
+) -> tuple[Span, Span]:
+    """The steps and seconds up to `from_step`, and after it. A resume at step R (`restarts`,
+    from run.yml) restarted the clock: its session's first row counts from R and zero."""
     before, after = Span(0, 0.0), Span(0, 0.0)
     previous_step, previous_seconds = 0, 0.0
+    pending = sorted(restarts)
     for step, seconds in points:
-        if seconds < previous_seconds:  # a resumed session: its clock started at zero
-            previous_seconds = 0.0
+        while pending and pending[0] < step:
+            previous_step, previous_seconds = max(previous_step, pending.pop(0)), 0.0
         step_delta, time_delta = step - previous_step, seconds - previous_seconds
         if step <= from_step:
             before = Span(before.steps + step_delta, before.seconds + time_delta)
@@ -87,7 +90,8 @@ def main() -> None:
             f"the run logged no rows after step {args.from_step:,}: "
             "lower --from-step or let it train longer"
         )
-    before, after = spans(points, args.from_step)
+    restarts = [int(resume["from_step"]) for resume in run.get("resumes") or []]
+    before, after = spans(points, args.from_step, restarts)
     print(f"run: {args.run_dir} ({run['algo']}, {run['env']}, device {run['device']})")
     print(f"logged: {points[-1][0]:,} of {total:,} steps")
     whole = Span(before.steps + after.steps, before.seconds + after.seconds)

@@ -108,11 +108,12 @@ def test_throughput_script_refuses_cuda_without_a_gpu(
     ]
 
 
-def write_run(folder: Path, rows: list[tuple[int, int]]) -> Path:
+def write_run(folder: Path, rows: list[tuple[int, int]], resumed_at: int | None = None) -> Path:
     """A run folder's run.yml and progress.csv, SB3's time columns at (step, seconds) rows."""
     folder.mkdir()
+    resumes = f"resumes:\n- from_step: {resumed_at}\n" if resumed_at else ""
     (folder / "run.yml").write_text(
-        "algo: dqn\nenv: BreakoutNoFrameskip-v4\ndevice: cuda\ntotal_timesteps: 1000000\n"
+        "algo: dqn\nenv: BreakoutNoFrameskip-v4\ndevice: cuda\ntotal_timesteps: 1000000\n" + resumes
     )
     lines = ["train/loss,time/total_timesteps,time/time_elapsed,time/fps"]
     lines += [f"0.5,{step},{seconds},1000" for step, seconds in rows]
@@ -120,22 +121,23 @@ def write_run(folder: Path, rows: list[tuple[int, int]]) -> Path:
     return folder
 
 
-def test_run_speed_times_the_rows_after_a_step_and_counts_each_resumed_session_on_its_own(
+def test_run_speed_times_the_rows_after_a_step_and_each_resumed_session_on_its_own_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 100,000 random-phase steps in 50 s, then 1,000 steps/s; resumed at step 120,000, whose
-    # clock starts again at 0 (the first row 10 s after the resume).
-    rows = [(50_000, 25), (100_000, 50), (110_000, 60), (120_000, 70), (130_000, 10)]
-    run = write_run(tmp_path / "run", rows)
+    # clock starts again at 0 (its first row, 10,000 steps on, 80 s later: a later clock
+    # reading than the first session's last, so only run.yml tells the restart).
+    rows = [(50_000, 25), (100_000, 50), (110_000, 60), (120_000, 70), (130_000, 80)]
+    run = write_run(tmp_path / "run", rows, resumed_at=120_000)
     code = run_script("run_speed.py", [str(run), "--from-step", "100000"], monkeypatch)
     assert code == 0
     out = capsys.readouterr().out
     assert "logged: 130,000 of 1,000,000 steps" in out
-    assert "whole: 130,000 steps in 80 s = 1,625 steps/s" in out
+    assert "whole: 130,000 steps in 150 s = 867 steps/s" in out
     assert "up to step 100,000: 100,000 steps in 50 s" in out
-    assert "after step 100,000: 30,000 steps in 30 s = 1,000 steps/s" in out
-    # 50 s + 900,000 steps at 1,000 steps/s = 950 s
-    assert "projected for 1,000,000 steps: 0.26 h" in out
+    assert "after step 100,000: 30,000 steps in 100 s = 300 steps/s" in out
+    # 50 s + 900,000 steps at 300 steps/s = 3,050 s
+    assert "projected for 1,000,000 steps: 0.85 h" in out
 
 
 @pytest.mark.parametrize(
