@@ -69,3 +69,21 @@ def test_two_writers_of_one_file_write_to_different_temporary_files(tmp_path: Pa
     first, second = partial_name(target), partial_name(target)
     assert first != second and first.parent == second.parent == tmp_path
     assert first.name.startswith(".history.png.") and first.suffix == ".png"
+
+
+def test_a_text_write_that_fails_leaves_the_old_file_and_no_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.atomic import atomic_write_text
+
+    target = tmp_path / "run.yml"
+    target.write_text("old\n")
+
+    def read_only(*_: object) -> None:
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(PermissionError):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.yml"]

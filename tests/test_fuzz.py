@@ -1,4 +1,5 @@
-"""Bad input, table-driven: one line on stderr, exit code 2, no traceback, no run folder.
+"""Bad input, table-driven: one line on stderr, exit code 2, no traceback, nothing created
+or changed.
 
 In process and without training, so it runs in the fast tier.
 """
@@ -27,6 +28,7 @@ FILES = {
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
 BREAKOUT = ["train", "--algo", "dqn", "--env", "Breakout"]
+TUNE = ["tune", "--algo", "dqn", "--env", "CartPole-v1", "--trials", "1", "--trial-steps", "100"]
 
 CASES: list[tuple[list[str], str]] = [
     (["train", "--algo", "dqn", "--env", "Nope"], "unknown env"),
@@ -63,6 +65,19 @@ CASES: list[tuple[list[str], str]] = [
         "--eval-games",
     ),
     (["benchmark", "--algos", "dqn", "--envs", "Nope"], "unknown env"),
+    ([*TUNE[:5], "--trials", "0", "--trial-steps", "100"], "--trials must be >= 1"),
+    ([*TUNE, "--storage", "."], "that is a folder; give a journal file"),
+    ([*TUNE, "--storage", ""], "--storage '': give a journal file path"),
+    ([*TUNE, "--storage", "postgresql://"], "name the server and the database"),
+    # A text file of the user's is not a journal: refused before a record is appended to it.
+    ([*TUNE, "--storage", "duplicate_keys.yml"], "not an Optuna study journal"),
+    ([*TUNE, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
+    (["report", "--log-dir", ".", "--references", "binary.yml"], "not a UTF-8 text file"),
+    (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "."], "is a folder"),
+    (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "x.txt"], "ending in .png"),
+    (["enjoy", "--algo", "dqn", "--env", "Breakout", "--epsilon", "2"], "--epsilon 2"),
+    (["enjoy", "--algo", "dqn", "--env", "Breakout", "--fps", "0"], "--fps 0"),
+    (["enjoy", "--algo", "dqn", "--env", "Breakout", "--record", "."], "--record ."),
 ]
 
 
@@ -93,4 +108,9 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert len(stderr) <= 700
     assert expected in stderr
-    assert not list(tmp_path.glob("**/run.yml"))  # no run folder left behind
+    # Nothing left behind (no run folder, not even the empty log folders made for one), and
+    # the user's files as they were.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
+    for name, content in FILES.items():
+        path = tmp_path / name
+        assert (path.read_bytes() if isinstance(content, bytes) else path.read_text()) == content

@@ -13,14 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
+import zoo.resume
 import zoo.train
+from zoo.atomic import partial_name
 from zoo.checkpoints import checkpoint_folder, newest_checkpoint
 from zoo.cli import main
 from zoo.config import build_config
@@ -114,6 +116,10 @@ def test_a_run_killed_while_writing_its_final_model_is_finished_by_a_resume(run:
     run.final_model.write_bytes(b"the model of step 400")
     partial = run.path / ".final_model.zip.partial.zip"
     partial.write_bytes(b"half written")
+    # Text files a kill left under their temporary names, in the run and monitor folders.
+    leftovers = [partial_name(run.run_file), partial_name(run.monitor_dir / "0.monitor.csv")]
+    for leftover in leftovers:
+        leftover.write_text("half written")
     info = _info(run)
     info["status"] = "running"
     run.run_file.write_text(yaml.safe_dump(info))
@@ -121,10 +127,46 @@ def test_a_run_killed_while_writing_its_final_model_is_finished_by_a_resume(run:
     assert code == 0, err
     assert "had reached step 600, its total: wrote final_model.zip" in out
     assert run.final_model.read_bytes() == checkpoint.model_file.read_bytes()
-    assert not partial.exists()
+    assert not partial.exists() and not any(leftover.exists() for leftover in leftovers)
     assert _info(run)["status"] == "finished"
     again = _call("train", "--resume", str(run.path))
     assert again[0] == 2 and "already at step 600 of 600" in again[2]
+
+
+def _read_only(path: Path) -> Callable[..., None]:
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    return refuse
+
+
+# A run folder made read-only before a resume (simulated: root ignores chmod). Each place the
+# resume writes before the first step refuses in turn; none may end in a traceback or change
+# run.yml, and the checkpoints stay as they were.
+@pytest.mark.parametrize("refused", ["set_aside", "make_vec_env_for", "mark_resumed"])
+def test_a_resume_of_a_read_only_run_folder_is_one_line_and_changes_nothing(
+    refused: str, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    newest, _ = newest_checkpoint(run.checkpoints_dir)
+    assert newest is not None
+    if refused == "set_aside":  # a corrupt newest checkpoint is renamed aside
+        newest.model_file.write_bytes(b"corrupt")
+        module = zoo.resume
+    else:
+        module = zoo.train
+    monkeypatch.setattr(module, refused, _read_only(run.monitor_dir))
+    before = run.run_file.read_bytes()
+    saved = sorted(p.name for p in run.checkpoints_dir.iterdir())
+    code, out, err = _call("train", "--resume", str(run.path), "-n", "800")
+    assert code == 2, err
+    *notes, error = err.strip().splitlines()  # what the resume found, then the one error
+    assert all(line.startswith(("warning: ", "note: ")) for line in notes), err
+    assert error.startswith("zoo: error: ")
+    assert "Traceback" not in err
+    assert "Permission denied" in error and "nothing was trained" in error
+    assert "Resuming" not in out
+    assert run.run_file.read_bytes() == before
+    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == saved
 
 
 def test_monitor_files_go_back_to_the_games_of_the_checkpoint(run: Run) -> None:
@@ -187,8 +229,13 @@ def test_after_a_ctrl_c_the_logging_and_checkpoint_grids_stay_anchored_at_0(
     assert saved == [604, 800, 1000]  # keep_checkpoints: 3; the next periodic one is at 800
 
 
+# A full disk, and a folder made read-only mid-run (EACCES; root ignores chmod, so simulated).
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")],
+)
 def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    code: int, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=1000"])
     run = start_run(tmp_path, config, "cpu", ["train"])
@@ -198,14 +245,14 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     def disk_full_on_the_second(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(run.checkpoints_dir))
+            raise OSError(code, reason, str(run.checkpoints_dir))
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(zoo.train, "save_checkpoint", disk_full_on_the_second)
     with pytest.raises(UserError) as failure:
         train(config, run, TrainOptions(device="cpu"))
     message = str(failure.value)
-    assert "\n" not in message and "No space left on device" in message
+    assert "\n" not in message and reason in message
     assert "newest complete checkpoint: step 200" in message
     assert f"zoo train --resume {run.path}" in message
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
@@ -257,9 +304,11 @@ def test_resume_messages_say_what_really_happened(
         return shutil._ntuple_diskusage(10 << 30, 10 << 30, 0)
 
     monkeypatch.setattr(shutil, "disk_usage", no_room)
+    before = run.run_file.read_bytes()
     code, _, err = _call("train", "--resume", str(run.path), "-n", "800")
     assert code == 2
     assert f"set save_replay_buffer: false in {run.config_file}" in err and "--set" not in err
+    assert run.run_file.read_bytes() == before  # the refused resume recorded nothing
 
 
 # Without zoo's hook the writer thread's error reaches the thread excepthook (a traceback on

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,12 +50,6 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary file in the same folder, flush to disk, then rename."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-    fsync_dir(path.parent)
+    """Write text under a temporary name in the same folder, flush to disk, then rename.
+    A killed writer leaves only a `.partial` name, which a resume removes."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -37,6 +37,19 @@ def prepare_resume(
     half-written are removed. With no checkpoint at all the run starts over from step 0 in
     the same folder, its old final model kept under another name.
     """
+    try:
+        return _prepare_resume(run, total_timesteps, warn)
+    except OSError as error:  # a folder made read-only: nothing below may end in a traceback
+        where = f" ({error.filename})" if error.filename else ""
+        raise UserError(
+            f"cannot tidy {run.path} for the resume{where}: {error.strerror or error}; nothing "
+            "was trained. Make the folder writable, then: zoo train --resume " + str(run.path)
+        ) from None
+
+
+def _prepare_resume(
+    run: Run, total_timesteps: int | None, warn: Callable[[str], None]
+) -> Resumption:
     info = run.read_info()
     config = build_config(str(info["algo"]), str(info["env"]), hyperparams_file=run.config_file)
     checkpoint, skipped = newest_checkpoint(run.checkpoints_dir)
@@ -71,7 +84,7 @@ def prepare_resume(
 
 def remove_partial_files(run: Run) -> None:
     """Files a killed process left under their temporary names (never complete)."""
-    for folder in (run.path, run.checkpoints_dir):
+    for folder in (run.path, run.checkpoints_dir, run.monitor_dir):
         for leftover in folder.glob(".*.partial*"):
             leftover.unlink(missing_ok=True)
 

@@ -258,12 +258,25 @@ def training_lock(run: Run) -> Iterator[None]:
         handle.close()
 
 
-def discard_unstarted_run(run: Run) -> None:
-    """Remove a run folder this process just created, when nothing in it was trained."""
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def discard_unstarted_run(run: Run, made_folders: Sequence[Path] = ()) -> None:
+    """Remove a run folder this process just created, when nothing in it was trained, and
+    the log folders (`made_folders`, from `missing_folders`) it created for it, if empty."""
     if run.checkpoints_dir.exists() or run.final_model.exists():
         return
     if run.read_info().get("timesteps", 0) == 0:
         shutil.rmtree(run.path, ignore_errors=True)
+        for folder in made_folders:
+            with contextlib.suppress(OSError):  # not empty: another run is there now
+                folder.rmdir()
 
 
 def mark_resumed(run: Run, from_step: int, total_timesteps: int, argv: Sequence[str]) -> None:

@@ -159,24 +159,26 @@ def _train(
     if note is not None:
         options.warn(note)
     apply_torch_threads(config.run.torch_threads)
-    env = make_vec_env_for(
-        config.env,
-        config.env_settings(),
-        config.seed + start.step,  # a resumed run does not replay its first games
-        str(run.monitor_dir),
-        append_monitor=start.resumed,
-    )
+    with _setting_up(run):
+        env = make_vec_env_for(
+            config.env,
+            config.env_settings(),
+            config.seed + start.step,  # a resumed run does not replay its first games
+            str(run.monitor_dir),
+            append_monitor=start.resumed,
+        )
     try:
-        model = _starting_model(config, env, options, start)
-        model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
-        _check_replay_buffer_room(model, config, run, options, start.resumed)
-        evaluation = _evaluation_callback(config, run, options, start)
-        callbacks = _callbacks(config, run, model, options, total, evaluation, extra_callbacks)
-        if start.checkpoint is not None:
-            restore_rng_states(start.checkpoint.training_state().get("rng", {}))
-        if start.resumed:  # recorded once everything is set up: a refused resume leaves no trace
-            mark_resumed(run, start.step, total, options.command)
-            options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
+        with _setting_up(run):
+            model = _starting_model(config, env, options, start)
+            model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
+            _check_replay_buffer_room(model, config, run, options, start.resumed)
+            evaluation = _evaluation_callback(config, run, options, start)
+            callbacks = _callbacks(config, run, model, options, total, evaluation, extra_callbacks)
+            if start.checkpoint is not None:
+                restore_rng_states(start.checkpoint.training_state().get("rng", {}))
+            if start.resumed:  # recorded once all is set up: a refused resume leaves no trace
+                mark_resumed(run, start.step, total, options.command)
+                options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
         try:
             with _write_errors_of_threads_left_to_the_main_thread():
                 interrupted_with = _learn(model, total, start, callbacks, options)
@@ -216,6 +218,20 @@ def _write_errors_of_threads_left_to_the_main_thread() -> Iterator[None]:
         yield
     finally:
         threading.excepthook = previous
+
+
+@contextlib.contextmanager
+def _setting_up(run: Run) -> Iterator[None]:
+    """Before the first step a folder that cannot be written (made read-only, full) is one
+    line; run.yml stays as it was, since nothing was trained."""
+    try:
+        yield
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        raise UserError(
+            f"cannot use the run folder{where}: {error.strerror or error}; nothing was trained. "
+            "Make the folder writable (or free space), then run the command again"
+        ) from None
 
 
 def _write_failure(run: Run, error: OSError) -> UserError:

@@ -106,7 +106,13 @@ def run(args: argparse.Namespace) -> int:
     from zoo.errors import UserError
     from zoo.memory_admission import admit_replay_buffer
     from zoo.resume import init_weights_file, prepare_resume, without_random_phase
-    from zoo.runs import discard_unstarted_run, open_run, start_run, training_lock
+    from zoo.runs import (
+        discard_unstarted_run,
+        missing_folders,
+        open_run,
+        start_run,
+        training_lock,
+    )
     from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
 
     say = printer(args.quiet)
@@ -143,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if args.init_from is not None:
         start = StartPoint(init_weights=init_weights_file(args.init_from, options.warn))
     admit_replay_buffer(config, device)  # before anything is created
+    made_folders = missing_folders(args.log_dir / config.algo)
     run = start_run(args.log_dir, config, device, sys.argv[1:])
     total = config.n_timesteps
     say(f"Training {config.algo} on {config.env.name} for {total:,} steps (seed {config.seed})")
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(config, run, options, start=start)
     except UserError:
-        discard_unstarted_run(run)  # a fresh run that failed before its first step
+        discard_unstarted_run(run, made_folders)  # a fresh run that failed before its first step
         raise
     return _report_training(result, say)
 
