@@ -229,6 +229,27 @@ def test_after_a_ctrl_c_the_logging_and_checkpoint_grids_stay_anchored_at_0(
     assert saved == [604, 800, 1000]  # keep_checkpoints: 3; the next periodic one is at 800
 
 
+def test_sigterm_in_process_stops_at_the_rollout_and_saves_like_ctrl_c(
+    tmp_path: Path, python_signals: None
+) -> None:
+    """The fast twin of the slow subprocess test below: the same stop, saves and status."""
+    config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=1000"])
+    run = start_run(tmp_path, config, "cpu", ["train"])
+    warned: list[str] = []
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stopped = train(config, run, TrainOptions(device="cpu", warn=warned.append),
+                        extra_callbacks=[StepAt(302, lambda _: os.kill(os.getpid(), signal.SIGTERM))])  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.interrupted and stopped.exit_code == 143 and stopped.timesteps == 304
+    assert any("SIGTERM" in line for line in warned), warned
+    assert _info(run)["status"] == "interrupted" and _info(run)["timesteps"] == 304
+    assert run.final_model.is_file()
+    checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
+    assert checkpoint is not None and checkpoint.step == 304
+
+
 # A full disk, and a folder made read-only mid-run (EACCES; root ignores chmod, so simulated).
 @pytest.mark.parametrize(
     ("code", "reason"),
