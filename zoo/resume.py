@@ -43,7 +43,7 @@ def prepare_resume(
         where = f" ({error.filename})" if error.filename else ""
         raise UserError(
             f"cannot tidy {run.path} for the resume{where}: {error.strerror or error}; nothing "
-            "was trained. Make the folder writable, then: zoo train --resume " + str(run.path)
+            f"was trained. Make the folder writable, then: zoo train --resume {run.path}"
         ) from None
 
 
