@@ -11,7 +11,7 @@ from types import MappingProxyType
 from zoo.atomic import atomic_write_text, write_atomically
 from zoo.checkpoints import Checkpoint, newest_checkpoint, set_aside
 from zoo.config import Config, build_config
-from zoo.errors import UserError
+from zoo.errors import UserError, os_error_text
 from zoo.model_loading import algorithm_of
 from zoo.runs import Run, open_run, update_run_status
 from zoo.train import StartPoint
@@ -40,10 +40,9 @@ def prepare_resume(
     try:
         return _prepare_resume(run, total_timesteps, warn)
     except OSError as error:  # a folder made read-only: nothing below may end in a traceback
-        where = f" ({error.filename})" if error.filename else ""
         raise UserError(
-            f"cannot tidy {run.path} for the resume{where}: {error.strerror or error}; nothing "
-            f"was trained. Make the folder writable, then: zoo train --resume {run.path}"
+            f"cannot tidy {run.path} for the resume{os_error_text(error)}; nothing was "
+            f"trained. Make the folder writable, then: zoo train --resume {run.path}"
         ) from None
 
 

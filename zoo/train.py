@@ -41,7 +41,7 @@ from zoo.checkpoints import (
 )
 from zoo.config import Config, minibatch_note
 from zoo.envs import make_eval_env, make_vec_env_for
-from zoo.errors import UserError
+from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
@@ -227,9 +227,8 @@ def _setting_up(run: Run) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        where = f" ({error.filename})" if error.filename else ""
         raise UserError(
-            f"cannot use the run folder{where}: {error.strerror or error}; nothing was trained. "
+            f"cannot use the run folder{os_error_text(error)}; nothing was trained. "
             "Make the folder writable (or free space), then run the command again"
         ) from None
 
@@ -241,9 +240,8 @@ def _write_failure(run: Run, error: OSError) -> UserError:
     kept = f"step {checkpoint.step:,}" if checkpoint is not None else "none yet"
     with contextlib.suppress(OSError):
         update_run_status(run, "failed", checkpoint.step if checkpoint is not None else 0)
-    where = f" ({error.filename})" if error.filename else ""
     return UserError(
-        f"cannot write to the run folder{where}: {error.strerror or error}; newest complete "
+        f"cannot write to the run folder{os_error_text(error)}; newest complete "
         f"checkpoint: {kept}. Free space or fix the folder, then: zoo train --resume {run.path}"
     )
 
