@@ -34,6 +34,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples, TrainFreq
 from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from zoo.augmentation import AUGMENTATIONS
 from zoo.frame_buffer import FrameReplayBuffer
 from zoo.names import FRAME_STORES
 from zoo.prioritized import PrioritizedFrameReplayBuffer
@@ -180,9 +181,10 @@ def next_q_values(
     double_q: bool,
 ) -> th.Tensor:
     """Value of the greedy next action, shape (batch, 1): chosen by the target network itself
-    (DQN) or by the online network (Double DQN), valued by the target network either way."""
+    (DQN) or by the online network (Double DQN), valued by the target network either way.
+    A target that is the online network itself is asked once."""
     target_q = target(next_observations)
-    chooser = online(next_observations) if double_q else target_q
+    chooser = online(next_observations) if double_q and online is not target else target_q
     return target_q.gather(dim=1, index=chooser.argmax(dim=1, keepdim=True))
 
 
@@ -195,7 +197,7 @@ def next_quantiles(
     """Target quantiles (batch, n_quantiles) of the greedy next action (by mean over quantiles),
     chosen by the target network or, for Double QR-DQN, by the online network."""
     target_quantiles = target(next_observations)  # (batch, n_quantiles, n_actions)
-    chooser = online(next_observations) if double_q else target_quantiles
+    chooser = online(next_observations) if double_q and online is not target else target_quantiles
     greedy = chooser.mean(dim=1, keepdim=True).argmax(dim=2, keepdim=True)
     greedy = greedy.expand(-1, target_quantiles.shape[1], 1)
     return target_quantiles.gather(dim=2, index=greedy).squeeze(dim=2)
@@ -245,12 +247,18 @@ class TemporalDifferenceTraining:
     `priority_alpha`, weights each loss by its importance weight (exponent:
     `priority_beta_schedule` of the global step) and sets priorities to the per-sample
     errors of `td_losses` plus `priority_epsilon`.
+    `augmentation` (zoo/augmentation.py) transforms the observations and next observations
+    of every sampled pixel batch, each with its own random draws.
     """
 
     policy: Any
     replay_buffer: Any
     logger: Any
     max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
+    tau: float
+    target_update_interval: int
+    n_envs: int
+    gradient_steps: int
     learning_starts: int
     gamma: float
     n_steps: int
@@ -258,6 +266,8 @@ class TemporalDifferenceTraining:
     replay_buffer_kwargs: dict[str, Any]
     random_warmup: bool = True
     prioritized_replay: bool = False
+    augmentation: str | None = None
+    observation_space: Any
     priority_beta_schedule: Schedule | None
     num_timesteps: int
     _n_updates: int
@@ -277,8 +287,14 @@ class TemporalDifferenceTraining:
         priority_epsilon: float = 1e-6,
         frame_store: str = "host",
         priority_beta_schedule: Schedule | None = None,
+        augmentation: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if augmentation is not None and augmentation not in AUGMENTATIONS:
+            raise ValueError(
+                f"unknown augmentation {augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"
+            )
+        self.augmentation = augmentation
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
         if replay_buffer not in REPLAY_BUFFER_CLASSES:
@@ -318,6 +334,11 @@ class TemporalDifferenceTraining:
             kwargs.get("policy_kwargs"), dueling, network
         )
         super().__init__(*args, **kwargs)
+        if augmentation is not None and len(self.observation_space.shape) != 3:
+            raise ValueError(
+                f"augmentation {augmentation!r} shifts images; the observations here have shape "
+                f"{self.observation_space.shape}"
+            )
 
     def _setup_model(self) -> None:
         buffer_class = self.replay_buffer_class
@@ -367,7 +388,7 @@ class TemporalDifferenceTraining:
                 loss = self._prioritized_loss(batch_size)
             else:
                 batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-                loss = self.td_loss(batch)
+                loss = self.td_loss(self.augmented(batch))
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()
             loss.backward()
@@ -377,6 +398,24 @@ class TemporalDifferenceTraining:
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
+
+    def target_equals_online(self) -> bool:
+        """Whether the target network holds the online network's weights at every gradient
+        step: copied whole (tau 1) after every vector step (SB3's `_on_step`), and one
+        gradient step per phase. Its forward pass then gives the online network's values,
+        so the update asks the online network once instead of both."""
+        interval = max(int(self.target_update_interval) // int(self.n_envs), 1)
+        return self.tau == 1.0 and interval == 1 and self.gradient_steps == 1
+
+    def augmented(self, batch: ReplayBufferSamples) -> ReplayBufferSamples:
+        """The batch with its observations and next observations augmented apart."""
+        if self.augmentation is None:
+            return batch
+        augment = AUGMENTATIONS[self.augmentation]
+        return batch._replace(
+            observations=augment(batch.observations),
+            next_observations=augment(batch.next_observations),
+        )
 
     def priority_beta(self) -> float:
         schedule = self.priority_beta_schedule
@@ -390,7 +429,7 @@ class TemporalDifferenceTraining:
         batch, leaves, weights = self.replay_buffer.sample_prioritized(
             batch_size, beta, env=self._vec_normalize_env
         )
-        losses, errors = self.td_losses(batch)
+        losses, errors = self.td_losses(self.augmented(batch))
         self.replay_buffer.update_priorities(leaves, errors)
         return (weights[:, 0] * losses).mean()
 
@@ -427,8 +466,9 @@ class ZooDQN(
     def _values_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """Q(s, a) of the batch (batch, 1) and its TD targets."""
         with th.no_grad():
+            target_net = self.q_net if self.target_equals_online() else self.q_net_target
             next_values = next_q_values(
-                self.q_net, self.q_net_target, batch.next_observations, self.double_q
+                self.q_net, target_net, batch.next_observations, self.double_q
             )
             targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
         current = self.q_net(batch.observations).gather(dim=1, index=batch.actions.long())
@@ -462,8 +502,11 @@ class ZooQRDQN(
     def _quantiles_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """The quantiles of Z(s, a) (batch, n_quantiles) and their target quantiles."""
         with th.no_grad():
+            target_net = (
+                self.quantile_net if self.target_equals_online() else self.quantile_net_target
+            )
             next_values = next_quantiles(
-                self.quantile_net, self.quantile_net_target, batch.next_observations, self.double_q
+                self.quantile_net, target_net, batch.next_observations, self.double_q
             )
             targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
         quantiles = self.quantile_net(batch.observations)  # (batch, n_quantiles, n_actions)

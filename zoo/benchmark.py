@@ -323,7 +323,9 @@ def evaluate_model(
     results: dict[str, Any] = {}
     for mode in evaluation_modes(config.algo):
         started = time.monotonic()
-        scores, lengths = play_model(model_path, config, seeds, sampled=mode == "sampled")
+        scores, lengths = play_model(
+            model_path, config, seeds, mode == "sampled", config.evaluation.epsilon
+        )
         results[mode] = {
             "scores": scores,
             "lengths": lengths,
@@ -335,9 +337,10 @@ def evaluate_model(
 
 
 def play_model(
-    model_path: Path, config: Config, seeds: Sequence[int], sampled: bool, epsilon: float = 0.0
+    model_path: Path, config: Config, seeds: Sequence[int], sampled: bool, epsilon: float
 ) -> tuple[list[float], list[int]]:
-    """One whole game per seed with a saved model, all side by side."""
+    """One whole game per seed with a saved model, all side by side, a random action
+    replacing the chosen one with probability `epsilon` (the config's eval_epsilon)."""
     from zoo.envs import make_eval_env
     from zoo.evaluation import ActionChooser, GameTable
     from zoo.model_loading import load_model

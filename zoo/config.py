@@ -543,6 +543,12 @@ def _check_combinations(
             "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
+    if hyperparams.get("augmentation") is not None and hyperparams["policy"] != "CnnPolicy":
+        fail(
+            "augmentation",
+            f"{hyperparams['augmentation']} shifts pixel images; {hyperparams['policy']} "
+            "has none (set augmentation: null)",
+        )
     if "n_epochs" in hyperparams:
         _check_minibatches(hyperparams, origins, fail)
     optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}

@@ -24,6 +24,8 @@ LOSSES: tuple[str, ...] = ("huber", "mse")
 # `replay_buffer`: the class that stores transitions; `frame_store`: where frames are kept.
 REPLAY_BUFFERS: tuple[str, ...] = ("frames", "sb3")
 FRAME_STORES: tuple[str, ...] = ("host", "device")
+# `augmentation`: what the update does to sampled pixel observations (zoo/augmentation.py).
+AUGMENTATIONS: tuple[str, ...] = ("random_shift", "random_shift_intensity")
 
 # `zoo plot`: the x axes, and the extra panels: name -> (axis label, TensorBoard tags tried
 # in order; all found are drawn).

@@ -531,6 +531,12 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         choice(names.Q_NETWORKS, optional=True),
         "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
     ),
+    "augmentation": Field(
+        choice(names.AUGMENTATIONS, optional=True),
+        "augment sampled pixel observations in each update: random_shift (DrQ: +-4 pixels, "
+        "border repeated) or random_shift_intensity (Dopamine's DrQ(eps): shift, then scale by "
+        "1 + 0.05 x clipped noise); null: none",
+    ),
 }
 
 
@@ -553,6 +559,11 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
         ),
     }
 
+
+# Keys of the replay-based algorithms that an on-policy one refuses with a reason.
+_ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
+    {"augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)"}
+)
 
 SCHEMAS: Mapping[str, Schema] = {
     "dqn": Schema(
@@ -583,6 +594,7 @@ SCHEMAS: Mapping[str, Schema] = {
                 "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
             },
         ),
+        not_applicable=_ON_POLICY_NOT_APPLICABLE,
     ),
     "ppo": Schema(
         toolkit=TOOLKIT_FIELDS,
@@ -608,6 +620,7 @@ SCHEMAS: Mapping[str, Schema] = {
             },
             own={"normalize_advantage": Field(boolean, "normalise advantages per minibatch")},
         ),
+        not_applicable=_ON_POLICY_NOT_APPLICABLE,
     ),
     "qrdqn": Schema(
         toolkit=TOOLKIT_FIELDS,
