@@ -78,6 +78,19 @@ CASES: list[tuple[list[str], str]] = [
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--epsilon", "2"], "--epsilon 2"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--fps", "0"], "--fps 0"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--record", "."], "--record ."),
+    (
+        ["train", "--algo", "a2c", "--env", "Breakout", "--set", "augmentation=random_shift"],
+        "augments batches drawn from a replay buffer",
+    ),
+    ([*TRAIN, "--set", "augmentation=random_shift"], "shifts pixel images"),
+    ([*BREAKOUT, "--set", "augmentation=flip"], "expected one of random_shift"),
+    (["benchmark", "--suite", "atari57"], "invalid choice"),
+    (["benchmark", "--suite", "atari100k", "--games", "Tetris"], "not an Atari-100k game"),
+    (["benchmark", "--suite", "atari100k", "--envs", "Pong"], "drop --envs"),
+    (["benchmark", "--suite", "atari100k", "--preset", "nope"], "unknown preset"),
+    (["benchmark", "--suite", "atari100k", "--report"], "give --rows DIR"),
+    (["benchmark", "--algos", "dqn"], "give --algos and --envs"),
+    (["benchmark", "--algos", "dqn", "--envs", "Pong", "--games", "Pong"], "go with --suite"),
 ]
 
 

@@ -168,10 +168,10 @@ def read_cell_info(cell_path: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def _update_cell_info(cell: Cell, **changes: Any) -> dict[str, Any]:
-    info = read_cell_info(cell.path)
+def update_cell_info(cell_path: Path, **changes: Any) -> dict[str, Any]:
+    info = read_cell_info(cell_path)
     info.update(changes)
-    atomic_write_text(cell.info_file, dump_yaml(info))
+    atomic_write_text(cell_path / CELL_FILE, dump_yaml(info))
     return info
 
 
@@ -210,8 +210,8 @@ def run_cell(
             result = train(config, run, options, start=start)
             seconds = time.monotonic() - started
             info = read_cell_info(cell.path)
-            _update_cell_info(
-                cell,
+            update_cell_info(
+                cell.path,
                 train_seconds=float(info.get("train_seconds", 0.0)) + seconds,
                 machine=machine_description(),
             )
@@ -304,7 +304,7 @@ def _evaluate_cell(cell: Cell, eval_games: int, say: Callable[[str], None]) -> N
         except UserError:
             continue  # no best model: the run had no evaluation
         results[kind] = evaluate_model(chosen.path, config, seeds, say, f"{kind} model")
-    _update_cell_info(cell, final_evaluation=results)
+    update_cell_info(cell.path, final_evaluation=results)
 
 
 def final_evaluation_seeds(eval_games: int) -> list[int]:

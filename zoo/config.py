@@ -224,6 +224,14 @@ def load_presets() -> dict[str, Any]:
     return presets if isinstance(presets, dict) else {}
 
 
+def preset_algo(name: str) -> str:
+    """The algo a named preset is for."""
+    presets = load_presets()
+    if name not in presets:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(presets)}")
+    return str(presets[name].get("algo"))
+
+
 def preset_layer(name: str, algo: str) -> Layer:
     """The hyperparameters of a named preset from hyperparams/presets.yml."""
     presets = load_presets()

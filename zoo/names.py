@@ -27,6 +27,9 @@ FRAME_STORES: tuple[str, ...] = ("host", "device")
 # `augmentation`: what the update does to sampled pixel observations (zoo/augmentation.py).
 AUGMENTATIONS: tuple[str, ...] = ("random_shift", "random_shift_intensity")
 
+# `zoo benchmark --suite`: the published protocols zoo runs (zoo/atari100k.py).
+BENCHMARK_SUITES: tuple[str, ...] = ("atari100k",)
+
 # `zoo plot`: the x axes, and the extra panels: name -> (axis label, TensorBoard tags tried
 # in order; all found are drawn).
 PLOT_X_AXES: tuple[str, ...] = ("steps", "episodes")

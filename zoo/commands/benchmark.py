@@ -7,7 +7,10 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
 from zoo.commands.options import GYM_PACKAGES
+from zoo.names import BENCHMARK_SUITES
 from zoo.schema import SCHEMAS
+
+DEFAULT_EVAL_GAMES = 30
 
 BENCHMARK_EPILOG = """\
 each cell is an ordinary run folder, <log-dir>/benchmark/<name>/<algo>_<env>_seed<S>/, trained
@@ -20,6 +23,12 @@ examples:
   zoo benchmark --algos a2c --envs Breakout --seeds 7
   zoo benchmark --algos a2c dqn --envs Breakout Pong --seeds 0 1 2 --workers 2
   zoo benchmark --algos a2c --envs Breakout --seeds 7 --report
+  zoo benchmark --suite atari100k --games Breakout Pong --seeds 0 1 --rows results/atari100k
+  zoo benchmark --suite atari100k --report --rows results/atari100k
+the atari100k suite: dqn with --preset (default drq_eps) on the 26 Atari-100k games (or
+--games), 100k agent steps, then 100 whole games with the preset's evaluation epsilon; each
+evaluated cell's result row is kept in --rows DIR (one CSV file each, never replaced), and
+atari100k.md tabulates every row beside the published DER, OTRainbow, DrQ, DrQ(eps) and SPR.
 """
 
 
@@ -32,10 +41,17 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         epilog=BENCHMARK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("--algos", nargs="+", required=True, choices=list(SCHEMAS), metavar="ALGO",
-                       help=f"algorithms ({', '.join(SCHEMAS)})")  # fmt: skip
-    bench.add_argument("--envs", nargs="+", required=True, metavar="ENV",
-                       help="games or env ids (Breakout, Pong, CartPole-v1)")  # fmt: skip
+    bench.add_argument("--algos", nargs="+", choices=list(SCHEMAS), metavar="ALGO",
+                       help=f"algorithms ({', '.join(SCHEMAS)}); required without --suite")  # fmt: skip
+    bench.add_argument("--envs", nargs="+", metavar="ENV",
+                       help="games or env ids (Breakout, Pong, CartPole-v1); required without --suite")  # fmt: skip
+    bench.add_argument("--suite", choices=BENCHMARK_SUITES,
+                       help="a published benchmark's protocol instead of --algos/--envs")  # fmt: skip
+    bench.add_argument("--games", nargs="+", default=[], metavar="GAME",
+                       help="with --suite: only these of its games (default: all)")  # fmt: skip
+    bench.add_argument("--rows", type=Path, metavar="DIR",
+                       help="with --suite: keep each evaluated cell's result row in DIR and "
+                       "tabulate every row there")  # fmt: skip
     bench.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S",
                        help="seeds, one cell each (default: 0)")  # fmt: skip
     bench.add_argument("--preset", metavar="NAME", help="a preset from hyperparams/presets.yml")
@@ -51,8 +67,9 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
                        help="only these cells of the grid (names as in its folder)")  # fmt: skip
     bench.add_argument("--workers", type=int, default=1, metavar="K",
                        help="cells trained side by side, each in its own process (default 1)")  # fmt: skip
-    bench.add_argument("--eval-games", type=int, default=30, metavar="G",
-                       help="whole games of each cell's final evaluation (default 30)")  # fmt: skip
+    bench.add_argument("--eval-games", type=int, metavar="G",
+                       help=f"whole games of each cell's final evaluation (default {DEFAULT_EVAL_GAMES}; "
+                       f"a --suite: its protocol's)")  # fmt: skip
     bench.add_argument("--report", action="store_true",
                        help="only write the results of what is trained so far (no training)")  # fmt: skip
     bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -77,29 +94,37 @@ def run(args: argparse.Namespace) -> int:
     from zoo.errors import UserError
     from zoo.train import resolve_device
 
-    if args.eval_games < 1:
+    if args.eval_games is not None and args.eval_games < 1:
         raise UserError("--eval-games must be at least 1 (whole games per final evaluation)")
     if not 1 <= args.workers <= 64:
         raise UserError("--workers must be between 1 and 64")
     if any(seed < 0 for seed in args.seeds):
         raise UserError("--seeds must be >= 0")
-    name = args.name or default_grid_name(args.algos, args.envs)
+    algos, envs, preset, eval_games = _grid_choice(args)
+    name = args.name or (f"{args.suite}_{preset}" if args.suite else default_grid_name(algos, envs))
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--name {name!r}: give a plain folder name")
     grid = Grid(
         name=name,
-        algos=tuple(dict.fromkeys(args.algos)),
-        envs=tuple(dict.fromkeys(args.envs)),
+        algos=tuple(dict.fromkeys(algos)),
+        envs=tuple(dict.fromkeys(envs)),
         seeds=tuple(dict.fromkeys(args.seeds)),
-        preset=args.preset,
+        preset=preset,
         overrides=tuple(args.set),
         hyperparams_file=args.hyperparams_file,
         timesteps=args.timesteps,
         gym_packages=tuple(args.gym_packages),
     )
     grid_dir = args.log_dir / "benchmark" / name
-    cells = select_cells(grid_cells(grid, grid_dir), args.cells)
     say = printer(args.quiet)
+    if args.suite and args.report and not (grid_dir / "grid.yml").is_file():
+        if args.rows is None:
+            raise UserError(
+                f"no benchmark {name} in {args.log_dir}: give --rows DIR to tabulate kept rows"
+            )
+        say(f"Wrote {_suite_table(None, args.rows)}")
+        return 0
+    cells = select_cells(grid_cells(grid, grid_dir), args.cells)
     interrupted = 0
     if not args.report:
         device = resolve_device(args.device)
@@ -109,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             grid,
             grid_dir,
             names=[c.name for c in cells],
-            eval_games=args.eval_games,
+            eval_games=eval_games,
             device=device,
             workers=args.workers,
             quiet=args.quiet,
@@ -121,6 +146,58 @@ def run(args: argparse.Namespace) -> int:
         claim_grid_dir(grid, grid_dir)  # checks that the folder holds this grid
     for path in write_results(grid_dir, name):
         say(f"Wrote {path}")
+    if args.suite:
+        say(f"Wrote {_suite_table(grid_dir, args.rows)}")
     if interrupted:
         say(f"Interrupted: run the same command again to continue ({grid_dir})")
     return interrupted
+
+
+def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | None, int]:
+    """(algos, envs, preset, final evaluation games): the options', or a suite's protocol."""
+    from zoo.errors import UserError
+
+    if args.suite is None:
+        if args.games or args.rows is not None:
+            raise UserError("--games and --rows go with --suite; name the envs with --envs")
+        if not args.algos or not args.envs:
+            raise UserError("give --algos and --envs (or --suite atari100k)")
+        return args.algos, args.envs, args.preset, args.eval_games or DEFAULT_EVAL_GAMES
+    from zoo import atari100k
+    from zoo.config import preset_algo
+
+    given = [option for option, value in (("--algos", args.algos), ("--envs", args.envs)) if value]
+    if given:
+        raise UserError(
+            f"--suite {args.suite} sets the algo and the games; drop {given[0]} (choose games "
+            "with --games, the agent with --preset)"
+        )
+    preset = args.preset or atari100k.DEFAULT_PRESET
+    return (
+        [preset_algo(preset)],
+        list(atari100k.suite_games(args.games)),
+        preset,
+        args.eval_games or atari100k.EVAL_EPISODES,
+    )
+
+
+def _suite_table(grid_dir: Path | None, rows_dir: Path | None) -> Path:
+    """Keep each evaluated cell's row in `rows_dir` (once), then write atari100k.md of every
+    row: those kept there and the grid's own; returns the table's path."""
+    from zoo import atari100k
+    from zoo.atomic import atomic_write_text
+
+    kept = atari100k.read_rows(rows_dir) if rows_dir is not None and rows_dir.is_dir() else []
+    fresh = []
+    if grid_dir is not None:
+        for row, keep in atari100k.grid_rows(grid_dir):
+            if rows_dir is None:
+                fresh.append(row)
+            elif keep(rows_dir):
+                kept.append(row)
+    text = f"# Atari-100k\n\n{atari100k.table(kept + fresh)}"
+    folder = rows_dir if rows_dir is not None else grid_dir
+    assert folder is not None
+    path = folder / "atari100k.md"
+    atomic_write_text(path, text)
+    return path
