@@ -180,10 +180,7 @@ class Config:
             kwargs.update(per_env_step_training(kwargs, self.n_envs))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
             kwargs["train_freq"] = tuple(kwargs["train_freq"])
-        kwargs["policy_kwargs"] = registry.with_fused_adam(
-            registry.resolve_policy_kwargs(kwargs.get("policy_kwargs") or {}),
-            adam_by_default=self.algo != "a2c",  # SB3's A2C defaults to RMSprop
-        )
+        kwargs["policy_kwargs"] = registry.resolve_policy_kwargs(kwargs.get("policy_kwargs") or {})
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:

@@ -466,8 +466,15 @@ _CHANNELS_LAST = Field(
     boolean, "convolution weights stored channels-last: faster CPU convolutions, same network"
 )
 
+_FUSED_ADAM = Field(
+    boolean,
+    "Adam and AdamW step in one fused kernel: the same update, faster; SB3's optimizer "
+    "settings are kept",
+)
+
 _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "channels_last": _CHANNELS_LAST,
+    "fused_adam": _FUSED_ADAM,
     "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
     "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
     "learning_starts": Field(integer(low=0), "steps of random play before learning"),
@@ -545,6 +552,7 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
     algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
     return {
         "channels_last": _CHANNELS_LAST,
+        "fused_adam": _FUSED_ADAM,
         "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
         **rollout,
         "gamma": Field(number(low=0, high=1), "discount factor"),
