@@ -8,11 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
+from stable_baselines3 import DQN
 
 from zoo.config import build_config
-from zoo.envs import resolve_env
+from zoo.envs import make_vec_env_for, resolve_env
 from zoo.errors import UserError
-from zoo.rl_zoo3 import hyperparams_layer, python_kwargs, read_hyperparams_file
+from zoo.rl_zoo3 import (
+    agent_step_train_freq,
+    hyperparams_layer,
+    python_kwargs,
+    read_hyperparams_file,
+)
+from zoo.train import build_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3"
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
@@ -262,3 +270,54 @@ def test_zoo_files_keep_zoo_semantics(write_yaml: Callable[[str, str], Path]) ->
     assert not read_hyperparams_file(path).rl_zoo3
     hyperparams = build_config("dqn", "Breakout", hyperparams_file=path).hyperparams
     assert hyperparams["double_q"] is True and hyperparams["n_steps"] == 3
+
+
+# An rl_zoo3 DQN section with several envs: train_freq counts vector steps of 4 envs.
+VECTOR_STEP_FILE = """CartPole-v1:
+  n_envs: 4
+  n_timesteps: !!float 1e5
+  policy: 'MlpPolicy'
+  buffer_size: 2000
+  learning_starts: 100
+  batch_size: 16
+  train_freq: 4
+  gradient_steps: 1
+"""
+
+
+@pytest.mark.parametrize(("train_freq", "gradient_steps"), [("4", 1), ("[4, step]", 2), ("4", -1)])
+def test_train_freq_counts_vector_steps_as_in_rl_zoo3(
+    write_yaml: Callable[[str, str], Path], train_freq: str, gradient_steps: int
+) -> None:
+    """The model zoo builds from an rl_zoo3 file is the one rl_zoo3 builds: rl_zoo3 hands the
+    file's values to SB3's constructor as they are, so it takes the same gradient steps."""
+    text = VECTOR_STEP_FILE.replace("train_freq: 4", f"train_freq: {train_freq}")
+    text = text.replace("gradient_steps: 1", f"gradient_steps: {gradient_steps}")
+    path = write_yaml("dqn.yml", text)
+    config = build_config("dqn", "CartPole-v1", hyperparams_file=path, overrides=["seed=0"])
+    section = yaml.safe_load(text.replace("!!float ", ""))["CartPole-v1"]
+    sb3_kwargs = {key: section[key] for key in ("buffer_size", "learning_starts", "batch_size")}
+    frequency = section["train_freq"]
+    sb3_kwargs["train_freq"] = tuple(frequency) if isinstance(frequency, list) else frequency
+    sb3_kwargs["gradient_steps"] = section["gradient_steps"]
+    env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    other_env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    try:
+        zoo_model = build_model(config, env, "cpu")
+        sb3_model = DQN("MlpPolicy", other_env, seed=0, device="cpu", **sb3_kwargs)
+        assert (zoo_model.train_freq, zoo_model.gradient_steps) == (
+            sb3_model.train_freq,
+            sb3_model.gradient_steps,
+        )
+        zoo_model.learn(640)
+        sb3_model.learn(640)
+        assert zoo_model._n_updates == sb3_model._n_updates > 0
+    finally:
+        env.close()
+        other_env.close()
+
+
+def test_episode_train_freq_is_not_converted() -> None:
+    assert agent_step_train_freq([1, "episode"], 4) == [1, "episode"]
+    assert agent_step_train_freq(4, 1) == 4 and agent_step_train_freq(4.0, 3) == 12
+    assert agent_step_train_freq("four", 4) == "four"  # zoo's validation refuses it

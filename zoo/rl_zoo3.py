@@ -198,7 +198,29 @@ def translate(values: Mapping[str, Any], env: EnvSpec, origin: str) -> dict[str,
             _merge(result, {key: python_kwargs(value, key, f"{origin}: key {key!r}")})
         else:
             _merge(result, {key: value})
+    if "train_freq" in result:
+        result["train_freq"] = agent_step_train_freq(result["train_freq"], result.get("n_envs", 1))
     return result
+
+
+def agent_step_train_freq(train_freq: Any, n_envs: Any) -> Any:
+    """rl_zoo3 passes `train_freq` to SB3, which counts it in vector steps of the file's
+    n_envs (1 if it names none); zoo counts agent steps: F vector steps are F x n_envs.
+    `[N, episode]`, and values zoo's validation will refuse, are left as they are."""
+    if not _is_count(n_envs) or n_envs == 1:
+        return train_freq
+    if _is_count(train_freq):
+        return int(train_freq) * int(n_envs)
+    steps = isinstance(train_freq, list) and len(train_freq) == 2 and train_freq[1] == "step"
+    if steps and _is_count(train_freq[0]):
+        return [int(train_freq[0]) * int(n_envs), "step"]
+    return train_freq
+
+
+def _is_count(value: Any) -> bool:
+    """A whole number >= 1 (YAML's `1e3` included)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and value >= 1 and float(value).is_integer()
 
 
 def _merge(result: dict[str, Any], values: Mapping[str, Any]) -> None:
