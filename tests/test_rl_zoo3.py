@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from stable_baselines3 import DQN
+from stable_baselines3.common.utils import LinearSchedule
 
 from zoo.config import build_config
 from zoo.envs import make_vec_env_for, resolve_env
@@ -321,3 +322,25 @@ def test_episode_train_freq_is_not_converted() -> None:
     assert agent_step_train_freq([1, "episode"], 4) == [1, "episode"]
     assert agent_step_train_freq(4, 1) == 4 and agent_step_train_freq(4.0, 3) == 12
     assert agent_step_train_freq("four", 4) == "four"  # zoo's validation refuses it
+
+
+def test_a_clip_range_vf_schedule_decays_as_in_rl_zoo3(
+    write_yaml: Callable[[str, str], Path],
+) -> None:
+    path = write_yaml(
+        "ppo.yml",
+        "CartPole-v1:\n  n_envs: 2\n  n_timesteps: 256\n  policy: 'MlpPolicy'\n"
+        "  n_steps: 32\n  batch_size: 64\n  n_epochs: 1\n  clip_range_vf: lin_0.2\n",
+    )
+    config = build_config("ppo", "CartPole-v1", hyperparams_file=path, overrides=["seed=0"])
+    assert config.hyperparams["clip_range_vf"] == {"type": "linear", "initial": 0.2, "final": 0.0}
+    env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    try:
+        model = build_model(config, env, "cpu")
+        assert model.clip_range_vf(1.0) == pytest.approx(0.2)
+        model.learn(128)  # the last gradient phase at step 128 of the file's 256
+    finally:
+        env.close()
+    # rl_zoo3's lin_0.2 is SB3's linear schedule of the progress remaining, 1 - 128 / 256
+    expected = LinearSchedule(0.2, 0.0, 1.0)(1 - 128 / 256)
+    assert model.clip_range_vf(1.0) == pytest.approx(expected) == pytest.approx(0.1)

@@ -172,28 +172,44 @@ class StepScheduledLearningRate:
 
 
 class StepScheduledClipRange:
-    """Mixin for PPO: the clip range of each gradient phase = schedule(num_timesteps).
+    """Mixin for PPO: the clip ranges of each gradient phase = their schedules of
+    num_timesteps (`clip_step_schedule` for the policy, `clip_vf_step_schedule` for the
+    value function).
 
-    SB3's PPO reads `clip_range(progress_remaining)` at the start of `train()`; the callable
-    is replaced there by the schedule's value at the global step, so it does not restart
-    with a resumed run's `learn()` call.
+    SB3's PPO reads `clip_range(progress_remaining)` and `clip_range_vf(...)` at the start of
+    `train()`; the callables are replaced there by the schedules' values at the global step,
+    so they do not restart with a resumed run's `learn()` call.
     """
 
     clip_step_schedule: Schedule | None
+    clip_vf_step_schedule: Schedule | None = None  # zips saved before it have none
     clip_range: Any
+    clip_range_vf: Any
     num_timesteps: int
 
     def __init__(
-        self, *args: Any, clip_step_schedule: Schedule | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        clip_step_schedule: Schedule | None = None,
+        clip_vf_step_schedule: Schedule | None = None,
+        **kwargs: Any,
     ) -> None:
         self.clip_step_schedule = clip_step_schedule
+        self.clip_vf_step_schedule = clip_vf_step_schedule
         if clip_step_schedule is not None:
             _take_step_zero_value(kwargs, "clip_range", clip_step_schedule, "clip_step_schedule")
+        if clip_vf_step_schedule is not None:
+            _take_step_zero_value(
+                kwargs, "clip_range_vf", clip_vf_step_schedule, "clip_vf_step_schedule"
+            )
         super().__init__(*args, **kwargs)
 
     def train(self) -> None:
         if self.clip_step_schedule is not None:
             self.clip_range = FloatSchedule(self.clip_step_schedule.value(self.num_timesteps))
+        if self.clip_vf_step_schedule is not None:
+            value = self.clip_vf_step_schedule.value(self.num_timesteps)
+            self.clip_range_vf = FloatSchedule(value)
         super().train()  # type: ignore[misc]
 
 

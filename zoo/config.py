@@ -150,6 +150,11 @@ class Config:
         spec = self.hyperparams.get("clip_range")
         return None if spec is None else build_schedule(spec, self.n_timesteps)
 
+    def clip_range_vf_schedule(self) -> Schedule | None:
+        """PPO's value clip range as a function of the global step; None: no clipping."""
+        spec = self.hyperparams.get("clip_range_vf")
+        return None if spec is None else build_schedule(spec, self.n_timesteps)
+
     def exploration_schedule(self) -> Schedule | None:
         spec = self.hyperparams.get("exploration")
         if spec is None:
@@ -173,6 +178,7 @@ class Config:
             "lr_step_schedule": self.learning_rate_schedule(),
             "epsilon_schedule": self.exploration_schedule(),
             "clip_step_schedule": self.clip_range_schedule(),
+            "clip_vf_step_schedule": self.clip_range_vf_schedule(),
             "priority_beta_schedule": self.priority_beta_schedule(),
         }
         kwargs.update({key: value for key, value in schedules.items() if value is not None})
