@@ -92,7 +92,12 @@ def test_dqn_file_means_plain_sb3_dqn_as_the_sb3_benchmark_preset() -> None:
     from_file = build_config(
         "dqn", "Breakout", hyperparams_file=FIXTURES / "dqn.yml", flags=[("t", "seed", 1)]
     )
-    preset = build_config("dqn", "Breakout", preset="sb3_benchmark", flags=[("t", "seed", 1)])
+    preset = build_config(
+        "dqn",
+        "Breakout",
+        preset="sb3_benchmark",
+        flags=[("t", "seed", 1), ("--vec-env", "vec_env", "sb3")],  # rl_zoo3's AtariWrapper
+    )
     assert dict(from_file.hyperparams) == dict(preset.hyperparams)
     assert from_file.hyperparams["double_q"] is False
     assert from_file.hyperparams["dueling"] is False
@@ -344,3 +349,34 @@ def test_a_clip_range_vf_schedule_decays_as_in_rl_zoo3(
     # rl_zoo3's lin_0.2 is SB3's linear schedule of the progress remaining, 1 - 128 / 256
     expected = LinearSchedule(0.2, 0.0, 1.0)(1 - 128 / 256)
     assert model.clip_range_vf(1.0) == pytest.approx(expected) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "a2c", "ppo", "qrdqn"])
+def test_atari_files_train_on_sb3s_atari_wrapper_with_one_note(
+    algo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    file = FIXTURES / f"{algo}.yml"
+    assert build_config(algo, "Breakout", hyperparams_file=file).hyperparams["vec_env"] == "dummy"
+    build_config(algo, "Pong", hyperparams_file=file)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "AtariWrapper" in line]
+    assert notes == [
+        f"note: {file}, section 'atari' (rl_zoo3 format), key 'env_wrapper': SB3's AtariWrapper, "
+        "so training runs on it (vec_env: sb3) as under rl_zoo3; --vec-env ale trains on "
+        "zoo's faster C++ backend"
+    ]
+
+
+def test_the_users_vec_env_wins_without_a_note(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    file = FIXTURES / "ppo.yml"
+    flag = build_config(
+        "ppo", "Breakout", hyperparams_file=file, flags=[("--vec-env", "vec_env", "ale")]
+    )
+    by_set = build_config("ppo", "Breakout", hyperparams_file=file, overrides=["vec_env=ale"])
+    assert flag.hyperparams["vec_env"] == by_set.hyperparams["vec_env"] == "ale"
+    cartpole = build_config("ppo", "CartPole-v1", hyperparams_file=file)  # no AtariWrapper
+    assert cartpole.hyperparams["vec_env"] == "dummy"
+    assert "AtariWrapper" not in capsys.readouterr().err

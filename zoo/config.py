@@ -261,6 +261,7 @@ def build_config(
     layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
     shipped = len(layers)
     user_layers: list[Layer] = []
+    backend: Layer | None = None  # vec_env sb3 for an rl_zoo3 file's AtariWrapper
     if hyperparams_file is not None:
         read = rl_zoo3.read_hyperparams_file(hyperparams_file)
         if read.rl_zoo3:
@@ -268,6 +269,9 @@ def build_config(
             plain = rl_zoo3.PLAIN_PRESETS.get(algo)
             if plain is not None:
                 layers.append(preset_layer(plain, algo))
+            wrapper = rl_zoo3.backend_layer(read, env)
+            backend = None if wrapper is None else Layer(*wrapper)
+            user_layers.extend([backend] if backend is not None else [])
             user_layers.append(Layer(*rl_zoo3.hyperparams_layer(read, env)))
         else:
             user_layers.extend(_file_layers(hyperparams_file, read.data, env, schema))
@@ -301,6 +305,8 @@ def build_config(
             )
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
+    if backend is not None and origins.get("vec_env") == backend.origin:
+        rl_zoo3.note(rl_zoo3.backend_note(backend.origin))
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
 
 

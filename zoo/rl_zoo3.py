@@ -6,8 +6,9 @@ Hyperparameters. A file is in rl_zoo3's format when it carries one of its marker
 a `lin_X` schedule, a Python string for policy_kwargs (`"dict(...)"`), or one of the keys
 only rl_zoo3 has (env_wrapper, vec_env_wrapper, normalize, callback, monitor_kwargs). Such a
 file means rl_zoo3's semantics: one section applies (the env's own, else `atari` for pixel
-games, else `default`), and zoo's Q-learning extensions stay off underneath it
-(`PLAIN_PRESETS`). Python strings are parsed with `ast`, never evaluated; each class name
+games, else `default`), zoo's Q-learning extensions stay off underneath it
+(`PLAIN_PRESETS`), and a section that names AtariWrapper trains on it (`backend_layer`).
+`train_freq` is converted from rl_zoo3's vector steps to zoo's agent steps. Python strings are parsed with `ast`, never evaluated; each class name
 must be in zoo's registry.
 
 Run folders. rl_zoo3 writes `logs/<algo>/<EnvId>_<N>/` holding `<EnvId>.zip`,
@@ -139,6 +140,35 @@ def _has_markers(data: Any) -> bool:
 
 def hyperparams_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[str, Any]]:
     """(origin, zoo hyperparameters) of the one section rl_zoo3 would use for `env`."""
+    origin, values = _section(file, env)
+    return origin, translate(values, env, origin)
+
+
+def backend_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[str, Any]] | None:
+    """(origin, {vec_env: sb3}) where the section asks for SB3's AtariWrapper: rl_zoo3 trains
+    on it, and zoo's `ale` backend differs in details (FIRE and no-op order, gray palette,
+    no hidden actions after a lost life). None where the section sets vec_env itself."""
+    origin, values = _section(file, env)
+    if env.kind != "atari" or "vec_env" in values or not _wrappers(values.get("env_wrapper")):
+        return None
+    return f"{origin}, key 'env_wrapper'", {"vec_env": "sb3"}
+
+
+def backend_note(origin: str) -> str:
+    """The start-up line for a run that trains on SB3's AtariWrapper because of `origin`."""
+    return (
+        f"{origin}: SB3's AtariWrapper, so training runs on it (vec_env: sb3) as under "
+        "rl_zoo3; --vec-env ale trains on zoo's faster C++ backend"
+    )
+
+
+def _wrappers(value: Any) -> list[Any]:
+    entries = value if isinstance(value, list) else [value]
+    return [entry for entry in entries if entry is not None]
+
+
+def _section(file: HyperparamsFile, env: EnvSpec) -> tuple[str, Mapping[str, Any]]:
+    """(origin, rl_zoo3 hyperparameters) of the one section rl_zoo3 would use for `env`."""
     data = file.data
     if data is None:
         return str(file.path), {}
@@ -148,11 +178,9 @@ def hyperparams_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[st
             f"got {type(data).__name__}"
         )
     if not all(isinstance(value, dict) or value is None for value in data.values()):
-        origin = f"{file.path} (rl_zoo3 format)"
-        return origin, translate(data, env, origin)
+        return f"{file.path} (rl_zoo3 format)", data
     name = pick_section(file.path, data, env)
-    origin = f"{file.path}, section {name!r} (rl_zoo3 format)"
-    return origin, translate(data[name] or {}, env, origin)
+    return f"{file.path}, section {name!r} (rl_zoo3 format)", data[name] or {}
 
 
 def pick_section(path: Path, data: Mapping[str, Any], env: EnvSpec) -> str:
@@ -245,11 +273,8 @@ def linear_schedule(text: str, where: str) -> dict[str, Any]:
 
 def _env_wrapper(value: Any, env: EnvSpec, origin: str) -> dict[str, Any]:
     where = f"{origin}: key 'env_wrapper'"
-    entries = value if isinstance(value, list) else [value]
     result: dict[str, Any] = {}
-    for entry in entries:
-        if entry is None:
-            continue
+    for entry in _wrappers(value):
         name, kwargs = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
         if name not in (ATARI_WRAPPER, "AtariWrapper"):
             raise UserError(
