@@ -7,9 +7,9 @@ a `lin_X` schedule, a Python string for policy_kwargs (`"dict(...)"`), or one of
 only rl_zoo3 has (env_wrapper, vec_env_wrapper, normalize, callback, monitor_kwargs). Such a
 file means rl_zoo3's semantics: one section applies (the env's own, else `atari` for pixel
 games, else `default`), zoo's Q-learning extensions stay off underneath it
-(`PLAIN_PRESETS`), and a section that names AtariWrapper trains on it (`backend_layer`).
-`train_freq` is converted from rl_zoo3's vector steps to zoo's agent steps. Python strings are parsed with `ast`, never evaluated; each class name
-must be in zoo's registry.
+(`PLAIN_PRESETS`), a section that names AtariWrapper trains on it (`backend_layer`), and
+`train_freq` is converted from rl_zoo3's vector steps to zoo's agent steps. Python strings
+are parsed with `ast`, never evaluated; each class name must be in zoo's registry.
 
 Run folders. rl_zoo3 writes `logs/<algo>/<EnvId>_<N>/` holding `<EnvId>.zip`,
 `best_model.zip`, `evaluations.npz`, `<i>.monitor.csv` and `<EnvId>/{args,config}.yml`.
