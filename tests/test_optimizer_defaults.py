@@ -111,8 +111,9 @@ def test_an_rl_zoo3_ppo_file_keeps_sb3s_adam_epsilon(env_for: Any) -> None:
 
 @pytest.mark.skipif(not FUSED_ADAM_AVAILABLE, reason="PyTorch < 2.4 has no CPU fused Adam")
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
-def test_the_fused_adam_takes_the_same_steps(algo: str, env_for: Any) -> None:
-    config = _config(algo, "CartPole-v1", [])
+@pytest.mark.parametrize("env", ["CartPole-v1", "Breakout"])
+def test_the_fused_adam_takes_the_same_steps(algo: str, env: str, env_for: Any) -> None:
+    config = _config(algo, env, ["n_envs=1", "batch_size=32"] if algo == "ppo" else [])
     model = build_model(config, env_for(config), "cpu")
     fused = model.policy.optimizer
     assert [group["fused"] for group in fused.param_groups] == [True]
@@ -122,7 +123,8 @@ def test_the_fused_adam_takes_the_same_steps(algo: str, env_for: Any) -> None:
     generator = th.Generator().manual_seed(0)
     for _ in range(3):
         for original, twin in zip(model.policy.parameters(), policy.parameters(), strict=True):
-            original.grad = th.randn(original.shape, generator=generator)
+            # in the weight's own layout (channels-last convolutions), as autograd gives it
+            original.grad = th.empty_like(original).normal_(generator=generator)
             twin.grad = original.grad.clone()
         fused.step()
         per_tensor.step()
