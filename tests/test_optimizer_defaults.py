@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from zoo import registry
 from zoo.algos import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
-from zoo.config import Config, build_config
+from zoo.config import Config, build_config, load_presets
 from zoo.envs import make_vec_env_for
 from zoo.train import build_model
 
@@ -95,7 +95,20 @@ def _settings(model: BaseAlgorithm) -> list[dict[str, Any]]:
 def test_the_optimizer_is_the_one_sb3_builds(
     algo: str, env: str, overrides: list[str], env_for: Any
 ) -> None:
-    config = _config(algo, env, overrides)
+    _assert_sb3s_optimizer(_config(algo, env, overrides), env_for)
+
+
+@pytest.mark.parametrize("preset", list(load_presets()))
+def test_every_presets_optimizer_is_the_one_sb3_builds(preset: str, env_for: Any) -> None:
+    algo = load_presets()[preset]["algo"]
+    small = ["buffer_size=1000", "learning_starts=0"] if algo in ("dqn", "qrdqn") else []
+    config = build_config(
+        algo, "Breakout", preset=preset, overrides=["seed=1", "vec_env=sb3", *small]
+    )
+    _assert_sb3s_optimizer(config, env_for)
+
+
+def _assert_sb3s_optimizer(config: Config, env_for: Any) -> None:
     vec_env = env_for(config)
     zoo_model, sb3_model = build_model(config, vec_env, "cpu"), _sb3_model(config, vec_env)
     assert type(zoo_model.policy.optimizer) is type(sb3_model.policy.optimizer)
