@@ -75,7 +75,8 @@ class Backend:
         extra = [f"vec_env={'dummy' if self.name == 'stock' else self.name}"]
         if self.n_envs is not None:
             extra.append(f"n_envs={self.n_envs}")
-        return extra + (["channels_last=false"] if self.name == "stock" else [])
+        stock = ["channels_last=false", "fused_adam=false"]  # SB3's layout and per-tensor Adam
+        return extra + (stock if self.name == "stock" else [])
 
 
 @dataclass
@@ -91,10 +92,6 @@ def config_for(algo: str, env: str, backend: Backend, args: argparse.Namespace) 
     if algo in OFF_POLICY:
         overrides.append(f"learning_starts={args.warmup}")
     config = build_config(algo, env, overrides=[*overrides, *args.set])
-    optimizer_kwargs = config.algorithm_kwargs()["policy_kwargs"].get("optimizer_kwargs", {})
-    if backend.name == "stock" and optimizer_kwargs.get("fused"):
-        overrides.append("policy_kwargs.optimizer_kwargs.fused=false")  # SB3's own Adam
-        config = build_config(algo, env, overrides=[*overrides, *args.set])
     if algo in OFF_POLICY and not any(text.startswith("exploration") for text in args.set):
         final = config.exploration_schedule()
         assert final is not None

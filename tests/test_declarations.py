@@ -148,7 +148,13 @@ def test_old_key_is_an_alias_with_one_note(
 
 def test_schedule_keys_are_declared_once() -> None:
     assert search_space.SCHEDULE_KEYS is SCHEDULE_KEYS is config_module.SCHEDULE_KEYS
-    assert SCHEDULE_KEYS == ("learning_rate", "exploration", "priority_beta", "clip_range")
+    assert SCHEDULE_KEYS == (
+        "learning_rate",
+        "exploration",
+        "priority_beta",
+        "clip_range",
+        "clip_range_vf",
+    )
 
 
 def test_train_help_shows_the_keys(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ FILES = {
     "duplicate_sections.yml": "atari:\n  batch_size: 32\natari:\n  batch_size: 64\n",
     "bomb.yml": BOMB + "\n",
     "binary.yml": b"\x00\xff\xfe\x80 not yaml",
+    "rl_zoo3_ppo.yml": "CartPole-v1:\n  clip_range_vf: lin_0\n",  # SB3 refuses a clip of 0
 }
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
@@ -52,6 +53,10 @@ CASES: list[tuple[list[str], str]] = [
     ([*TRAIN, "--hyperparams-file", "binary.yml"], "not a UTF-8 text file"),
     ([*TRAIN, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
     ([*TRAIN, "--hyperparams-file", "missing.yml"], "not found"),
+    (
+        ["train", "--algo", "ppo", "--env", "CartPole-v1", "--hyperparams-file", "rl_zoo3_ppo.yml"],
+        "'clip_range_vf': must start above 0, got 0 at step 0",
+    ),
     (["train", "--resume", "nowhere"], "no such run folder"),
     (["train", "--resume", "nowhere", "-n", "0"], "-n/--timesteps must be at least 1"),
     (["train", "--resume", "nowhere", "--seed", "3"], "cannot be combined"),

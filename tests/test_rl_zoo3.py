@@ -8,11 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
+from stable_baselines3 import DQN
+from stable_baselines3.common.utils import LinearSchedule
 
 from zoo.config import build_config
-from zoo.envs import resolve_env
+from zoo.envs import make_vec_env_for, resolve_env
 from zoo.errors import UserError
-from zoo.rl_zoo3 import hyperparams_layer, python_kwargs, read_hyperparams_file
+from zoo.rl_zoo3 import (
+    agent_step_train_freq,
+    hyperparams_layer,
+    python_kwargs,
+    read_hyperparams_file,
+)
+from zoo.train import build_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3"
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
@@ -83,7 +92,12 @@ def test_dqn_file_means_plain_sb3_dqn_as_the_sb3_benchmark_preset() -> None:
     from_file = build_config(
         "dqn", "Breakout", hyperparams_file=FIXTURES / "dqn.yml", flags=[("t", "seed", 1)]
     )
-    preset = build_config("dqn", "Breakout", preset="sb3_benchmark", flags=[("t", "seed", 1)])
+    preset = build_config(
+        "dqn",
+        "Breakout",
+        preset="sb3_benchmark",
+        flags=[("t", "seed", 1), ("--vec-env", "vec_env", "sb3")],  # rl_zoo3's AtariWrapper
+    )
     assert dict(from_file.hyperparams) == dict(preset.hyperparams)
     assert from_file.hyperparams["double_q"] is False
     assert from_file.hyperparams["dueling"] is False
@@ -262,3 +276,107 @@ def test_zoo_files_keep_zoo_semantics(write_yaml: Callable[[str, str], Path]) ->
     assert not read_hyperparams_file(path).rl_zoo3
     hyperparams = build_config("dqn", "Breakout", hyperparams_file=path).hyperparams
     assert hyperparams["double_q"] is True and hyperparams["n_steps"] == 3
+
+
+# An rl_zoo3 DQN section with several envs: train_freq counts vector steps of 4 envs.
+VECTOR_STEP_FILE = """CartPole-v1:
+  n_envs: 4
+  n_timesteps: !!float 1e5
+  policy: 'MlpPolicy'
+  buffer_size: 2000
+  learning_starts: 100
+  batch_size: 16
+  train_freq: 4
+  gradient_steps: 1
+"""
+
+
+@pytest.mark.parametrize(("train_freq", "gradient_steps"), [("4", 1), ("[4, step]", 2), ("4", -1)])
+def test_train_freq_counts_vector_steps_as_in_rl_zoo3(
+    write_yaml: Callable[[str, str], Path], train_freq: str, gradient_steps: int
+) -> None:
+    """The model zoo builds from an rl_zoo3 file is the one rl_zoo3 builds: rl_zoo3 hands the
+    file's values to SB3's constructor as they are, so it takes the same gradient steps."""
+    text = VECTOR_STEP_FILE.replace("train_freq: 4", f"train_freq: {train_freq}")
+    text = text.replace("gradient_steps: 1", f"gradient_steps: {gradient_steps}")
+    path = write_yaml("dqn.yml", text)
+    config = build_config("dqn", "CartPole-v1", hyperparams_file=path, overrides=["seed=0"])
+    section = yaml.safe_load(text.replace("!!float ", ""))["CartPole-v1"]
+    sb3_kwargs = {key: section[key] for key in ("buffer_size", "learning_starts", "batch_size")}
+    frequency = section["train_freq"]
+    sb3_kwargs["train_freq"] = tuple(frequency) if isinstance(frequency, list) else frequency
+    sb3_kwargs["gradient_steps"] = section["gradient_steps"]
+    env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    other_env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    try:
+        zoo_model = build_model(config, env, "cpu")
+        sb3_model = DQN("MlpPolicy", other_env, seed=0, device="cpu", **sb3_kwargs)
+        assert (zoo_model.train_freq, zoo_model.gradient_steps) == (
+            sb3_model.train_freq,
+            sb3_model.gradient_steps,
+        )
+        zoo_model.learn(640)
+        sb3_model.learn(640)
+        assert zoo_model._n_updates == sb3_model._n_updates > 0
+    finally:
+        env.close()
+        other_env.close()
+
+
+def test_episode_train_freq_is_not_converted() -> None:
+    assert agent_step_train_freq([1, "episode"], 4) == [1, "episode"]
+    assert agent_step_train_freq(4, 1) == 4 and agent_step_train_freq(4.0, 3) == 12
+    assert agent_step_train_freq("four", 4) == "four"  # zoo's validation refuses it
+
+
+def test_a_clip_range_vf_schedule_decays_as_in_rl_zoo3(
+    write_yaml: Callable[[str, str], Path],
+) -> None:
+    path = write_yaml(
+        "ppo.yml",
+        "CartPole-v1:\n  n_envs: 2\n  n_timesteps: 256\n  policy: 'MlpPolicy'\n"
+        "  n_steps: 32\n  batch_size: 64\n  n_epochs: 1\n  clip_range_vf: lin_0.2\n",
+    )
+    config = build_config("ppo", "CartPole-v1", hyperparams_file=path, overrides=["seed=0"])
+    assert config.hyperparams["clip_range_vf"] == {"type": "linear", "initial": 0.2, "final": 0.0}
+    env = make_vec_env_for(config.env, config.env_settings(), seed=0)
+    try:
+        model = build_model(config, env, "cpu")
+        assert model.clip_range_vf(1.0) == pytest.approx(0.2)
+        model.learn(128)  # the last gradient phase at step 128 of the file's 256
+    finally:
+        env.close()
+    # rl_zoo3's lin_0.2 is SB3's linear schedule of the progress remaining, 1 - 128 / 256
+    expected = LinearSchedule(0.2, 0.0, 1.0)(1 - 128 / 256)
+    assert model.clip_range_vf(1.0) == pytest.approx(expected) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "a2c", "ppo", "qrdqn"])
+def test_atari_files_train_on_sb3s_atari_wrapper_with_one_note(
+    algo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    file = FIXTURES / f"{algo}.yml"
+    assert build_config(algo, "Breakout", hyperparams_file=file).hyperparams["vec_env"] == "dummy"
+    build_config(algo, "Pong", hyperparams_file=file)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "AtariWrapper" in line]
+    assert notes == [
+        f"note: {file}, section 'atari' (rl_zoo3 format), key 'env_wrapper': SB3's AtariWrapper, "
+        "so training runs on it (vec_env: sb3) as under rl_zoo3; --vec-env ale trains on "
+        "zoo's faster C++ backend"
+    ]
+
+
+def test_the_users_vec_env_wins_without_a_note(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    file = FIXTURES / "ppo.yml"
+    flag = build_config(
+        "ppo", "Breakout", hyperparams_file=file, flags=[("--vec-env", "vec_env", "ale")]
+    )
+    by_set = build_config("ppo", "Breakout", hyperparams_file=file, overrides=["vec_env=ale"])
+    assert flag.hyperparams["vec_env"] == by_set.hyperparams["vec_env"] == "ale"
+    cartpole = build_config("ppo", "CartPole-v1", hyperparams_file=file)  # no AtariWrapper
+    assert cartpole.hyperparams["vec_env"] == "dummy"
+    assert "AtariWrapper" not in capsys.readouterr().err

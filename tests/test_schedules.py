@@ -15,7 +15,7 @@ from tests.conftest import SHORT_DQN
 from zoo.config import build_config, load_presets
 from zoo.errors import UserError
 from zoo.runs import start_run
-from zoo.schedule_plot import EPSILON_COLOR, LEARNING_RATE_COLOR
+from zoo.schedule_plot import EPSILON_COLOR, LEARNING_RATE_COLOR, VALUE_CLIP_RANGE_COLOR
 from zoo.schedules import ScheduleError, build_schedule
 from zoo.train import TrainOptions, train
 
@@ -377,3 +377,21 @@ def test_schedule_refuses_an_output_it_would_not_write_as_named(
         assert "Wrote" not in result.stdout
     assert sorted(path.name for path in tmp_path.iterdir()) == ["plots"]
     assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_zoo_schedule_draws_the_value_clip_range(in_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = in_process(
+        "schedule",
+        "--algo",
+        "ppo",
+        "--env",
+        "Breakout",
+        "-o",
+        "clip.png",
+        "--set",
+        "clip_range_vf={type: linear, initial: 0.2, final: 0.0}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "value clip range (steps) 0: 0.2, " in result.stdout
+    image = np.asarray(Image.open(tmp_path / "clip.png").convert("RGB"))
+    assert _color_pixels(image, VALUE_CLIP_RANGE_COLOR) > 500

@@ -150,6 +150,11 @@ class Config:
         spec = self.hyperparams.get("clip_range")
         return None if spec is None else build_schedule(spec, self.n_timesteps)
 
+    def clip_range_vf_schedule(self) -> Schedule | None:
+        """PPO's value clip range as a function of the global step; None: no clipping."""
+        spec = self.hyperparams.get("clip_range_vf")
+        return None if spec is None else build_schedule(spec, self.n_timesteps)
+
     def exploration_schedule(self) -> Schedule | None:
         spec = self.hyperparams.get("exploration")
         if spec is None:
@@ -173,6 +178,7 @@ class Config:
             "lr_step_schedule": self.learning_rate_schedule(),
             "epsilon_schedule": self.exploration_schedule(),
             "clip_step_schedule": self.clip_range_schedule(),
+            "clip_vf_step_schedule": self.clip_range_vf_schedule(),
             "priority_beta_schedule": self.priority_beta_schedule(),
         }
         kwargs.update({key: value for key, value in schedules.items() if value is not None})
@@ -180,10 +186,7 @@ class Config:
             kwargs.update(per_env_step_training(kwargs, self.n_envs))
         if "train_freq" in kwargs and isinstance(kwargs["train_freq"], list):
             kwargs["train_freq"] = tuple(kwargs["train_freq"])
-        kwargs["policy_kwargs"] = registry.with_fused_adam(
-            registry.resolve_policy_kwargs(kwargs.get("policy_kwargs") or {}),
-            adam_by_default=self.algo != "a2c",  # SB3's A2C defaults to RMSprop
-        )
+        kwargs["policy_kwargs"] = registry.resolve_policy_kwargs(kwargs.get("policy_kwargs") or {})
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +269,7 @@ def build_config(
     layers = list(file_layers(shipped_hyperparams_file(algo), env, schema))
     shipped = len(layers)
     user_layers: list[Layer] = []
+    backend: Layer | None = None  # vec_env sb3 for an rl_zoo3 file's AtariWrapper
     if hyperparams_file is not None:
         read = rl_zoo3.read_hyperparams_file(hyperparams_file)
         if read.rl_zoo3:
@@ -273,6 +277,9 @@ def build_config(
             plain = rl_zoo3.PLAIN_PRESETS.get(algo)
             if plain is not None:
                 layers.append(preset_layer(plain, algo))
+            wrapper = rl_zoo3.backend_layer(read, env)
+            backend = None if wrapper is None else Layer(*wrapper)
+            user_layers.extend([backend] if backend is not None else [])
             user_layers.append(Layer(*rl_zoo3.hyperparams_layer(read, env)))
         else:
             user_layers.extend(_file_layers(hyperparams_file, read.data, env, schema))
@@ -306,6 +313,8 @@ def build_config(
             )
     hyperparams = _with_defaults(merged, algo, env)
     _check_combinations(hyperparams, origins, env)
+    if backend is not None and origins.get("vec_env") == backend.origin:
+        rl_zoo3.note(rl_zoo3.backend_note(backend.origin))
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
 
 

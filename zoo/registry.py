@@ -70,21 +70,6 @@ def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def with_fused_adam(policy_kwargs: Mapping[str, Any], adam_by_default: bool) -> dict[str, Any]:
-    """Adam and AdamW update all weights in one fused kernel (PyTorch >= 2.4) unless
-    `optimizer_kwargs` says `fused` or `foreach`: the same update, read and written once.
-    On a 2-core CPU the per-tensor update of the Dueling DQN's 6.5M weights took 15 ms a
-    gradient step, fused 4.5 ms. `adam_by_default`: the policy's default optimizer is Adam."""
-    resolved = dict(policy_kwargs)
-    optimizer = resolved.get("optimizer_class", th.optim.Adam if adam_by_default else None)
-    optimizer_kwargs = dict(resolved.get("optimizer_kwargs") or {})
-    supported = tuple(int(part) for part in th.__version__.split(".")[:2]) >= (2, 4)
-    chosen = "fused" in optimizer_kwargs or "foreach" in optimizer_kwargs
-    if optimizer in (th.optim.Adam, th.optim.AdamW) and supported and not chosen:
-        resolved["optimizer_kwargs"] = {**optimizer_kwargs, "fused": True}
-    return resolved
-
-
 def _plain(value: Any) -> Any:
     """Copy nested YAML values, dropping null entries of mappings (they mean 'SB3 default')."""
     if isinstance(value, Mapping):

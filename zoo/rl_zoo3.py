@@ -6,9 +6,10 @@ Hyperparameters. A file is in rl_zoo3's format when it carries one of its marker
 a `lin_X` schedule, a Python string for policy_kwargs (`"dict(...)"`), or one of the keys
 only rl_zoo3 has (env_wrapper, vec_env_wrapper, normalize, callback, monitor_kwargs). Such a
 file means rl_zoo3's semantics: one section applies (the env's own, else `atari` for pixel
-games, else `default`), and zoo's Q-learning extensions stay off underneath it
-(`PLAIN_PRESETS`). Python strings are parsed with `ast`, never evaluated; each class name
-must be in zoo's registry.
+games, else `default`), zoo's Q-learning extensions stay off underneath it
+(`PLAIN_PRESETS`), a section that names AtariWrapper trains on it (`backend_layer`), and
+`train_freq` is converted from rl_zoo3's vector steps to zoo's agent steps. Python strings
+are parsed with `ast`, never evaluated; each class name must be in zoo's registry.
 
 Run folders. rl_zoo3 writes `logs/<algo>/<EnvId>_<N>/` holding `<EnvId>.zip`,
 `best_model.zip`, `evaluations.npz`, `<i>.monitor.csv` and `<EnvId>/{args,config}.yml`.
@@ -139,6 +140,35 @@ def _has_markers(data: Any) -> bool:
 
 def hyperparams_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[str, Any]]:
     """(origin, zoo hyperparameters) of the one section rl_zoo3 would use for `env`."""
+    origin, values = _section(file, env)
+    return origin, translate(values, env, origin)
+
+
+def backend_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[str, Any]] | None:
+    """(origin, {vec_env: sb3}) where the section asks for SB3's AtariWrapper: rl_zoo3 trains
+    on it, and zoo's `ale` backend differs in details (FIRE and no-op order, gray palette,
+    no hidden actions after a lost life). None where the section sets vec_env itself."""
+    origin, values = _section(file, env)
+    if env.kind != "atari" or "vec_env" in values or not _wrappers(values.get("env_wrapper")):
+        return None
+    return f"{origin}, key 'env_wrapper'", {"vec_env": "sb3"}
+
+
+def backend_note(origin: str) -> str:
+    """The start-up line for a run that trains on SB3's AtariWrapper because of `origin`."""
+    return (
+        f"{origin}: SB3's AtariWrapper, so training runs on it (vec_env: sb3) as under "
+        "rl_zoo3; --vec-env ale trains on zoo's faster C++ backend"
+    )
+
+
+def _wrappers(value: Any) -> list[Any]:
+    entries = value if isinstance(value, list) else [value]
+    return [entry for entry in entries if entry is not None]
+
+
+def _section(file: HyperparamsFile, env: EnvSpec) -> tuple[str, Mapping[str, Any]]:
+    """(origin, rl_zoo3 hyperparameters) of the one section rl_zoo3 would use for `env`."""
     data = file.data
     if data is None:
         return str(file.path), {}
@@ -148,11 +178,9 @@ def hyperparams_layer(file: HyperparamsFile, env: EnvSpec) -> tuple[str, dict[st
             f"got {type(data).__name__}"
         )
     if not all(isinstance(value, dict) or value is None for value in data.values()):
-        origin = f"{file.path} (rl_zoo3 format)"
-        return origin, translate(data, env, origin)
+        return f"{file.path} (rl_zoo3 format)", data
     name = pick_section(file.path, data, env)
-    origin = f"{file.path}, section {name!r} (rl_zoo3 format)"
-    return origin, translate(data[name] or {}, env, origin)
+    return f"{file.path}, section {name!r} (rl_zoo3 format)", data[name] or {}
 
 
 def pick_section(path: Path, data: Mapping[str, Any], env: EnvSpec) -> str:
@@ -198,7 +226,29 @@ def translate(values: Mapping[str, Any], env: EnvSpec, origin: str) -> dict[str,
             _merge(result, {key: python_kwargs(value, key, f"{origin}: key {key!r}")})
         else:
             _merge(result, {key: value})
+    if "train_freq" in result:
+        result["train_freq"] = agent_step_train_freq(result["train_freq"], result.get("n_envs", 1))
     return result
+
+
+def agent_step_train_freq(train_freq: Any, n_envs: Any) -> Any:
+    """rl_zoo3 passes `train_freq` to SB3, which counts it in vector steps of the file's
+    n_envs (1 if it names none); zoo counts agent steps: F vector steps are F x n_envs.
+    `[N, episode]`, and values zoo's validation will refuse, are left as they are."""
+    if not _is_count(n_envs) or n_envs == 1:
+        return train_freq
+    if _is_count(train_freq):
+        return int(train_freq) * int(n_envs)
+    steps = isinstance(train_freq, list) and len(train_freq) == 2 and train_freq[1] == "step"
+    if steps and _is_count(train_freq[0]):
+        return [int(train_freq[0]) * int(n_envs), "step"]
+    return train_freq
+
+
+def _is_count(value: Any) -> bool:
+    """A whole number >= 1 (YAML's `1e3` included)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and value >= 1 and float(value).is_integer()
 
 
 def _merge(result: dict[str, Any], values: Mapping[str, Any]) -> None:
@@ -223,11 +273,8 @@ def linear_schedule(text: str, where: str) -> dict[str, Any]:
 
 def _env_wrapper(value: Any, env: EnvSpec, origin: str) -> dict[str, Any]:
     where = f"{origin}: key 'env_wrapper'"
-    entries = value if isinstance(value, list) else [value]
     result: dict[str, Any] = {}
-    for entry in entries:
-        if entry is None:
-            continue
+    for entry in _wrappers(value):
         name, kwargs = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
         if name not in (ATARI_WRAPPER, "AtariWrapper"):
             raise UserError(

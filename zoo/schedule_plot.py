@@ -19,6 +19,7 @@ from zoo.schedules import Schedule
 EPSILON_COLOR = "#d62728"
 LEARNING_RATE_COLOR = "#1f77b4"
 CLIP_RANGE_COLOR = "#2ca02c"
+VALUE_CLIP_RANGE_COLOR = "#9467bd"
 _SAMPLES = 2000
 
 
@@ -62,6 +63,9 @@ def draw(config: Config, output: Path, width: int, height: int) -> list[str]:
     clip_range = config.clip_range_schedule()
     if clip_range is not None:
         panels.append(("clip range", clip_range, CLIP_RANGE_COLOR))
+    value_clip_range = config.clip_range_vf_schedule()
+    if value_clip_range is not None:
+        panels.append(("value clip range", value_clip_range, VALUE_CLIP_RANGE_COLOR))
 
     figure, axes = plt.subplots(len(panels), 1, figsize=(width / 100, height / 100), dpi=100)
     axes = np.atleast_1d(axes)

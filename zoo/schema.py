@@ -169,12 +169,17 @@ def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> st
 
 
 def schedule(
-    low: float, high: float | None = None, exploration: bool = False, rising: bool = False
+    low: float,
+    high: float | None = None,
+    exploration: bool = False,
+    rising: bool = False,
+    start_above_low: bool = False,
 ) -> Check:
     """A number or a schedule spec (see zoo/schedules.py) whose values lie in [low, high].
 
     A constant learning rate must be > 0; a decay may end at 0. `rising`: the schedule goes
-    up instead (prioritized replay's beta).
+    up instead (prioritized replay's beta). `start_above_low`: the step-0 value must be
+    > low too (SB3 refuses a clip_range_vf of 0).
     """
 
     def check(value: Any) -> Any:
@@ -184,6 +189,8 @@ def schedule(
             raise FieldError(str(error)) from None
         if built.kind == "constant" and not exploration and built.initial <= low:
             raise FieldError(f"must be > {low:g}, got {built.initial:g}")
+        if start_above_low and built.value(0) <= low:
+            raise FieldError(f"must start above {low:g}, got {built.value(0):g} at step 0")
         if built.kind == "constant":
             values = [built.initial]
         elif built.kind == "piecewise":
@@ -228,7 +235,7 @@ def optional(inner: Check) -> Check:
     def check_optional(value: Any) -> Any:
         return None if value is None else inner(value)
 
-    return Check(check_optional, f"{inner.accepts}, or null")
+    return Check(check_optional, f"{inner.accepts}, or null", is_schedule=inner.is_schedule)
 
 
 # `sb3` names the standard SB3 stack in this process, i.e. dummy.
@@ -466,8 +473,15 @@ _CHANNELS_LAST = Field(
     boolean, "convolution weights stored channels-last: faster CPU convolutions, same network"
 )
 
+_FUSED_ADAM = Field(
+    boolean,
+    "Adam and AdamW step in one fused kernel: the same update, faster; SB3's optimizer "
+    "settings are kept",
+)
+
 _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "channels_last": _CHANNELS_LAST,
+    "fused_adam": _FUSED_ADAM,
     "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
     "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
     "learning_starts": Field(integer(low=0), "steps of random play before learning"),
@@ -545,6 +559,7 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
     algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
     return {
         "channels_last": _CHANNELS_LAST,
+        "fused_adam": _FUSED_ADAM,
         "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
         **rollout,
         "gamma": Field(number(low=0, high=1), "discount factor"),
@@ -610,8 +625,9 @@ SCHEMAS: Mapping[str, Schema] = {
                     "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
                 ),
                 "clip_range_vf": Field(
-                    number(low=0, low_open=True, optional=True),
-                    "value change clipped to +-c (null: no clipping; depends on the reward scale)",
+                    optional(schedule(low=0, start_above_low=True)),
+                    "value change clipped to +-c: a number or a schedule (null: no clipping; "
+                    "depends on the reward scale)",
                 ),
                 "target_kl": Field(
                     number(low=0, low_open=True, optional=True),
