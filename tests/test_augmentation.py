@@ -166,42 +166,38 @@ def test_drq_eps_is_dopamines_configuration(drq_model: object) -> None:
     assert epsilon.value(4100) == pytest.approx(0.505) and epsilon.value(6600) == pytest.approx(
         0.01
     )
-    assert model.target_equals_online()  # type: ignore[attr-defined]
 
 
-def test_a_target_network_that_equals_the_online_one_gives_the_same_targets(
-    drq_model: object,
-) -> None:
-    """drq_eps copies the online network to the target after every step; the update then
-    asks the online network once, and the targets are those of the target network."""
-    model = drq_model
-    np.random.seed(0)
-    batch = model.replay_buffer.sample(32)  # type: ignore[attr-defined]
-    # SB3 copies the weights after each step, before that step's update (`_on_step`).
-    model.q_net_target.load_state_dict(model.q_net.state_dict())  # type: ignore[attr-defined]
-    assert model.target_equals_online()  # type: ignore[attr-defined]
-    shortcut = model._values_and_targets(batch)  # type: ignore[attr-defined]
-    model.target_equals_online = lambda: False  # type: ignore[attr-defined]
-    both = model._values_and_targets(batch)  # type: ignore[attr-defined]
-    del model.target_equals_online  # type: ignore[attr-defined]
-    for one, other in zip(shortcut, both, strict=True):
-        assert th.equal(one, other)
-
-
+# Interval 2: the first update finds the copy of step 100 untouched by any update since.
 @pytest.mark.parametrize(
-    ("overrides", "equal"),
-    [
-        (["target_update_interval=1"], True),
-        (["target_update_interval=2"], False),
-        (["target_update_interval=1", "tau=0.5"], False),
-        (["target_update_interval=1", "gradient_steps=2"], False),
-    ],
+    ("interval", "shortcuts"), [(1, [True] * 6), (2, [True, True, False, True, False, True])]
 )
-def test_the_target_equals_the_online_network_only_when_copied_before_every_update(
-    tmp_path: Path, overrides: list[str], equal: bool
+def test_the_update_asks_the_online_network_for_targets_only_when_the_target_holds_its_weights(
+    interval: int, shortcuts: list[bool]
 ) -> None:
+    """SB3 copies the online weights to the target after each step (interval 1, drq_eps) or
+    every other step: the update takes the online network as the target exactly after a
+    copy, and the targets it gets are the target network's, bit for bit."""
     config = build_config(
-        "dqn", "Breakout", preset="drq_eps", overrides=["buffer_size=400", *overrides]
+        "dqn",
+        "Breakout",
+        preset="drq_eps",
+        overrides=["buffer_size=400", "learning_starts=100", f"target_update_interval={interval}"],
     )
     env = make_vec_env_for(config.env, config.env_settings(), 0)
-    assert build_model(config, env, "cpu").target_equals_online() is equal  # type: ignore[attr-defined]
+    model = build_model(config, env, "cpu")
+    seen: list[bool] = []
+    own = model._values_and_targets  # type: ignore[attr-defined]
+
+    def checked(batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        seen.append(model.online_as_target)  # type: ignore[attr-defined]
+        result = own(batch)
+        model.online_as_target = False  # type: ignore[attr-defined]
+        state = capture_rng_states()
+        assert all(th.equal(a, b) for a, b in zip(result, own(batch), strict=True))
+        restore_rng_states(state)
+        return result
+
+    model._values_and_targets = checked  # type: ignore[attr-defined]
+    model.learn(106)
+    assert seen == shortcuts

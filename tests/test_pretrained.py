@@ -157,5 +157,8 @@ def test_the_shipped_breakout_agent_plays_well_on_a_fresh_install() -> None:
     assert len(card["evaluation"]["sampled"]["scores"]) == 30
     config = run_config(agent)
     assert config.evaluation.sampled and config.evaluation.max_frames == 108_000
-    scores, _ = play_model(agent.final_model, config, seeds=[0, 1, 2], sampled=True)
+    assert config.evaluation.epsilon == 0.0  # the card's games: no random actions
+    scores, _ = play_model(
+        agent.final_model, config, seeds=[0, 1, 2], sampled=True, epsilon=config.evaluation.epsilon
+    )
     assert sum(scores) / 3 > SHIPPED_BREAKOUT_THRESHOLD, scores

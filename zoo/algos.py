@@ -315,10 +315,6 @@ class TemporalDifferenceTraining:
     replay_buffer: Any
     logger: Any
     max_grad_norm: Any  # float in SB3's DQN, float | None in QR-DQN (None: no clipping)
-    tau: float
-    target_update_interval: int
-    n_envs: int
-    gradient_steps: int
     learning_starts: int
     gamma: float
     n_steps: int
@@ -327,6 +323,7 @@ class TemporalDifferenceTraining:
     random_warmup: bool = True
     prioritized_replay: bool = False
     augmentation: str | None = None
+    online_as_target: bool = False  # this gradient step's target network is the online one
     observation_space: Any
     priority_beta_schedule: Schedule | None
     num_timesteps: int
@@ -443,7 +440,10 @@ class TemporalDifferenceTraining:
         self._update_learning_rate(self.policy.optimizer)
         prioritized = isinstance(self.replay_buffer, PrioritizedFrameReplayBuffer)
         losses = []
-        for _ in range(gradient_steps):
+        for step in range(gradient_steps):
+            # Only the first step of a phase can find the target just copied from the online
+            # network (after a step it has moved).
+            self.online_as_target = step == 0 and self.target_holds_online_weights()
             if prioritized:
                 loss = self._prioritized_loss(batch_size)
             else:
@@ -459,13 +459,23 @@ class TemporalDifferenceTraining:
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
 
-    def target_equals_online(self) -> bool:
-        """Whether the target network holds the online network's weights at every gradient
-        step: copied whole (tau 1) after every vector step (SB3's `_on_step`), and one
-        gradient step per phase. Its forward pass then gives the online network's values,
-        so the update asks the online network once instead of both."""
-        interval = max(int(self.target_update_interval) // int(self.n_envs), 1)
-        return self.tau == 1.0 and interval == 1 and self.gradient_steps == 1
+    def online_and_target(self) -> tuple[th.nn.Module, th.nn.Module]:
+        raise NotImplementedError
+
+    def target_holds_online_weights(self) -> bool:
+        """Whether the target network's weights are the online network's (SB3 copies them
+        after each step when tau is 1 and target_update_interval 1, as in drq_eps). Its
+        forward pass then gives the online network's values, so the update asks the online
+        network once instead of both: comparing the weights costs far less than a forward
+        pass. (The networks hold no noise and no batch statistics, so equal weights give
+        equal values in training and in evaluation mode.)"""
+        online, target = self.online_and_target()
+        return all(
+            th.equal(mine, theirs)
+            for mine, theirs in zip(
+                online.state_dict().values(), target.state_dict().values(), strict=True
+            )
+        )
 
     def augmented(self, batch: ReplayBufferSamples) -> ReplayBufferSamples:
         """The batch with its observations and next observations augmented apart."""
@@ -515,6 +525,9 @@ class ZooDQN(
         self.loss = loss
         super().__init__(*args, **kwargs)
 
+    def online_and_target(self) -> tuple[th.nn.Module, th.nn.Module]:
+        return self.q_net, self.q_net_target
+
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         current, targets = self._values_and_targets(batch)
         return TD_LOSSES[self.loss](current, targets)
@@ -527,7 +540,7 @@ class ZooDQN(
     def _values_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """Q(s, a) of the batch (batch, 1) and its TD targets."""
         with th.no_grad():
-            target_net = self.q_net if self.target_equals_online() else self.q_net_target
+            target_net = self.q_net if self.online_as_target else self.q_net_target
             next_values = next_q_values(
                 self.q_net, target_net, batch.next_observations, self.double_q
             )
@@ -552,6 +565,9 @@ class ZooQRDQN(
         "CnnPolicy": CnnQuantilePolicy,
     }
 
+    def online_and_target(self) -> tuple[th.nn.Module, th.nn.Module]:
+        return self.quantile_net, self.quantile_net_target
+
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         current, targets = self._quantiles_and_targets(batch)
         return quantile_huber_loss(current, targets, sum_over_quantiles=True)
@@ -564,9 +580,7 @@ class ZooQRDQN(
     def _quantiles_and_targets(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """The quantiles of Z(s, a) (batch, n_quantiles) and their target quantiles."""
         with th.no_grad():
-            target_net = (
-                self.quantile_net if self.target_equals_online() else self.quantile_net_target
-            )
+            target_net = self.quantile_net if self.online_as_target else self.quantile_net_target
             next_values = next_quantiles(
                 self.quantile_net, target_net, batch.next_observations, self.double_q
             )
