@@ -27,7 +27,9 @@ Zoo = Callable[..., subprocess.CompletedProcess[str]]
 ENV = "CartPole-v1"
 
 
-def make_rl_zoo3_run(log_dir: Path, number: int, with_model: bool = True) -> Path:
+def make_rl_zoo3_run(
+    log_dir: Path, number: int, with_model: bool = True, with_best: bool = True
+) -> Path:
     run = log_dir / "a2c" / f"{ENV}_{number}"
     params = run / ENV
     params.mkdir(parents=True)
@@ -43,7 +45,8 @@ def make_rl_zoo3_run(log_dir: Path, number: int, with_model: bool = True) -> Pat
         model = A2C("MlpPolicy", ENV, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
         model.learn(200)
         model.save(run / f"{ENV}.zip")
-        model.save(run / "best_model.zip")
+        if with_best:
+            model.save(run / "best_model.zip")
     np.savez(
         run / "evaluations.npz",
         timesteps=np.array([100, 200]),
@@ -85,6 +88,17 @@ def test_newest_playable_run_is_chosen_and_named(logs: Path, in_process: Zoo) ->
                         "--no-render", "--episodes", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Chose" in result.stdout and "1 games: mean" in result.stdout
+
+
+def test_a_run_without_best_model_plays_its_final_model(tmp_path: Path, in_process: Zoo) -> None:
+    # trained with --eval-freq -1, or stopped before its first evaluation
+    run_dir = make_rl_zoo3_run(tmp_path / "logs", 1, with_best=False)
+    from zoo.enjoy import choose_model
+
+    chosen = choose_model(open_run(run_dir), None)
+    assert (chosen.kind, chosen.path) == ("final", run_dir / f"{ENV}.zip")
+    result = in_process("enjoy", "--run", str(run_dir), "--no-render", "--episodes", "1")
+    assert result.returncode == 0, result.stderr
 
 
 def test_any_model_zip_plays(logs: Path, in_process: Zoo, tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
 from zoo.envs import make_eval_env
 from zoo.errors import UserError
-from zoo.evaluation import BEST_MODEL, play_evaluation_games
+from zoo.evaluation import play_evaluation_games
 from zoo.model_loading import algorithm_of, load_algorithm
 from zoo.registry import ALGORITHMS
-from zoo.runs import FINAL_MODEL, Run
+from zoo.runs import Run
 
 MODEL_CHOICES = ("best", "final", "checkpoint")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -54,9 +54,9 @@ def choose_model(run: Run, which: str | None) -> ChosenModel:
 
 def _model_path(run: Run, kind: str) -> Path | None:
     if kind == "best":
-        path = run.path / BEST_MODEL
+        path = run.best_model
     elif kind == "final":
-        path = run.path / FINAL_MODEL
+        path = run.final_model
     else:
         checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
         return checkpoint.model_file if checkpoint is not None else None

@@ -359,7 +359,7 @@ def _evaluation_callback(
     evaluation = config.evaluation
     if evaluation.freq <= 0:
         return None
-    log = EvaluationLog(run.path / "evaluations.csv")
+    log = EvaluationLog(run.evaluations_file)
     best_mean = log.best_mean()  # also counts evaluations after the checkpoint, so a
     if start.resumed:  # best_model.zip is only ever replaced by a better one
         log.keep_until(start.step)
