@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_model_loading import crafted_zip, damaged_zip, model_zip_bytes
 from zoo.cli import main
 
 BOMB = "\n".join(
@@ -24,6 +25,10 @@ FILES = {
     "duplicate_sections.yml": "atari:\n  batch_size: 32\natari:\n  batch_size: 64\n",
     "bomb.yml": BOMB + "\n",
     "binary.yml": b"\x00\xff\xfe\x80 not yaml",
+    "cartpole.zip": (MODEL := model_zip_bytes()),
+    # Unpickling its policy class would create ./pwned; the check below finds any new file.
+    "crafted.zip": crafted_zip(MODEL, "policy_class", Path("pwned")),
+    "damaged.zip": damaged_zip(MODEL),
 }
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
@@ -78,6 +83,14 @@ CASES: list[tuple[list[str], str]] = [
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--epsilon", "2"], "--epsilon 2"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--fps", "0"], "--fps 0"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--record", "."], "--record ."),
+    (["enjoy", "--model", "crafted.zip", "--env", "CartPole-v1"], "needs code that zoo does not"),
+    (["enjoy", "--model", "damaged.zip", "--env", "CartPole-v1"], "damaged.zip: its policy_class"),
+    ([*TRAIN, "--init-from", "binary.yml"], "not a readable model zip"),
+    (
+        ["enjoy", "--model", "cartpole.zip", "--env", "Acrobot-v1"],
+        "trained with observations float32 (4,), but Acrobot-v1 has observations float32 (6,)",
+    ),
+    ([*TRAIN, "--init-from", "crafted.zip"], "needs code that zoo does not run"),
 ]
 
 

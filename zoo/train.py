@@ -45,7 +45,7 @@ from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
-from zoo.model_loading import load_algorithm
+from zoo.model_loading import TRAINED_ON, load_algorithm
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
@@ -131,6 +131,7 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
             f"cannot build the {config.algo} model with these settings: {reason}; "
             "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
         ) from None
+    setattr(model, TRAINED_ON, config.env.name)  # saved in the zip: enjoy names the game
     return model
 
 
@@ -294,7 +295,13 @@ def _starting_model(
             _load_weights(model, start.init_weights, device)
         return model
     checkpoint = start.checkpoint
-    model = load_algorithm(registry.ALGORITHMS[config.algo], checkpoint.model_file, env, device)
+    model = load_algorithm(
+        registry.ALGORITHMS[config.algo],
+        checkpoint.model_file,
+        env,
+        device,
+        env_name=config.env.name,
+    )
     # SB3 would go on from the observation saved in the zip; the env here is a new one.
     model._last_obs = None
     if isinstance(model, OffPolicyAlgorithm):
