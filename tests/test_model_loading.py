@@ -88,6 +88,26 @@ def test_a_crafted_zip_runs_no_code(tmp_path: Path, in_process: Callable[..., An
     assert not marker.exists()
 
 
+def test_weights_that_would_run_code_are_refused(
+    tmp_path: Path, in_process: Callable[..., Any]
+) -> None:
+    marker = tmp_path / "written_by_the_weights"
+    weights = io.BytesIO()
+    th.save({"weight": WritesAFile(marker)}, weights)
+    source = zipfile.ZipFile(io.BytesIO(model_zip_bytes()))
+    evil = tmp_path / "evil_weights.zip"
+    with zipfile.ZipFile(evil, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, weights.getvalue() if name == "policy.pth" else source.read(name))
+    for args in (["enjoy", "--model", str(evil), "--env", "CartPole-v1", "--no-render"],
+                 ["train", "--algo", "a2c", "--env", "CartPole-v1", "--init-from", str(evil),
+                  "--log-dir", str(tmp_path / "logs")]):  # fmt: skip
+        result = in_process(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "weights hold more than tensors" in result.stderr
+    assert not marker.exists() and not (tmp_path / "logs").exists()
+
+
 def test_a_damaged_zip_is_one_line(tmp_path: Path, in_process: Callable[..., Any]) -> None:
     for name, content in [
         ("damaged.zip", damaged_zip(model_zip_bytes())),

@@ -267,14 +267,16 @@ def read_data(path: Path) -> dict[str, Any]:
             data = json.loads(archive.read("data").decode())
     except ZIP_ERRORS as error:
         raise UserError(
-            f"{path}: not a readable model zip ({_reason(error)}); point at a .zip a run saved"
+            f"{path}: not a readable model zip ({reason_of(error)}); point at a .zip a run saved"
         ) from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a readable model zip (its data is no mapping)")
     return data
 
 
-def _reason(error: BaseException) -> str:
+def reason_of(error: BaseException) -> str:
+    if isinstance(error, pickle.UnpicklingError):  # torch's text goes on to suggest unsafe
+        return "its weights hold more than tensors: torch.load(weights_only=True) refused them"
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
@@ -447,7 +449,7 @@ def load_algorithm(
         try:
             model = algorithm.load(path, env=env, device=device, custom_objects=custom_objects)
         except (*ZIP_ERRORS, AssertionError, TypeError, AttributeError) as error:
-            raise UserError(f"{path}: cannot load the model ({_reason(error)})") from None
+            raise UserError(f"{path}: cannot load the model ({reason_of(error)})") from None
     for value in custom_objects.values():
         if isinstance(value, NotRestoredSchedule):
             value.loading = False

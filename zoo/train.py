@@ -7,6 +7,7 @@ another model (`--init-from`). Tuning calls the same `train`.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +46,7 @@ from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
-from zoo.model_loading import TRAINED_ON, load_algorithm
+from zoo.model_loading import TRAINED_ON, load_algorithm, reason_of
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
@@ -338,6 +339,8 @@ def _end_stored_trajectories(model: OffPolicyAlgorithm) -> None:
 def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
     try:
         model.set_parameters(str(source), exact_match=True, device=device)
+    except pickle.UnpicklingError as error:
+        raise UserError(f"--init-from {source}: {reason_of(error)}") from None
     except (RuntimeError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise UserError(
