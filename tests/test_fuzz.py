@@ -29,7 +29,15 @@ FILES = {
     # Unpickling its policy class would create ./pwned; the check below finds any new file.
     "crafted.zip": crafted_zip(MODEL, "policy_class", Path("pwned")),
     "damaged.zip": damaged_zip(MODEL),
+    # --gym-packages zoo_fuzz_envs: a continuous-action env and one whose module is missing
+    "zoo_fuzz_envs.py": (
+        "import gymnasium as gym\n"
+        "from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv\n"
+        "gym.register('ZooFuzzSteering-v0', entry_point=Continuous_MountainCarEnv)\n"
+        "gym.register('ZooFuzzMissing-v0', entry_point='zoo_no_such_simulator:Env')\n"
+    ),
 }
+ENVS = ["--gym-packages", "zoo_fuzz_envs"]
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
 BREAKOUT = ["train", "--algo", "dqn", "--env", "Breakout"]
@@ -91,6 +99,12 @@ CASES: list[tuple[list[str], str]] = [
         "trained with observations float32 (4,), but Acrobot-v1 has observations float32 (6,)",
     ),
     ([*TRAIN, "--init-from", "crafted.zip"], "needs code that zoo does not run"),
+    (["train", *ENVS, "--algo", "dqn", "--env", "ZooFuzzSteering-v0"], "dqn takes Discrete"),
+    (
+        ["train", *ENVS, "--algo", "a2c", "--env", "ZooFuzzMissing-v0"],
+        "cannot create env "
+        "ZooFuzzMissing-v0: ModuleNotFoundError: No module named 'zoo_no_such_simulator'",
+    ),
 ]
 
 
@@ -109,6 +123,7 @@ def test_bad_input_is_one_line_and_exit_2(
     args: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # --gym-packages zoo_fuzz_envs
     for name, content in FILES.items():
         path = tmp_path / name
         if isinstance(content, bytes):

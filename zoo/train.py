@@ -41,7 +41,7 @@ from zoo.checkpoints import (
     save_checkpoint,
 )
 from zoo.config import Config, minibatch_note
-from zoo.envs import make_eval_env, make_vec_env_for
+from zoo.envs import make_env, make_eval_env, make_vec_env_for
 from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
@@ -115,6 +115,26 @@ def resolve_device(requested: str) -> str:
 _CONSTRUCTION_ERRORS = (MemoryError, ValueError, TypeError, OverflowError, RuntimeError)
 
 
+def check_action_space(config: Config) -> None:
+    """Refuse in one line an env whose actions the algorithm does not take (DQN on a
+    continuous env); making the env here says in one line why it cannot be made."""
+    if config.env.kind != "other":
+        return  # Atari games: a Discrete action set, which every algorithm takes
+    env = make_env(config.env, **config.env.make_kwargs())
+    try:
+        space = env.action_space
+    finally:
+        env.close()
+    supported = registry.ACTION_SPACES[config.algo]
+    if not isinstance(space, supported):
+        names = " or ".join(kind.__name__ for kind in supported)
+        able = [algo for algo, kinds in registry.ACTION_SPACES.items() if isinstance(space, kinds)]
+        raise UserError(
+            f"{config.algo} takes {names} action spaces, but {config.env.name} has {space}; "
+            f"train it with {' or '.join(able) or 'another library'}"
+        )
+
+
 def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     algorithm = registry.ALGORITHMS[config.algo]
     try:
@@ -156,6 +176,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
+    check_action_space(config)  # before any model: SB3 would assert
     admit_replay_buffer(config, resolve_device(options.device))  # tune and benchmark runs too
     note = minibatch_note(config.hyperparams)
     if note is not None:
