@@ -3,7 +3,7 @@ rl_zoo3's and plain SB3's zips of the same algorithms too. Loading never unpickl
 
 SB3 stores the attributes of a model that JSON cannot hold (spaces, classes, schedules,
 buffers of recent games) as cloudpickle bytes in the zip's `data`, and unpickling them runs
-whatever code the zip names. `SB3's load(custom_objects=...)` skips every key it is given,
+whatever code the zip names. SB3's `load(custom_objects=...)` skips every key it is given,
 so zoo gives it every such entry, rebuilt without unpickling:
 
 - the observation and action spaces: the env's, once they match the readable description
