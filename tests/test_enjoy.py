@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 import pytest
@@ -253,8 +254,9 @@ def test_a_model_that_is_not_the_runs_or_a_flag_it_contradicts_is_refused(
     cases = [
         ([str(run_dir)], f"{run_dir}/best_model.zip is a model of a2c, but "
          f"{run_dir} is a run of dqn; that zip does not belong to this run"),
-        ([str(run_dir), "--model", "final"], f"{run_dir}/final_model.zip takes observations of shape (4,), "
-         f"but {run_dir} makes (4, 84, 84); that zip does not belong to this run"),
+        ([str(run_dir), "--model", "final"], f"{run_dir}/final_model.zip was trained with observations "
+         f"float32 (4,), but {run_dir} (BreakoutNoFrameskip-v4) has observations uint8 (4, 84, 84): "
+         "it is a model of another game or env"),
         ([str(source), "--algo", "a2c"], f"--algo a2c: {source} is a run of dqn; leave out --algo "
          "with --run"),
         ([str(source), "--env", "Pong"], f"--env Pong: {source} plays BreakoutNoFrameskip-v4; "
@@ -265,3 +267,44 @@ def test_a_model_that_is_not_the_runs_or_a_flag_it_contradicts_is_refused(
         assert result.returncode == 2, result.stderr
         assert result.stderr == f"zoo: error: {message}\n"
         assert "game 1" not in result.stdout
+
+
+class SixActionGame(gym.Env[np.ndarray, int]):
+    """Pong's spaces: stacked 84x84 frames and 6 actions."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    action_space = gym.spaces.Discrete(6)
+
+
+def test_a_model_of_another_game_is_refused_before_the_first_step(
+    trained: Path, in_process: Zoo, tmp_path: Path
+) -> None:
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    pong_like = tmp_path / "pong_model.zip"
+    DQN("CnnPolicy", DummyVecEnv([SixActionGame]), buffer_size=10).save(pong_like)
+    source = trained / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
+    run_dir = tmp_path / "logs" / "dqn" / "BreakoutNoFrameskip-v4_1"
+    run_dir.mkdir(parents=True)
+    for name in ("run.yml", "config.yml"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    (run_dir / "best_model.zip").write_bytes(pong_like.read_bytes())
+    expected = "was trained with 6 actions, but {} has 4 actions: it is a model of another game"
+    for args, where in [
+        (["--model", str(pong_like), "--env", "Breakout"], "BreakoutNoFrameskip-v4"),
+        (["--run", str(run_dir)], f"{run_dir} (BreakoutNoFrameskip-v4)"),
+    ]:
+        result = in_process("enjoy", *args, "--no-render", "--episodes", "1")
+        assert result.returncode == 2, result.stderr
+        assert expected.format(where) in result.stderr and result.stderr.count("\n") == 1
+    report = in_process("report", "--log-dir", str(tmp_path / "logs"), "--episodes", "1")
+    assert "Traceback" not in report.stderr and "was trained with 6 actions" in report.stderr
+
+    # Spaces that fit, but the zip names the game it was built for: said in a note.
+    model = load_model(source / "final_model.zip", device="cpu")
+    model.trained_on = "ZooTestGame-v0"  # type: ignore[attr-defined]
+    model.save(run_dir / "best_model.zip")
+    result = in_process("enjoy", "--run", str(run_dir), "--no-render", "--episodes", "1")
+    assert result.returncode == 0, result.stderr
+    assert "was trained on ZooTestGame-v0; it plays BreakoutNoFrameskip-v4 here" in result.stdout

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_model_loading import crafted_zip, damaged_zip, model_zip_bytes
 from zoo.cli import main
 
 BOMB = "\n".join(
@@ -25,7 +26,19 @@ FILES = {
     "bomb.yml": BOMB + "\n",
     "binary.yml": b"\x00\xff\xfe\x80 not yaml",
     "rl_zoo3_ppo.yml": "CartPole-v1:\n  clip_range_vf: lin_0\n",  # SB3 refuses a clip of 0
+    "cartpole.zip": (MODEL := model_zip_bytes()),
+    # Unpickling its policy class would create ./pwned; the check below finds any new file.
+    "crafted.zip": crafted_zip(MODEL, "policy_class", Path("pwned")),
+    "damaged.zip": damaged_zip(MODEL),
+    # --gym-packages zoo_fuzz_envs: a continuous-action env and one whose module is missing
+    "zoo_fuzz_envs.py": (
+        "import gymnasium as gym\n"
+        "from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv\n"
+        "gym.register('ZooFuzzSteering-v0', entry_point=Continuous_MountainCarEnv)\n"
+        "gym.register('ZooFuzzMissing-v0', entry_point='zoo_no_such_simulator:Env')\n"
+    ),
 }
+ENVS = ["--gym-packages", "zoo_fuzz_envs"]
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
 BREAKOUT = ["train", "--algo", "dqn", "--env", "Breakout"]
@@ -96,6 +109,20 @@ CASES: list[tuple[list[str], str]] = [
     (["benchmark", "--suite", "atari100k", "--report"], "give --rows DIR"),
     (["benchmark", "--algos", "dqn"], "give --algos and --envs"),
     (["benchmark", "--algos", "dqn", "--envs", "Pong", "--games", "Pong"], "go with --suite"),
+    (["enjoy", "--model", "crafted.zip", "--env", "CartPole-v1"], "needs code that zoo does not"),
+    (["enjoy", "--model", "damaged.zip", "--env", "CartPole-v1"], "damaged.zip: its policy_class"),
+    ([*TRAIN, "--init-from", "binary.yml"], "not a readable model zip"),
+    (
+        ["enjoy", "--model", "cartpole.zip", "--env", "Acrobot-v1"],
+        "trained with observations float32 (4,), but Acrobot-v1 has observations float32 (6,)",
+    ),
+    ([*TRAIN, "--init-from", "crafted.zip"], "needs code that zoo does not run"),
+    (["train", *ENVS, "--algo", "dqn", "--env", "ZooFuzzSteering-v0"], "dqn takes Discrete"),
+    (
+        ["train", *ENVS, "--algo", "a2c", "--env", "ZooFuzzMissing-v0"],
+        "cannot create env "
+        "ZooFuzzMissing-v0: ModuleNotFoundError: No module named 'zoo_no_such_simulator'",
+    ),
 ]
 
 
@@ -114,6 +141,7 @@ def test_bad_input_is_one_line_and_exit_2(
     args: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # --gym-packages zoo_fuzz_envs
     for name, content in FILES.items():
         path = tmp_path / name
         if isinstance(content, bytes):

@@ -13,7 +13,9 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
@@ -27,7 +29,9 @@ Zoo = Callable[..., subprocess.CompletedProcess[str]]
 ENV = "CartPole-v1"
 
 
-def make_rl_zoo3_run(log_dir: Path, number: int, with_model: bool = True) -> Path:
+def make_rl_zoo3_run(
+    log_dir: Path, number: int, with_model: bool = True, with_best: bool = True
+) -> Path:
     run = log_dir / "a2c" / f"{ENV}_{number}"
     params = run / ENV
     params.mkdir(parents=True)
@@ -43,7 +47,8 @@ def make_rl_zoo3_run(log_dir: Path, number: int, with_model: bool = True) -> Pat
         model = A2C("MlpPolicy", ENV, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
         model.learn(200)
         model.save(run / f"{ENV}.zip")
-        model.save(run / "best_model.zip")
+        if with_best:
+            model.save(run / "best_model.zip")
     np.savez(
         run / "evaluations.npz",
         timesteps=np.array([100, 200]),
@@ -85,6 +90,17 @@ def test_newest_playable_run_is_chosen_and_named(logs: Path, in_process: Zoo) ->
                         "--no-render", "--episodes", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Chose" in result.stdout and "1 games: mean" in result.stdout
+
+
+def test_a_run_without_best_model_plays_its_final_model(tmp_path: Path, in_process: Zoo) -> None:
+    # trained with --eval-freq -1, or stopped before its first evaluation
+    run_dir = make_rl_zoo3_run(tmp_path / "logs", 1, with_best=False)
+    from zoo.enjoy import choose_model
+
+    chosen = choose_model(open_run(run_dir), None)
+    assert (chosen.kind, chosen.path) == ("final", run_dir / f"{ENV}.zip")
+    result = in_process("enjoy", "--run", str(run_dir), "--no-render", "--episodes", "1")
+    assert result.returncode == 0, result.stderr
 
 
 def test_any_model_zip_plays(logs: Path, in_process: Zoo, tmp_path: Path) -> None:
@@ -154,8 +170,18 @@ class Pixels(gym.Env):
         return self._obs(), float(done), done, self.t >= 50, {}
 
 
+class Steering(Pixels):
+    """Continuous actions: a steering force."""
+
+    def __init__(self):
+        super().__init__(image=False)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
 gym.register("ZooTestPixels-v0", entry_point=Pixels, kwargs={"image": True})
 gym.register("ZooTestVector-v0", entry_point=Pixels, kwargs={"image": False})
+gym.register("ZooTestSteering-v0", entry_point=Steering)
+gym.register("ZooTestMissing-v0", entry_point="zoo_no_such_simulator:Env")
 '''
 
 
@@ -189,6 +215,49 @@ def test_packages_that_fail_to_import_are_one_line(package: Path, in_process: Zo
         )
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_envs_that_cannot_be_made_or_trained_are_one_line(
+    package: Path, in_process: Zoo, tmp_path: Path
+) -> None:
+    train = ["train", "--gym-packages", "zoo_test_envs", "--log-dir", str(tmp_path / "logs")]
+    missing = "cannot create env ZooTestMissing-v0: ModuleNotFoundError: No module named "
+    A2C("MlpPolicy", ENV, device="cpu").save(tmp_path / "model.zip")
+    for args, message in [
+        ([*train, "--algo", "dqn", "--env", "ZooTestSteering-v0"],
+         "dqn takes Discrete action spaces, but ZooTestSteering-v0 has Box(-1.0, 1.0, (1,), "
+         "float32); train it with a2c or ppo"),
+        ([*train, "--algo", "qrdqn", "--env", "ZooTestMissing-v0"], missing),
+        ([*train, "--algo", "a2c", "--env", "ZooTestMissing-v0"], missing),
+        (["enjoy", "--gym-packages", "zoo_test_envs", "--algo", "a2c", "--env",
+          "ZooTestMissing-v0", "--model", str(tmp_path / "model.zip"), "--no-render"], missing),
+    ]:  # fmt: skip
+        result = in_process(*args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_action_spaces_are_those_sb3_takes() -> None:
+    from gymnasium import spaces
+
+    from zoo.registry import ACTION_SPACES, ALGORITHMS
+
+    class AnyActions(gym.Env[np.ndarray, Any]):
+        observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+        def __init__(self, action_space: spaces.Space[Any]) -> None:
+            self.action_space = action_space
+
+    for algo, algorithm in ALGORITHMS.items():
+        for space in (spaces.Box(-1, 1, (2,)), spaces.Discrete(3), spaces.MultiDiscrete([2, 3]),
+                      spaces.MultiBinary(3)):  # fmt: skip
+            try:
+                algorithm("MlpPolicy", AnyActions(space), _init_setup_model=False)
+                takes = True
+            except AssertionError:
+                takes = False
+            assert takes == isinstance(space, ACTION_SPACES[algo]), (algo, space)
 
 
 @pytest.mark.slow

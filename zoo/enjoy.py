@@ -24,10 +24,10 @@ from zoo.checkpoints import newest_checkpoint
 from zoo.config import Config, build_config
 from zoo.envs import make_eval_env
 from zoo.errors import UserError
-from zoo.evaluation import BEST_MODEL, play_evaluation_games
-from zoo.model_loading import algorithm_of, load_algorithm
+from zoo.evaluation import play_evaluation_games
+from zoo.model_loading import TRAINED_ON, algorithm_of, load_algorithm
 from zoo.registry import ALGORITHMS
-from zoo.runs import FINAL_MODEL, Run
+from zoo.runs import Run
 
 MODEL_CHOICES = ("best", "final", "checkpoint")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -54,9 +54,9 @@ def choose_model(run: Run, which: str | None) -> ChosenModel:
 
 def _model_path(run: Run, kind: str) -> Path | None:
     if kind == "best":
-        path = run.path / BEST_MODEL
+        path = run.best_model
     elif kind == "final":
-        path = run.path / FINAL_MODEL
+        path = run.final_model
     else:
         checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
         return checkpoint.model_file if checkpoint is not None else None
@@ -145,22 +145,20 @@ def play(
     if record is not None:
         check_record_target(record)
     config = chosen_config(chosen)
-    model = load_algorithm(check_model_algo(chosen, config), chosen.path, device="cpu")
-    max_frames = config.evaluation.max_frames
-    atari = config.env.is_atari
-    render_mode = None
-    if render and (atari or record is None):
-        render_mode = "human"
-    elif record is not None and not atari:
-        render_mode = "rgb_array"  # other envs draw their frames only when asked to
-    env = make_eval_env(config.env, config.env_settings(), seed, max_frames, render_mode)
-    if model.observation_space.shape != env.observation_space.shape:
+    algorithm = check_model_algo(chosen, config)
+    env = make_eval_env(config.env, config.env_settings(), seed, config.evaluation.max_frames,
+                        _render_mode(config, render, record))  # fmt: skip
+    where = f"{chosen.run.path} ({config.env.name})" if chosen.run else config.env.name
+    try:
+        # Spaces checked before the first step: a model of another game is one line.
+        model = load_algorithm(algorithm, chosen.path, device="cpu", play_env=env,
+                               env_name=where)  # fmt: skip
+    except UserError:
         env.close()
-        raise UserError(
-            f"{chosen.path} takes observations of shape {model.observation_space.shape}, but "
-            f"{chosen.run.path if chosen.run is not None else config.env.name} makes "
-            f"{env.observation_space.shape}; that zip does not belong to this run"
-        )
+        raise
+    trained_on = getattr(model, TRAINED_ON, None)
+    if isinstance(trained_on, str) and trained_on != config.env.name:
+        say(f"note: {chosen.path} was trained on {trained_on}; it plays {config.env.name} here")
     # As the run's evaluations played: a greedy A2C or PPO agent can stall where it must serve.
     sampled = config.evaluation.sampled
     if sampled:
@@ -197,6 +195,14 @@ def play(
     if video is not None:
         video.finish()
     return PlayResult(scores, lengths, video.frames if video is not None else 0)
+
+
+def _render_mode(config: Config, render: bool, record: Path | None) -> str | None:
+    if render and (config.env.is_atari or record is None):
+        return "human"
+    if record is not None and not config.env.is_atari:
+        return "rgb_array"  # other envs draw their frames only when asked to
+    return None
 
 
 def _screen(env: Any) -> np.ndarray:

@@ -162,6 +162,25 @@ def _kind_of(gym_id: str) -> EnvKind:
     return "atari_ram" if spec.kwargs.get("obs_type") == "ram" else "atari"
 
 
+def env_error(spec: EnvSpec, error: BaseException) -> UserError:
+    """One line for any failure to construct the env (a registered entry point whose module
+    is missing, a simulator that fails to start, ...), wherever it is first made."""
+    if isinstance(error, UserError):
+        return error
+    text = str(error).strip().splitlines()
+    return UserError(
+        f"cannot create env {spec.name}: {type(error).__name__}{': ' + text[0] if text else ''}"
+    )
+
+
+def make_env(spec: EnvSpec, **kwargs: Any) -> gym.Env[Any, Any]:
+    """gym.make of the env, any failure to construct it as one line (env_error)."""
+    try:
+        return gym.make(spec.gym_id, **kwargs)
+    except Exception as error:  # whatever the env's own code raises
+        raise env_error(spec, error) from None
+
+
 @cache
 def has_image_observations(spec: EnvSpec) -> bool:
     """Whether the env observes images, which SB3's CnnPolicy takes (Atari pixel games, and
@@ -220,8 +239,8 @@ def make_vec_env_for(
             env_kwargs=env_kwargs,
             vec_env_cls=vec_env_cls,
         )
-    except (gym.error.Error, TypeError) as error:
-        raise UserError(f"cannot create env {spec.name}: {error}") from None
+    except Exception as error:  # whatever the env's own code raises
+        raise env_error(spec, error) from None
     env = VecFrameStack(env, settings.frame_stack) if settings.frame_stack > 1 else env
     return _channel_first(env)
 

@@ -9,12 +9,12 @@ live: main memory (psutil), or the GPU's free memory for a frame store on a CUDA
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import psutil
 import torch as th
 
 from zoo.config import Config
+from zoo.envs import make_env
 from zoo.errors import UserError
 from zoo.frame_buffer import frame_buffer_bytes
 
@@ -30,7 +30,7 @@ def observation_shape(config: Config) -> tuple[tuple[int, ...], int]:
     settings = config.env_settings()
     if config.env.kind == "atari":
         return (settings.frame_stack, settings.screen_size, settings.screen_size), 1
-    env = gym.make(config.env.gym_id, **config.env.make_kwargs())
+    env = make_env(config.env, **config.env.make_kwargs())
     try:
         space = env.observation_space
     finally:

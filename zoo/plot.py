@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 
 from zoo import rl_zoo3
 from zoo.errors import UserError
-from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.evaluation import EvaluationLog
 from zoo.names import PLOT_PANELS
 from zoo.runs import Run
 
@@ -95,7 +95,7 @@ def load_run_curves(run: Run, label: str) -> RunCurves:
         damage.append(str(error))
     games = scalars.pop("episode/score", (np.zeros(0), np.zeros(0)))
     try:
-        evaluations = _evaluations(run.path / EVALUATIONS_FILE)
+        evaluations = _evaluations(run.evaluations_file)
     except UserError as error:
         evaluations = []
         damage.append(str(error))
@@ -121,7 +121,7 @@ def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
         damage.append(str(error))
     try:
         rows = [(step, float(np.mean(s)), float(np.std(s)))
-                for step, s in rl_zoo3.evaluations(run.path / rl_zoo3.EVALUATIONS_FILE) if s]  # fmt: skip
+                for step, s in rl_zoo3.evaluations(run.evaluations_file) if s]  # fmt: skip
     except UserError as error:
         rows = []
         damage.append(str(error))

@@ -17,7 +17,7 @@ from typing import Any
 
 from zoo.atomic import atomic_write_text
 from zoo.errors import UserError
-from zoo.runs import FINAL_MODEL, Run, open_run
+from zoo.runs import Run, open_run
 from zoo.yamlio import dump_yaml, read_yaml_file
 
 CARD_FILE = "card.yml"
@@ -39,7 +39,7 @@ def shipped_agents(root: Path | None = None) -> dict[str, Path]:
     return {
         folder.name: folder
         for folder in sorted(root.iterdir())
-        if (folder / CARD_FILE).is_file() and (folder / FINAL_MODEL).is_file()
+        if (folder / CARD_FILE).is_file() and Run(folder).final_model.is_file()
     }
 
 
@@ -86,7 +86,7 @@ def package_agent(
     # A fresh optimizer holds no running statistics: the zip keeps only what plays.
     optimizer_class: Any = policy.optimizer_class
     policy.optimizer = optimizer_class(policy.parameters(), lr=1e-4, **policy.optimizer_kwargs)
-    model.save(destination / FINAL_MODEL)
+    model.save(Run(destination).final_model)
     info = run.read_info()
     atomic_write_text(destination / "config.yml", run.config_file.read_text(encoding="utf-8"))
     shipped_info: dict[str, Any] = {

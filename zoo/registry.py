@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
@@ -26,6 +27,15 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "a2c": ZooA2C,
     "qrdqn": ZooQRDQN,
     "ppo": ZooPPO,
+}
+
+# The action spaces each algorithm takes, as SB3's constructors declare them
+# (`supported_action_spaces`); tests/test_rl_zoo3_runs.py checks them against SB3.
+ACTION_SPACES: Mapping[str, tuple[type[spaces.Space[Any]], ...]] = {
+    "dqn": (spaces.Discrete,),
+    "qrdqn": (spaces.Discrete,),
+    "a2c": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+    "ppo": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
 }
 
 OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {

@@ -17,7 +17,7 @@ import numpy as np
 
 from zoo import rl_zoo3
 from zoo.errors import UserError
-from zoo.evaluation import EVALUATIONS_FILE, EvaluationLog
+from zoo.evaluation import EvaluationLog
 from zoo.runs import Run
 from zoo.textfiles import read_text_file
 
@@ -191,12 +191,12 @@ def over_seeds(rows: list[RunScore]) -> str:
 
 def _last_evaluation(run: Run) -> tuple[list[float], str]:
     if run.layout == "rl_zoo3":
-        evaluations = rl_zoo3.evaluations(run.path / rl_zoo3.EVALUATIONS_FILE)
+        evaluations = rl_zoo3.evaluations(run.evaluations_file)
         if not evaluations:
             return [], "no evaluation yet"
         step, scores = evaluations[-1]
         return scores, f"evaluation at step {step:,}"
-    rows = EvaluationLog(run.path / EVALUATIONS_FILE).checked_rows()
+    rows = EvaluationLog(run.evaluations_file).checked_rows()
     if not rows:
         return [], "no evaluation yet"
     last = rows[-1]

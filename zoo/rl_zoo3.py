@@ -386,8 +386,7 @@ def _registry_name(name: str, entry: str, table: Mapping[str, Any], where: str) 
 
 # --- run folders ---------------------------------------------------------------------------
 
-EVALUATIONS_FILE = "evaluations.npz"
-BEST_MODEL = "best_model.zip"
+EVALUATIONS_FILE = "evaluations.npz"  # best_model.zip: the same name as zoo's (Run.best_model)
 
 
 def params_dir(path: Path) -> Path | None:

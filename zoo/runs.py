@@ -29,6 +29,7 @@ from zoo.atomic import atomic_write_text, write_atomically
 from zoo.config import Config
 from zoo.envs import resolve_env
 from zoo.errors import UserError
+from zoo.evaluation import BEST_MODEL, EVALUATIONS_FILE
 from zoo.yamlio import dump_yaml, read_yaml_file
 
 CONFIG_FILE = "config.yml"
@@ -62,6 +63,16 @@ class Run:
         if self.layout == "rl_zoo3":
             return rl_zoo3.final_model(self.path)
         return self.path / FINAL_MODEL
+
+    @property
+    def best_model(self) -> Path:
+        return self.path / BEST_MODEL  # the same name in both layouts
+
+    @property
+    def evaluations_file(self) -> Path:
+        if self.layout == "rl_zoo3":
+            return self.path / rl_zoo3.EVALUATIONS_FILE
+        return self.path / EVALUATIONS_FILE
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -7,6 +7,7 @@ another model (`--init-from`). Tuning calls the same `train`.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +41,12 @@ from zoo.checkpoints import (
     save_checkpoint,
 )
 from zoo.config import Config, minibatch_note
-from zoo.envs import make_eval_env, make_vec_env_for
+from zoo.envs import make_env, make_eval_env, make_vec_env_for
 from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
 from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
 from zoo.memory_admission import admit_replay_buffer
-from zoo.model_loading import load_algorithm
+from zoo.model_loading import TRAINED_ON, load_algorithm, reason_of
 from zoo.run_logger import run_logger
 from zoo.runs import Run, mark_resumed, save_model_atomically, training_lock, update_run_status
 from zoo.threads import apply_torch_threads
@@ -114,6 +115,26 @@ def resolve_device(requested: str) -> str:
 _CONSTRUCTION_ERRORS = (MemoryError, ValueError, TypeError, OverflowError, RuntimeError)
 
 
+def check_action_space(config: Config) -> None:
+    """Refuse in one line an env whose actions the algorithm does not take (DQN on a
+    continuous env); making the env here says in one line why it cannot be made."""
+    if config.env.kind != "other":
+        return  # Atari games: a Discrete action set, which every algorithm takes
+    env = make_env(config.env, **config.env.make_kwargs())
+    try:
+        space = env.action_space
+    finally:
+        env.close()
+    supported = registry.ACTION_SPACES[config.algo]
+    if not isinstance(space, supported):
+        names = " or ".join(kind.__name__ for kind in supported)
+        able = [algo for algo, kinds in registry.ACTION_SPACES.items() if isinstance(space, kinds)]
+        raise UserError(
+            f"{config.algo} takes {names} action spaces, but {config.env.name} has {space}; "
+            f"train it with {' or '.join(able) or 'another library'}"
+        )
+
+
 def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
     algorithm = registry.ALGORITHMS[config.algo]
     try:
@@ -131,6 +152,7 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
             f"cannot build the {config.algo} model with these settings: {reason}; "
             "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
         ) from None
+    setattr(model, TRAINED_ON, config.env.name)  # saved in the zip: enjoy names the game
     return model
 
 
@@ -154,6 +176,7 @@ def _train(
     start: StartPoint,
 ) -> TrainResult:
     total = start.total_timesteps or config.n_timesteps
+    check_action_space(config)  # before any model: SB3 would assert
     admit_replay_buffer(config, resolve_device(options.device))  # tune and benchmark runs too
     note = minibatch_note(config.hyperparams)
     if note is not None:
@@ -294,7 +317,13 @@ def _starting_model(
             _load_weights(model, start.init_weights, device)
         return model
     checkpoint = start.checkpoint
-    model = load_algorithm(registry.ALGORITHMS[config.algo], checkpoint.model_file, env, device)
+    model = load_algorithm(
+        registry.ALGORITHMS[config.algo],
+        checkpoint.model_file,
+        env,
+        device,
+        env_name=config.env.name,
+    )
     # SB3 would go on from the observation saved in the zip; the env here is a new one.
     model._last_obs = None
     if isinstance(model, OffPolicyAlgorithm):
@@ -331,6 +360,8 @@ def _end_stored_trajectories(model: OffPolicyAlgorithm) -> None:
 def _load_weights(model: BaseAlgorithm, source: Path, device: str) -> None:
     try:
         model.set_parameters(str(source), exact_match=True, device=device)
+    except pickle.UnpicklingError as error:
+        raise UserError(f"--init-from {source}: {reason_of(error)}") from None
     except (RuntimeError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise UserError(
@@ -359,7 +390,7 @@ def _evaluation_callback(
     evaluation = config.evaluation
     if evaluation.freq <= 0:
         return None
-    log = EvaluationLog(run.path / "evaluations.csv")
+    log = EvaluationLog(run.evaluations_file)
     best_mean = log.best_mean()  # also counts evaluations after the checkpoint, so a
     if start.resumed:  # best_model.zip is only ever replaced by a better one
         log.keep_until(start.step)
