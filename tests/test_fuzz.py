@@ -24,6 +24,7 @@ FILES = {
     "duplicate_sections.yml": "atari:\n  batch_size: 32\natari:\n  batch_size: 64\n",
     "bomb.yml": BOMB + "\n",
     "binary.yml": b"\x00\xff\xfe\x80 not yaml",
+    "equal_scores.md": "| game | Random | Human |\n|---|---|---|\n| Pong | -20.7 | -20.7 |\n",
 }
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
@@ -73,6 +74,10 @@ CASES: list[tuple[list[str], str]] = [
     ([*TUNE, "--storage", "duplicate_keys.yml"], "not an Optuna study journal"),
     ([*TUNE, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
     (["report", "--log-dir", ".", "--references", "binary.yml"], "not a UTF-8 text file"),
+    (
+        ["report", "--log-dir", ".", "--references", "equal_scores.md"],
+        "Pong's Human score equals its Random score (-20.7)",
+    ),
     (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "."], "is a folder"),
     (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "x.txt"], "ending in .png"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--epsilon", "2"], "--epsilon 2"),
