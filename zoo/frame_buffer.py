@@ -50,9 +50,6 @@ from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-# Bytes per transition besides frames: action (int64), reward, done, timeout (float32),
-# newest frame number (int64) and history (uint8).
-_INDEX_BYTES_PER_TRANSITION = 8 + 4 + 4 + 4 + 8 + 1
 # Share of the ring kept for the extra frame each episode start costs: one start in 32
 # transitions before the oldest ones lose their frames (a lost life costs none on `ale`).
 EPISODE_START_RESERVE = 1 / 32
@@ -66,14 +63,49 @@ def frame_capacity(
     return transitions_per_env + stack + 1 + int(np.ceil(transitions_per_env * reserve))
 
 
-def frame_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
+ArraySpec = tuple[tuple[int, ...], np.dtype]
+
+
+def frame_buffer_arrays(
+    buffer_size: int,
+    observation_shape: tuple[int, ...],
+    n_envs: int,
+    episode_start_reserve: float = EPISODE_START_RESERVE,
+    action_shape: tuple[int, ...] = (1,),
+    action_dtype: type[np.generic] | np.dtype = np.int64,
+    frame_dtype: type[np.generic] | np.dtype = np.uint8,
+) -> dict[str, ArraySpec]:
+    """Shape and dtype of every array a `FrameReplayBuffer` allocates, by attribute name:
+    its __init__ allocates exactly these, and memory admission sums them."""
+    stack, per_env = observation_shape[0], max(buffer_size // n_envs, 1)
+    ring = frame_capacity(per_env, stack, episode_start_reserve)
+    transitions, envs = (per_env, n_envs), (n_envs,)
+    f32 = np.dtype(np.float32)
+    return {
+        "actions": ((*transitions, *action_shape), np.dtype(action_dtype)),
+        "rewards": (transitions, f32),
+        "dones": (transitions, f32),
+        "timeouts": (transitions, f32),
+        "frames": ((ring, n_envs, *observation_shape[1:]), np.dtype(frame_dtype)),
+        "frames_written": (envs, np.dtype(np.int64)),
+        "newest_frame": (transitions, np.dtype(np.int64)),  # frame number, counted per env
+        "history": (transitions, np.dtype(np.uint8)),
+        # Each env's previous next observation and its history: the next `obs` continues it.
+        "pending": ((n_envs, *observation_shape), np.dtype(frame_dtype)),
+        "pending_history": (envs, np.dtype(np.uint8)),
+        "has_pending": (envs, np.dtype(bool)),
+    }
+
+
+def frame_buffer_bytes(
+    buffer_size: int,
+    observation_shape: tuple[int, ...],
+    n_envs: int,
+    episode_start_reserve: float = EPISODE_START_RESERVE,
+) -> int:
     """Bytes a full `FrameReplayBuffer` takes, from its array sizes (nothing is allocated)."""
-    stack, frame_bytes = observation_shape[0], int(np.prod(observation_shape[1:]))
-    per_env = max(buffer_size // n_envs, 1)
-    frames = frame_capacity(per_env, stack) * n_envs * frame_bytes
-    pending = n_envs * stack * frame_bytes  # each env's previous next observation
-    per_env_counters = n_envs * (8 + 1 + 1)  # frames written, pending history, has pending
-    return frames + pending + per_env_counters + per_env * n_envs * _INDEX_BYTES_PER_TRANSITION
+    arrays = frame_buffer_arrays(buffer_size, observation_shape, n_envs, episode_start_reserve)
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in arrays.values())
 
 
 def sb3_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
@@ -93,6 +125,13 @@ class FrameReplayBuffer(ReplayBuffer):
     """
 
     frames: np.ndarray | th.Tensor
+    # The other arrays of `frame_buffer_arrays`, besides SB3's actions, rewards, dones, timeouts.
+    frames_written: np.ndarray
+    newest_frame: np.ndarray
+    history: np.ndarray
+    pending: np.ndarray
+    pending_history: np.ndarray
+    has_pending: np.ndarray
 
     def __init__(
         self,
@@ -121,29 +160,22 @@ class FrameReplayBuffer(ReplayBuffer):
         self.n_steps = n_steps
         self.gamma = gamma
         self.stack = int(self.obs_shape[0])
-        self.frame_capacity = frame_capacity(self.buffer_size, self.stack, episode_start_reserve)
-        shape = (self.buffer_size, self.n_envs)
-        self.actions = np.zeros(
-            (*shape, self.action_dim), dtype=self._maybe_cast_dtype(action_space.dtype)
+        arrays = frame_buffer_arrays(
+            buffer_size,
+            self.obs_shape,
+            n_envs,
+            episode_start_reserve,
+            action_shape=(self.action_dim,),
+            action_dtype=np.dtype(self._maybe_cast_dtype(action_space.dtype)),
+            frame_dtype=np.dtype(observation_space.dtype),
         )
-        self.rewards = np.zeros(shape, dtype=np.float32)
-        self.dones = np.zeros(shape, dtype=np.float32)
-        self.timeouts = np.zeros(shape, dtype=np.float32)
+        ring_shape, ring_dtype = arrays.pop("frames")
+        for name, (shape, dtype) in arrays.items():
+            setattr(self, name, np.zeros(shape, dtype=dtype))
+        self.frame_capacity = ring_shape[0]
         # Slot-major, so the written part of the ring is one contiguous block.
         self.frames_on_device = frames_on_device
-        self.frames = self._placed(
-            np.zeros(
-                (self.frame_capacity, self.n_envs, *self.obs_shape[1:]),
-                dtype=observation_space.dtype,
-            )
-        )
-        self.frames_written = np.zeros(self.n_envs, dtype=np.int64)
-        self.newest_frame = np.zeros(shape, dtype=np.int64)  # frame number, counted per env
-        self.history = np.zeros(shape, dtype=np.uint8)
-        # Each env's previous next observation and its history: the next `obs` continues it.
-        self.pending = np.zeros((self.n_envs, *self.obs_shape), dtype=observation_space.dtype)
-        self.pending_history = np.zeros(self.n_envs, dtype=np.uint8)
-        self.has_pending = np.zeros(self.n_envs, dtype=bool)
+        self.frames = self._placed(np.zeros(ring_shape, dtype=ring_dtype))
 
     # -- storing -------------------------------------------------------------------------
 
