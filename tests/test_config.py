@@ -101,9 +101,12 @@ def test_sb3_benchmark_defaults() -> None:
     variant_keys = ("double_q", "dueling", "network", "n_steps", "loss")
     assert [benchmark[k] for k in variant_keys] == [False, False, None, 1, "huber"]
     assert [strongest[k] for k in variant_keys] == [True, True, "nature", 3, "huber"]
-    # the default differs from the benchmark in the DQN extensions only
-    assert {k: v for k, v in benchmark.items() if k not in (*variant_keys, "seed")} == {
-        k: v for k, v in strongest.items() if k not in (*variant_keys, "seed")
+    # the default differs from the benchmark in the DQN extensions and, as rl_zoo3 scores its
+    # DQN (the final exploration rate), the evaluation's epsilon only
+    assert (benchmark["eval_epsilon"], strongest["eval_epsilon"]) == (0.01, 0.0)
+    others = (*variant_keys, "seed", "eval_epsilon")
+    assert {k: v for k, v in benchmark.items() if k not in others} == {
+        k: v for k, v in strongest.items() if k not in others
     }
     assert {
         k: benchmark[k]

@@ -117,3 +117,29 @@ def test_the_presets_keep_1m_replay_and_fit_16_gb(preset: str) -> None:
 
 def test_qrdqn_atari_learning_starts_is_the_benchmarks() -> None:
     assert build_config("qrdqn", "Breakout").hyperparams["learning_starts"] == 50_000
+
+
+# Each preset's evaluation as its source scores agents: (epsilon, games, frame cap, actions).
+SOURCE_EVALUATIONS = {
+    ("sb3_benchmark", "dqn"): (0.01, 10, 108_000, "greedy"),  # rl_zoo3 enjoy: DQN's final eps
+    ("nature2015", "dqn"): (0.05, 30, 18_000, "greedy"),  # 30 games of 5 minutes, eps 0.05
+    ("dqn2013", "dqn"): (0.05, 10, 108_000, "greedy"),  # eps 0.05
+    ("keras", "dqn"): (0.0, 10, 108_000, "greedy"),  # no evaluation of its own
+    ("a2c_nstep5", "a2c"): (0.0, 10, 108_000, "sampled"),  # the policy's own actions
+    ("ppo2017", "ppo"): (0.0, 10, 108_000, "sampled"),
+    ("drq_eps", "dqn"): (0.001, 100, 108_000, "greedy"),  # Dopamine's atari_100k gin
+    ("der_dqn", "dqn"): (0.001, 100, 108_000, "greedy"),
+}
+
+
+@pytest.mark.parametrize(("preset", "algo"), list(SOURCE_EVALUATIONS))
+def test_presets_evaluate_as_their_sources(preset: str, algo: str) -> None:
+    evaluation = build_config(algo, "Breakout", preset=preset).evaluation
+    got = (evaluation.epsilon, evaluation.episodes, evaluation.max_frames, evaluation.actions)
+    assert got == SOURCE_EVALUATIONS[preset, algo]
+
+
+def test_every_preset_has_its_evaluation_checked() -> None:
+    from zoo.config import load_presets
+
+    assert set(load_presets()) == {preset for preset, _algo in SOURCE_EVALUATIONS}

@@ -86,6 +86,16 @@ def test_the_step_cap_ends_a_stuck_game() -> None:
     assert lengths == [400]
 
 
+@pytest.mark.parametrize("game", ["Breakout", "Breakout-ram"])
+def test_a_cap_above_108000_frames_reaches_ale(game: str) -> None:
+    """ALE ends a game at its own max_num_frames_per_episode (108,000 in the v4 ids) whatever
+    the TimeLimit says: the evaluation's cap must be ALE's too."""
+    env = _eval_env(game, max_frames=200_000)
+    ale = env.envs[0].unwrapped.ale
+    env.close()
+    assert ale.getInt("max_num_frames_per_episode") == 200_000
+
+
 @pytest.mark.slow
 def test_training_writes_evaluations_best_model_and_stops_at_reward(
     in_process: Zoo, tmp_path: Path

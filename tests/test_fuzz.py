@@ -37,11 +37,15 @@ FILES = {
         "gym.register('ZooFuzzSteering-v0', entry_point=Continuous_MountainCarEnv)\n"
         "gym.register('ZooFuzzMissing-v0', entry_point='zoo_no_such_simulator:Env')\n"
     ),
+    "huge_steps.yml": "default:\n  n_timesteps: 1e30\n",
+    "power.yml": "default:\n  buffer_size: 10**20\n",
+    "equal_scores.md": "| game | Random | Human |\n|---|---|---|\n| Pong | -20.7 | -20.7 |\n",
 }
 ENVS = ["--gym-packages", "zoo_fuzz_envs"]
 
 TRAIN = ["train", "--algo", "dqn", "--env", "CartPole-v1"]
 BREAKOUT = ["train", "--algo", "dqn", "--env", "Breakout"]
+CELLS = ["dqn_CartPole-v1_seed0", "dqn_CartPole-v1_seed1", "dqn_CartPole-v1_seed0"]
 TUNE = ["tune", "--algo", "dqn", "--env", "CartPole-v1", "--trials", "1", "--trial-steps", "100"]
 
 CASES: list[tuple[list[str], str]] = [
@@ -49,13 +53,38 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--algo", "xyz", "--env", "Breakout"], "invalid choice"),
     # Refused by the memory admission before anything is allocated or created.
     ([*TRAIN, "--set", "buffer_size=1e12"], "the replay buffer needs 52,000.00 GB of memory"),
-    ([*TRAIN, "--set", "buffer_size=1e30"], "GB is available; lower buffer_size"),
+    ([*TRAIN, "--set", "buffer_size=1e30"], "buffer_size': must be at most 1e12"),
     ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={lr: 5}"], "the step size is learning_rate"),
     ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={betas: [2, 3]}"], "Invalid beta"),
     ([*TRAIN, "--set", "policy_kwargs.optimizer_kwargs={eps: -1}"], "Invalid epsilon"),
     ([*TRAIN, "--set", "batch_size=5000", "--set", "buffer_size=100"], "larger than the replay"),
     ([*BREAKOUT, "--set", "env_kwargs.repeat_action_probability=7"], "in [0, 1], got 7"),
     ([*BREAKOUT, "--set", "env_kwargs.max_num_frames_per_episode=-1"], "integer >= 0"),
+    # Counts beyond any run (the int64 counters would overflow): one line, not a run forever.
+    ([*TRAIN, "--set", "n_timesteps=1e30"], "n_timesteps': must be at most 1e12"),
+    ([*TRAIN, "-n", "1" + "0" * 24], "must be at most 1e12 (more than any run needs), got 1e+24"),
+    ([*TRAIN, "--hyperparams-file", "huge_steps.yml"], "n_timesteps': must be at most 1e12"),
+    ([*TRAIN, "--hyperparams-file", "power.yml"], "expected an integer, got '10**20'"),
+    ([*TRAIN, "--set", "buffer_size=10**20"], "expected an integer, got '10**20'"),
+    ([*TRAIN, "--set", "learning_starts=1e30"], "learning_starts': must be at most 1e12"),
+    ([*TRAIN, "--set", "gradient_steps=1e30"], "gradient_steps': must be at most 1e12"),
+    ([*TRAIN, "--set", "train_freq=1e30"], "train_freq': must be at most 1e12"),
+    ([*TRAIN, "--set", "train_freq=[1e30, episode]"], "train_freq': must be at most 1e12"),
+    ([*TRAIN, "--set", "eval_freq=1e30"], "eval_freq': must be at most 1e12"),
+    # Prioritized replay's exponents lie in [0, 1]; rl_zoo3 has no PER (SB3 has none), and
+    # zoo's names are priority_alpha and priority_beta.
+    ([*BREAKOUT, "--set", "priority_alpha=1.5"], "must be a finite number >= 0 and <= 1, got 1.5"),
+    ([*BREAKOUT, "--set", "priority_alpha=-0.1"], ">= 0 and <= 1, got -0.1"),
+    ([*BREAKOUT, "--set", "priority_beta=2"], "schedule values must be >= 0 and <= 1, got 2"),
+    ([*BREAKOUT, "--set", "priority_beta=-0.5"], "schedule values must be >= 0 and <= 1"),
+    (
+        [*BREAKOUT, "--set", "priority_beta={type: linear, initial: 0.4, final: 1.5}"],
+        "schedule values must be >= 0 and <= 1, got 1.5",
+    ),
+    (
+        [*BREAKOUT, "--set", "prioritized_replay_alpha=0.6"],
+        "unknown key 'prioritized_replay_alpha'",
+    ),
     ([*TRAIN, "--log-dir", ""], "not an empty string"),
     ([*TRAIN, "--set", "learning_rate=abc"], "learning_rate"),
     ([*TRAIN, "--set", "learning_rate"], "expected KEY=VALUE"),
@@ -83,6 +112,21 @@ CASES: list[tuple[list[str], str]] = [
         "--eval-games",
     ),
     (["benchmark", "--algos", "dqn", "--envs", "Nope"], "unknown env"),
+    (
+        [
+            "benchmark",
+            "--algos",
+            "dqn",
+            "--envs",
+            "CartPole-v1",
+            "--seeds",
+            "0",
+            "1",
+            "--cells",
+            *CELLS,
+        ],
+        "--cells names 'dqn_CartPole-v1_seed0' more than once; name each cell once",
+    ),
     ([*TUNE[:5], "--trials", "0", "--trial-steps", "100"], "--trials must be >= 1"),
     ([*TUNE, "--storage", "."], "that is a folder; give a journal file"),
     ([*TUNE, "--storage", ""], "--storage '': give a journal file path"),
@@ -91,6 +135,10 @@ CASES: list[tuple[list[str], str]] = [
     ([*TUNE, "--storage", "duplicate_keys.yml"], "not an Optuna study journal"),
     ([*TUNE, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
     (["report", "--log-dir", ".", "--references", "binary.yml"], "not a UTF-8 text file"),
+    (
+        ["report", "--log-dir", ".", "--references", "equal_scores.md"],
+        "Pong's Human score equals its Random score (-20.7)",
+    ),
     (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "."], "is a folder"),
     (["schedule", "--algo", "dqn", "--env", "Breakout", "-o", "x.txt"], "ending in .png"),
     (["enjoy", "--algo", "dqn", "--env", "Breakout", "--epsilon", "2"], "--epsilon 2"),

@@ -67,3 +67,54 @@ def test_a_frame_store_on_the_gpu_is_measured_against_the_gpus_free_memory(
     assert admit_replay_buffer(config, "cpu") == replay_buffer_bytes_needed(config)  # host RAM
     on_host = build_config("dqn", "Breakout", overrides=["buffer_size=1000000"])
     assert admit_replay_buffer(on_host, "cuda") == replay_buffer_bytes_needed(on_host)
+
+
+def _allocated_bytes(buffer: object) -> int:
+    """Bytes of every numpy array a built buffer holds, its priority trees' included."""
+    import numpy as np
+
+    from zoo.prioritized import SegmentTree
+
+    attributes = list(vars(buffer).values())
+    arrays = [value for value in attributes if isinstance(value, np.ndarray)]
+    arrays += [value.nodes for value in attributes if isinstance(value, SegmentTree)]
+    return sum(array.nbytes for array in arrays)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["replay_buffer_kwargs={episode_start_reserve: 2}"],
+        ["n_envs=3", "replay_buffer_kwargs={episode_start_reserve: 0.5}"],
+        ["prioritized_replay=true"],
+        ["replay_buffer=sb3", "optimize_memory_usage=false"],
+    ],
+)
+def test_admission_counts_what_the_buffer_allocates(overrides: list[str]) -> None:
+    """The admitted size is the built buffer's, for every setting that changes it (issue 27:
+    episode_start_reserve 2 was counted as the default 1/32)."""
+    from zoo.envs import make_vec_env_for
+    from zoo.train import build_model
+
+    config = build_config(
+        "dqn", "Breakout", overrides=["buffer_size=3000", "vec_env=sb3", *overrides]
+    )
+    env = make_vec_env_for(config.env, config.env_settings(), 0)
+    try:
+        buffer = build_model(config, env, "cpu").replay_buffer  # type: ignore[attr-defined]
+    finally:
+        env.close()
+    assert replay_buffer_bytes_needed(config) == _allocated_bytes(buffer)
+
+
+def test_a_larger_episode_start_reserve_is_counted() -> None:
+    plain = build_config("dqn", "Breakout", overrides=["buffer_size=1100000"])
+    reserve = build_config(
+        "dqn",
+        "Breakout",
+        overrides=["buffer_size=1100000", "replay_buffer_kwargs={episode_start_reserve: 2}"],
+    )
+    # Three frames per transition instead of 1 + 1/32: about 23 GB, not 8.
+    assert replay_buffer_bytes_needed(plain) < 8.3e9
+    assert replay_buffer_bytes_needed(reserve) > 23e9

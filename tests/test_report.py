@@ -136,7 +136,11 @@ def test_references_that_are_not_a_table_are_one_line(in_process: Zoo, tmp_path:
         ("/dev/zero", "/dev/zero: over 4 MiB"),
         ("folder", "folder is a folder; give a markdown table of reference scores"),
         ("missing.md", "markdown table of reference scores not found: missing.md"),
+        ("equal.md", "equal.md: Breakout's Human score equals its Random score (1.7)"),
     ]
+    (tmp_path / "equal.md").write_text(
+        "| game | Random | Human |\n|---|---|---|\n| Breakout | 1.7 | 1.7 |\n"
+    )
     for path, message in cases:
         result = in_process("report", "--references", path)
         lines = result.stderr.strip().splitlines()

@@ -73,7 +73,8 @@ def test_run_folder_opens_with_its_config(logs: Path) -> None:
     run = open_run(logs / "a2c" / f"{ENV}_1")
     assert run.layout == "rl_zoo3"
     info = run.read_info()
-    assert (info["algo"], info["env"], info["timesteps"]) == ("a2c", ENV, 500000)
+    # the model's own count (200 steps), not config.yml's n_timesteps
+    assert (info["algo"], info["env"], info["timesteps"]) == ("a2c", ENV, 200)
     config = build_config("a2c", ENV, hyperparams_file=run.config_file)
     assert config.hyperparams["policy_kwargs"] == {"net_arch": [32], "activation_fn": "tanh"}
     assert config.n_timesteps == 500000
@@ -131,6 +132,28 @@ def test_plot_and_report_read_the_run(logs: Path, in_process: Zoo, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if f"a2c/{ENV}_1" in line)
     assert "25.0 ± 5.0 (2 games, evaluation at step 200)" in row
+    assert " | 200 | " in row  # the model's own 200 steps, not config.yml's 500,000
+
+
+def test_steps_of_a_finished_run_without_a_readable_model_come_from_its_n(
+    tmp_path: Path,
+) -> None:
+    run = make_rl_zoo3_run(tmp_path, 1)
+    (run / f"{ENV}.zip").write_bytes(b"not a zip")  # the count is then what -n asked for
+    args = OrderedDict([("algo", "a2c"), ("env", ENV), ("n_timesteps", 3000), ("seed", 0)])
+    (run / ENV / "args.yml").write_text(yaml.dump(args))
+    assert open_run(run).read_info()["timesteps"] == 3000
+
+
+def test_resuming_an_rl_zoo3_run_is_refused_before_touching_it(logs: Path, in_process: Zoo) -> None:
+    run = logs / "a2c" / f"{ENV}_1"
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    result = in_process("train", "--resume", str(run))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is an rl-baselines3-zoo run: zoo cannot resume it" in lines[0]
+    assert f"zoo train --algo a2c --env {ENV} --init-from {run}" in lines[0]
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # no lock file either
 
 
 # --- --gym-packages --------------------------------------------------------------------------

@@ -131,12 +131,15 @@ def select_cells(cells: Sequence[Cell], wanted: Sequence[str]) -> list[Cell]:
     if not wanted:
         return list(cells)
     by_name = {cell.name: cell for cell in cells}
+    twice = next((name for name in wanted if wanted.count(name) > 1), None)
+    if twice is not None:
+        raise UserError(f"--cells names {twice!r} more than once; name each cell once")
     unknown = [name for name in wanted if name not in by_name]
     if unknown:
         raise UserError(
             f"--cells: no cell {unknown[0]!r} in this grid; its cells: {', '.join(by_name)}"
         )
-    return [by_name[name] for name in dict.fromkeys(wanted)]
+    return [by_name[name] for name in wanted]
 
 
 def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:

@@ -267,11 +267,14 @@ def make_eval_env(
     render_mode: str | None = None,
 ) -> VecEnv:
     """One env with the training preprocessing whose Monitor counts whole games, capped at
-    `max_frames` emulator frames (agent steps for non-Atari envs without a time limit).
+    `max_frames` emulator frames (agent steps for non-Atari envs without a time limit), by
+    ALE itself as well as by a TimeLimit, whatever `env_kwargs` caps training games at.
     `render_mode="human"` shows the game in a window."""
     env_kwargs = dict(settings.env_kwargs or {})
     if render_mode is not None:
         env_kwargs["render_mode"] = render_mode
+    if spec.is_atari:  # ALE's own cap (108,000 frames unless told) would end longer games
+        env_kwargs["max_num_frames_per_episode"] = max_frames
     if spec.kind == "atari":
         env_kwargs["max_episode_steps"] = max_frames  # the base env steps one frame at a time
     elif spec.kind == "atari_ram":

@@ -50,9 +50,8 @@ from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-# Bytes per transition besides frames: action (int64), reward, done, timeout (float32),
-# newest frame number (int64) and history (uint8).
-_INDEX_BYTES_PER_TRANSITION = 8 + 4 + 4 + 4 + 8 + 1
+# A frame number no ring holds: a transition whose frames are gone is never drawn.
+_OUT_OF_REACH = -(2**62)
 # Share of the ring kept for the extra frame each episode start costs: one start in 32
 # transitions before the oldest ones lose their frames (a lost life costs none on `ale`).
 EPISODE_START_RESERVE = 1 / 32
@@ -66,14 +65,49 @@ def frame_capacity(
     return transitions_per_env + stack + 1 + int(np.ceil(transitions_per_env * reserve))
 
 
-def frame_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
+ArraySpec = tuple[tuple[int, ...], np.dtype]
+
+
+def frame_buffer_arrays(
+    buffer_size: int,
+    observation_shape: tuple[int, ...],
+    n_envs: int,
+    episode_start_reserve: float = EPISODE_START_RESERVE,
+    action_shape: tuple[int, ...] = (1,),
+    action_dtype: type[np.generic] | np.dtype = np.int64,
+    frame_dtype: type[np.generic] | np.dtype = np.uint8,
+) -> dict[str, ArraySpec]:
+    """Shape and dtype of every array a `FrameReplayBuffer` allocates, by attribute name:
+    its __init__ allocates exactly these, and memory admission sums them."""
+    stack, per_env = observation_shape[0], max(buffer_size // n_envs, 1)
+    ring = frame_capacity(per_env, stack, episode_start_reserve)
+    transitions, envs = (per_env, n_envs), (n_envs,)
+    f32 = np.dtype(np.float32)
+    return {
+        "actions": ((*transitions, *action_shape), np.dtype(action_dtype)),
+        "rewards": (transitions, f32),
+        "dones": (transitions, f32),
+        "timeouts": (transitions, f32),
+        "frames": ((ring, n_envs, *observation_shape[1:]), np.dtype(frame_dtype)),
+        "frames_written": (envs, np.dtype(np.int64)),
+        "newest_frame": (transitions, np.dtype(np.int64)),  # frame number, counted per env
+        "history": (transitions, np.dtype(np.uint8)),
+        # Each env's previous next observation and its history: the next `obs` continues it.
+        "pending": ((n_envs, *observation_shape), np.dtype(frame_dtype)),
+        "pending_history": (envs, np.dtype(np.uint8)),
+        "has_pending": (envs, np.dtype(bool)),
+    }
+
+
+def frame_buffer_bytes(
+    buffer_size: int,
+    observation_shape: tuple[int, ...],
+    n_envs: int,
+    episode_start_reserve: float = EPISODE_START_RESERVE,
+) -> int:
     """Bytes a full `FrameReplayBuffer` takes, from its array sizes (nothing is allocated)."""
-    stack, frame_bytes = observation_shape[0], int(np.prod(observation_shape[1:]))
-    per_env = max(buffer_size // n_envs, 1)
-    frames = frame_capacity(per_env, stack) * n_envs * frame_bytes
-    pending = n_envs * stack * frame_bytes  # each env's previous next observation
-    per_env_counters = n_envs * (8 + 1 + 1)  # frames written, pending history, has pending
-    return frames + pending + per_env_counters + per_env * n_envs * _INDEX_BYTES_PER_TRANSITION
+    arrays = frame_buffer_arrays(buffer_size, observation_shape, n_envs, episode_start_reserve)
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in arrays.values())
 
 
 def sb3_buffer_bytes(buffer_size: int, observation_shape: tuple[int, ...], n_envs: int) -> int:
@@ -93,6 +127,13 @@ class FrameReplayBuffer(ReplayBuffer):
     """
 
     frames: np.ndarray | th.Tensor
+    # The other arrays of `frame_buffer_arrays`, besides SB3's actions, rewards, dones, timeouts.
+    frames_written: np.ndarray
+    newest_frame: np.ndarray
+    history: np.ndarray
+    pending: np.ndarray
+    pending_history: np.ndarray
+    has_pending: np.ndarray
 
     def __init__(
         self,
@@ -121,29 +162,22 @@ class FrameReplayBuffer(ReplayBuffer):
         self.n_steps = n_steps
         self.gamma = gamma
         self.stack = int(self.obs_shape[0])
-        self.frame_capacity = frame_capacity(self.buffer_size, self.stack, episode_start_reserve)
-        shape = (self.buffer_size, self.n_envs)
-        self.actions = np.zeros(
-            (*shape, self.action_dim), dtype=self._maybe_cast_dtype(action_space.dtype)
+        arrays = frame_buffer_arrays(
+            buffer_size,
+            self.obs_shape,
+            n_envs,
+            episode_start_reserve,
+            action_shape=(self.action_dim,),
+            action_dtype=np.dtype(self._maybe_cast_dtype(action_space.dtype)),
+            frame_dtype=np.dtype(observation_space.dtype),
         )
-        self.rewards = np.zeros(shape, dtype=np.float32)
-        self.dones = np.zeros(shape, dtype=np.float32)
-        self.timeouts = np.zeros(shape, dtype=np.float32)
+        ring_shape, ring_dtype = arrays.pop("frames")
+        for name, (shape, dtype) in arrays.items():
+            setattr(self, name, np.zeros(shape, dtype=dtype))
+        self.frame_capacity = ring_shape[0]
         # Slot-major, so the written part of the ring is one contiguous block.
         self.frames_on_device = frames_on_device
-        self.frames = self._placed(
-            np.zeros(
-                (self.frame_capacity, self.n_envs, *self.obs_shape[1:]),
-                dtype=observation_space.dtype,
-            )
-        )
-        self.frames_written = np.zeros(self.n_envs, dtype=np.int64)
-        self.newest_frame = np.zeros(shape, dtype=np.int64)  # frame number, counted per env
-        self.history = np.zeros(shape, dtype=np.uint8)
-        # Each env's previous next observation and its history: the next `obs` continues it.
-        self.pending = np.zeros((self.n_envs, *self.obs_shape), dtype=observation_space.dtype)
-        self.pending_history = np.zeros(self.n_envs, dtype=np.uint8)
-        self.has_pending = np.zeros(self.n_envs, dtype=bool)
+        self.frames = self._placed(np.zeros(ring_shape, dtype=ring_dtype))
 
     # -- storing -------------------------------------------------------------------------
 
@@ -165,10 +199,16 @@ class FrameReplayBuffer(ReplayBuffer):
                 "frame; the env does not stack frames (use SB3's replay buffer)"
             )
         continues = self.has_pending & (obs == self.pending).reshape(self.n_envs, -1).all(axis=1)
+        fresh = map(int, np.flatnonzero(~continues))
+        starts = {env: self._frames_to_store(env, obs[env]) for env in fresh}
+        new_frames = np.ones(self.n_envs, dtype=np.int64)  # each next observation's newest
+        for env, frames in starts.items():
+            new_frames[env] += len(frames)
+        self._make_room(new_frames)
         newest = self.frames_written - 1
         history = self.pending_history.copy()
-        for env in map(int, np.flatnonzero(~continues)):
-            newest[env], history[env] = self._store_stack(env, obs[env])
+        for env, frames in starts.items():
+            newest[env], history[env] = self._store_frames(env, frames)
         # Every next observation adds one frame after its observation's newest frame.
         self._write_frames(self.frames_written % self.frame_capacity, next_obs[:, -1])
         self.frames_written += 1
@@ -188,21 +228,72 @@ class FrameReplayBuffer(ReplayBuffer):
             self.full = True
             self.pos = 0
 
-    def _store_stack(self, env: int, stack: np.ndarray) -> tuple[int, int]:
-        """Write the frames of a stack that does not continue the env's last one; returns the
-        number of its newest frame and its history. Leading all-zero frames are not stored."""
+    def _make_room(self, new_frames: np.ndarray) -> None:
+        """Grow the ring before writing `new_frames[env]` frames would overwrite a frame that a
+        transition kept after this add still needs: episode starts outran the reserve. The
+        ring grows by at least its reserve again, so growths are few."""
+        needed = int((self.frames_written + new_frames - self._oldest_needed_frames()).max())
+        if needed <= self.frame_capacity:
+            return
+        reserve = self.frame_capacity - (self.buffer_size + self.stack + 1)
+        self._resize_ring(max(needed, self.frame_capacity + max(reserve, self.stack + 1)))
+
+    def _oldest_needed_frames(self) -> np.ndarray:
+        """Per env, the oldest frame of the oldest transition kept after the next add (the
+        transition at `pos` is replaced by it); the frames written so far if none is kept."""
+        if self.full and self.buffer_size > 1:
+            row = (self.pos + 1) % self.buffer_size
+        elif not self.full and self.pos > 0:
+            row = 0
+        else:
+            return self.frames_written.copy()
+        oldest = self.newest_frame[row] - self.history[row]
+        # Frames already gone (a buffer saved before rings grew) need no room.
+        gone = oldest < self.frames_written - self.frame_capacity
+        return np.where(gone, self.frames_written, np.minimum(oldest, self.frames_written))
+
+    def _resize_ring(self, capacity: int) -> None:
+        """A ring of `capacity` frames per env, each frame still stored moved to its slot
+        there (frame n lives in slot n % capacity). Transitions whose frames were already
+        overwritten (a buffer saved before rings grew) stay out of reach."""
+        old_capacity, old = self.frame_capacity, self.frames
+        shape = (capacity, *old.shape[1:])
+        ring: np.ndarray | th.Tensor = (
+            th.zeros(shape, dtype=old.dtype, device=old.device)
+            if isinstance(old, th.Tensor)
+            else np.zeros(shape, dtype=old.dtype)
+        )
+        for env in range(self.n_envs):
+            written = int(self.frames_written[env])
+            numbers = np.arange(max(written - old_capacity, 0), written)
+            ring[numbers % capacity, env] = old[numbers % old_capacity, env]
+            lost = self.newest_frame[:, env] - self.history[:, env] < written - old_capacity
+            self.newest_frame[lost, env] = _OUT_OF_REACH
+        self.frames, self.frame_capacity = ring, capacity
+
+    def _frames_to_store(self, env: int, stack: np.ndarray) -> np.ndarray:
+        """The frames of a stack that does not continue the env's last one that its ring must
+        store: not the leading all-zero ones, and none for a lone frame equal to the newest
+        stored one (e.g. a lost life on `ale`: the game goes on from the same frame)."""
         nonzero: np.ndarray = np.any(stack.reshape(self.stack, -1), axis=1)
         first = int(np.argmax(nonzero)) if nonzero[:-1].any() else self.stack - 1
         written = int(self.frames_written[env])
         if first == self.stack - 1 and written > 0:
             newest_stored = self._stored_frame((written - 1) % self.frame_capacity, env)
             if np.array_equal(newest_stored, stack[-1]):
-                return written - 1, 0  # e.g. a lost life: the game goes on from the same frame
-        new_frames = stack[first:]
-        slots = (written + np.arange(len(new_frames))) % self.frame_capacity
-        self._write_frames(slots, new_frames, env)
-        self.frames_written[env] += len(new_frames)
-        return int(self.frames_written[env]) - 1, self.stack - 1 - first
+                return stack[:0]
+        return stack[first:]
+
+    def _store_frames(self, env: int, frames: np.ndarray) -> tuple[int, int]:
+        """Write a stack's `_frames_to_store`; returns the number of its newest frame and its
+        history (its stored frames before the newest)."""
+        written = int(self.frames_written[env])
+        if len(frames) == 0:
+            return written - 1, 0
+        slots = (written + np.arange(len(frames))) % self.frame_capacity
+        self._write_frames(slots, frames, env)
+        self.frames_written[env] += len(frames)
+        return written + len(frames) - 1, len(frames) - 1
 
     # -- the frame ring, in host memory or on the device ----------------------------------
 

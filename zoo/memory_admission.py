@@ -16,7 +16,8 @@ import torch as th
 from zoo.config import Config
 from zoo.envs import make_env
 from zoo.errors import UserError
-from zoo.frame_buffer import frame_buffer_bytes
+from zoo.frame_buffer import EPISODE_START_RESERVE, frame_buffer_bytes
+from zoo.prioritized import priority_tree_bytes
 
 # Besides the buffer, a training process holds PyTorch, the networks, the optimizer state,
 # the envs and a batch or two.
@@ -49,7 +50,12 @@ def replay_buffer_bytes_needed(config: Config) -> int:
     n_envs = config.n_envs
     shape, itemsize = observation_shape(config)
     if replay.replay_buffer == "frames":
-        return frame_buffer_bytes(replay.buffer_size, shape, n_envs)
+        buffer_kwargs = config.hyperparams.get("replay_buffer_kwargs") or {}
+        reserve = buffer_kwargs.get("episode_start_reserve", EPISODE_START_RESERVE)
+        needed = frame_buffer_bytes(replay.buffer_size, shape, n_envs, reserve)
+        if config.hyperparams.get("prioritized_replay"):
+            needed += priority_tree_bytes(replay.buffer_size, n_envs)
+        return needed
     transitions = max(replay.buffer_size // n_envs, 1) * n_envs
     copies = 1 if replay.optimize_memory_usage else 2
     return transitions * (copies * int(np.prod(shape)) * itemsize + _SB3_SCALAR_BYTES)

@@ -27,9 +27,18 @@ class SegmentTree:
     children with `combine` (np.add: sums; np.minimum: minima); node 1 is the root."""
 
     def __init__(self, capacity: int, combine: np.ufunc, empty: float) -> None:
-        self.leaves = 1 << max(int(capacity - 1).bit_length(), 0)
+        self.leaves = self.leaves_for(capacity)
         self.combine, self.empty = combine, empty
         self.nodes = np.full(2 * self.leaves, empty, dtype=np.float64)
+
+    @staticmethod
+    def leaves_for(capacity: int) -> int:
+        """Leaves of a complete tree over `capacity` values: the next power of two."""
+        return 1 << max(int(capacity - 1).bit_length(), 0)
+
+    @classmethod
+    def bytes_for(cls, capacity: int) -> int:
+        return 2 * cls.leaves_for(capacity) * np.dtype(np.float64).itemsize
 
     def update(self, leaves: np.ndarray, values: np.ndarray) -> None:
         nodes = np.asarray(leaves, dtype=np.int64) + self.leaves
@@ -60,6 +69,12 @@ class SegmentTree:
         return nodes - self.leaves
 
 
+def priority_tree_bytes(buffer_size: int, n_envs: int) -> int:
+    """Bytes of a `PrioritizedFrameReplayBuffer`'s two trees (sums and minima), beside its
+    frame buffer: one leaf per transition it holds."""
+    return 2 * SegmentTree.bytes_for(max(buffer_size // n_envs, 1) * n_envs)
+
+
 class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
     """FrameReplayBuffer that draws transitions by priority (`sample_prioritized`).
 
@@ -74,7 +89,7 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         self.alpha, self.epsilon = alpha, epsilon
         capacity = self.buffer_size * self.n_envs
         self.sums = SegmentTree(capacity, np.add, 0.0)
-        self.minima = SegmentTree(capacity, np.minimum, np.inf)
+        self.minima = SegmentTree(capacity, np.minimum, np.inf)  # see priority_tree_bytes
         self.max_priority = 1.0
 
     def add(self, *args: Any, **kwargs: Any) -> None:

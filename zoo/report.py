@@ -64,12 +64,22 @@ def reference_table(path: Path | None = None) -> dict[str, dict[str, float | Non
         if header is None:
             header = cells
             continue
-        table[cells[0]] = {
-            name: _number(cell) for name, cell in zip(header[1:], cells[1:], strict=False)
-        }
+        row = {name: _number(cell) for name, cell in zip(header[1:], cells[1:], strict=False)}
+        _check_normalizable(cells[0], row, path)
+        table[cells[0]] = row
     if not table:
         raise UserError(f"{path}: no table of reference scores found")
     return table
+
+
+def _check_normalizable(game: str, row: Mapping[str, float | None], path: Path | None) -> None:
+    """A game's human-normalized score divides by human - random: they must differ."""
+    random, human = row.get("Random"), row.get("Human")
+    if random is not None and random == human:
+        raise UserError(
+            f"{path or 'reference_scores.md'}: {game}'s Human score equals its Random score "
+            f"({random:g}), so no human-normalized score exists; correct or remove that row"
+        )
 
 
 def _number(cell: str) -> float | None:

@@ -27,6 +27,18 @@ class Resumption:
     finished_now: bool = False
 
 
+def refuse_foreign_run(run: Run) -> None:
+    """A run folder rl-baselines3-zoo wrote has none of zoo's checkpoints, and rl_zoo3 may
+    still be training in it: zoo starts a run of its own from its weights instead."""
+    if run.layout == "rl_zoo3":
+        info = run.read_info()
+        raise UserError(
+            f"{run.path} is an rl-baselines3-zoo run: zoo cannot resume it; start a zoo run "
+            f"from its weights: zoo train --algo {info['algo']} --env {info['env']} "
+            f"--init-from {run.path}"
+        )
+
+
 def prepare_resume(
     run: Run, total_timesteps: int | None, warn: Callable[[str], None]
 ) -> Resumption:

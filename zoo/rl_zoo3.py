@@ -21,6 +21,7 @@ import ast
 import contextlib
 import csv
 import io
+import json
 import sys
 import zipfile
 from collections.abc import Mapping
@@ -432,13 +433,32 @@ def run_info(path: Path) -> dict[str, Any]:
     steps = rows[-1][0] if rows else 0
     done = final_model(path).is_file()
     if done:
-        config = parse_yaml_text(read_text_file(folder / "config.yml", "config file"),
-                                 str(folder / "config.yml"), _RlZoo3Loader)  # fmt: skip
-        total = config.get("n_timesteps") if isinstance(config, dict) else None
-        if isinstance(total, (int, float)) and not isinstance(total, bool):
-            steps = max(steps, int(total))
+        steps = max(steps, _final_steps(final_model(path), args, folder))
     return {"algo": algo.lower(), "env": env, "timesteps": steps,
             "status": "finished" if done else "unknown", "format": "rl_zoo3"}  # fmt: skip
+
+
+def _final_steps(model: Path, args: Mapping[str, Any], folder: Path) -> int:
+    """Steps the final model was trained for: its own count, else what args.yml's -n asked
+    for, else config.yml's n_timesteps (which -n overrides)."""
+    trained = None
+    # SB3's "data" entry is JSON (its pickled values are strings in it): nothing is unpickled.
+    damaged = (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile)
+    with contextlib.suppress(*damaged), zipfile.ZipFile(model) as archive:
+        trained = _count(json.loads(archive.read("data")).get("num_timesteps"))
+    asked = _count(args.get("n_timesteps"))  # rl_zoo3's -n; -1 means "as config.yml says"
+    if trained is None and asked is None:
+        config = parse_yaml_text(read_text_file(folder / "config.yml", "config file"),
+                                 str(folder / "config.yml"), _RlZoo3Loader)  # fmt: skip
+        asked = _count(config.get("n_timesteps") if isinstance(config, dict) else None)
+    return next((steps for steps in (trained, asked) if steps is not None), 0)
+
+
+def _count(value: Any) -> int | None:
+    """A positive step count, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    return None
 
 
 def evaluations(path: Path) -> list[tuple[int, list[float]]]:

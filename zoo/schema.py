@@ -117,6 +117,11 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+# No count in a config comes near this (10^12 agent steps are years of emulation): a larger
+# one is a slip such as 1e30, and would overflow the int64 counters of numpy and PyTorch.
+MAX_INTEGER = 10**12
+
+
 def integer(low: int | None = None, high: int | None = None, allow: tuple[int, ...] = ()) -> Check:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -128,6 +133,8 @@ def integer(low: int | None = None, high: int | None = None, allow: tuple[int, .
             return number
         if (low is not None and number < low) or (high is not None and number > high):
             raise FieldError(f"must be {_range_text(low, high, allow)}, got {number}")
+        if number > MAX_INTEGER:
+            raise FieldError(f"must be at most 1e12 (more than any run needs), got {number:.3g}")
         return number
 
     return Check(check, f"integer {_range_text(low, high, allow)}".strip())
@@ -178,8 +185,8 @@ def schedule(
     """A number or a schedule spec (see zoo/schedules.py) whose values lie in [low, high].
 
     A constant learning rate must be > 0; a decay may end at 0. `rising`: the schedule goes
-    up instead (prioritized replay's beta). `start_above_low`: the step-0 value must be
-    > low too (SB3 refuses a clip_range_vf of 0).
+    up instead (prioritized replay's beta, which may be 0: no importance correction).
+    `start_above_low`: the step-0 value must be > low too (SB3 refuses a clip_range_vf of 0).
     """
 
     def check(value: Any) -> Any:
@@ -187,7 +194,7 @@ def schedule(
             built = build_schedule(value, total_steps=1, exploration=exploration, rising=rising)
         except ScheduleError as error:
             raise FieldError(str(error)) from None
-        if built.kind == "constant" and not exploration and built.initial <= low:
+        if built.kind == "constant" and not (exploration or rising) and built.initial <= low:
             raise FieldError(f"must be > {low:g}, got {built.initial:g}")
         if start_above_low and built.value(0) <= low:
             raise FieldError(f"must start above {low:g}, got {built.value(0):g} at step 0")

@@ -105,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
     from zoo.errors import UserError
     from zoo.memory_admission import admit_replay_buffer
-    from zoo.resume import init_weights_file, prepare_resume, without_random_phase
+    from zoo.resume import (
+        init_weights_file,
+        prepare_resume,
+        refuse_foreign_run,
+        without_random_phase,
+    )
     from zoo.runs import (
         discard_unstarted_run,
         missing_folders,
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         if args.timesteps is not None and args.timesteps < 1:
             raise UserError("-n/--timesteps must be at least 1 (the run's new total)")
         run = open_run(args.resume)
+        refuse_foreign_run(run)
         # Nothing in the folder is touched before the lock is held: a second resume of a
         # run in training must leave it alone.
         with training_lock(run):
