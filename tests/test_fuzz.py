@@ -23,6 +23,7 @@ FILES = {
     "duplicate_keys.yml": "atari:\n  learning_rate: 1e-4\n  learning_rate: 1e-3\n",
     "duplicate_sections.yml": "atari:\n  batch_size: 32\natari:\n  batch_size: 64\n",
     "bomb.yml": BOMB + "\n",
+    "complex_key.yml": "atari:\n  ? [a, b]\n  : 1\n",
     "binary.yml": b"\x00\xff\xfe\x80 not yaml",
 }
 
@@ -49,6 +50,8 @@ CASES: list[tuple[list[str], str]] = [
     ([*TRAIN, "--hyperparams-file", "duplicate_keys.yml"], "duplicate key 'learning_rate'"),
     ([*TRAIN, "--hyperparams-file", "duplicate_sections.yml"], "duplicate key 'atari'"),
     ([*TRAIN, "--hyperparams-file", "bomb.yml"], "aliases expand to"),
+    ([*TRAIN, "--hyperparams-file", "complex_key.yml"], "a key must be a plain name"),
+    ([*TRAIN, "--set", "policy_kwargs={[a, b]: 1}"], "a key must be a plain name"),
     ([*TRAIN, "--hyperparams-file", "binary.yml"], "not a UTF-8 text file"),
     ([*TRAIN, "--hyperparams-file", "/dev/zero"], "over 4 MiB"),
     ([*TRAIN, "--hyperparams-file", "missing.yml"], "not found"),
