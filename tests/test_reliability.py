@@ -8,6 +8,7 @@ import errno
 import fcntl
 import io
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 import zoo.resume
 import zoo.train
 from zoo.atomic import partial_name
-from zoo.checkpoints import checkpoint_folder, newest_checkpoint
+from zoo.checkpoints import checkpoint_folder, checkpoint_folders, newest_checkpoint
 from zoo.cli import main
 from zoo.config import build_config
 from zoo.errors import UserError
@@ -243,7 +244,8 @@ def test_sigterm_in_process_stops_at_the_rollout_and_saves_like_ctrl_c(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.interrupted and stopped.exit_code == 143 and stopped.timesteps == 304
-    assert any("SIGTERM" in line for line in warned), warned
+    assert any("SIGTERM again quits at once" in line for line in warned), warned
+    assert not any("Ctrl-C" in line for line in warned), warned
     assert _info(run)["status"] == "interrupted" and _info(run)["timesteps"] == 304
     assert run.final_model.is_file()
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
@@ -282,27 +284,41 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
 
 
 @pytest.mark.slow
-def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "bash-background"])
+def test_sigterm_saves_like_ctrl_c_and_exits_143(background: bool, tmp_path: Path) -> None:
+    """Also for a run a script starts in the background (`zoo ... &` in an sbatch script),
+    which inherits SIGINT ignored: zoo owns both signals whatever it inherited."""
+    command = [sys.executable, "-m", "zoo", "train", "--algo", "dqn", "--env", "CartPole-v1",
+               "-n", "1000000", *(a for s in SETTINGS for a in ("--set", s))]  # fmt: skip
+    if background:  # bash says the pid of its background job, then waits for its exit code
+        command = ["bash", "-c", f'{shlex.join(command)} & echo $!; wait "$!"']
     process = subprocess.Popen(
-        [sys.executable, "-m", "zoo", "train", "--algo", "dqn", "--env", "CartPole-v1",
-         "-n", "1000000", *(a for s in SETTINGS for a in ("--set", s))],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    zoo_pid = int(process.stdout.readline()) if background else process.pid
     checkpoints = tmp_path / "logs" / "dqn" / "CartPole-v1_1" / "checkpoints"
     deadline = time.monotonic() + 120
     while not any(checkpoints.glob("step_*/manifest.json")):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
+    os.kill(zoo_pid, signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     assert "Traceback" not in err and "SIGTERM: stopping at the end of this rollout" in err
+    assert "SIGTERM again quits at once" in err and "Ctrl-C" not in err
     run = Run(checkpoints.parent)
     info = _info(run)
     assert info["status"] == "interrupted" and run.final_model.is_file()
     checkpoint, _ = newest_checkpoint(checkpoints)
     assert checkpoint is not None and checkpoint.step == info["timesteps"]
     assert int(str(info["timesteps"])) % 4 == 0  # on the rollout grid
+    # Every checkpoint is complete (has its manifest) and the periodic ones are on their grid.
+    folders = checkpoint_folders(checkpoints)
+    assert len(folders) == len(list(checkpoints.iterdir()))  # nothing half-written left
+    assert all((folder / "manifest.json").is_file() for _, folder in folders)
+    steps = [step for step, _ in folders]
+    assert all(step % 200 == 0 for step in steps[:-1]), steps
 
 
 def test_resume_messages_say_what_really_happened(

@@ -39,19 +39,35 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal a KeyboardInterrupt stands for: SIGTERM for Terminated, else SIGINT."""
+    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+
+
 def exit_code_of(interrupt: KeyboardInterrupt) -> int:
-    return exit_code(signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    return exit_code(signal_of(interrupt))
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def treat_sigterm_as_ctrl_c() -> None:
-    """From now on SIGTERM raises Terminated in the main thread, as Ctrl-C raises
-    KeyboardInterrupt (Python's default would end the process with nothing saved)."""
+def own_stop_signals() -> None:
+    """From now on, in the main thread, Ctrl-C raises KeyboardInterrupt and SIGTERM raises
+    Terminated, whatever the process inherited (Python's default for SIGTERM would end it
+    with nothing saved).
+
+    A job that a script starts in the background (`zoo train ... &`, as in sbatch scripts)
+    inherits SIGINT ignored. Left so, the stop request below was never set up and SIGTERM
+    landed anywhere: in PyTorch's zip writer, mid-rollout, before run.yml was updated."""
     if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def signal_name(signum: int) -> str:
+    """How messages name a stop signal: "Ctrl-C", "SIGTERM"."""
+    return _NAMES.get(signum, signal.Signals(signum).name)
 
 
 def python_handles_ctrl_c() -> bool:
@@ -80,7 +96,7 @@ def _to_stderr(message: str) -> None:
 
 
 def _quit_now(signum: int, what: str, warn: Callable[[str], None] = _to_stderr) -> None:
-    warn(f"zoo: interrupted again ({_NAMES.get(signum, 'signal')}): quitting without {what}")
+    warn(f"zoo: interrupted again ({signal_name(signum)}): quitting without {what}")
     os._exit(exit_code(signum))
 
 
@@ -93,10 +109,6 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signum is not None
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.signum or signal.SIGINT)
 
 
 class StopWhenRequested(BaseCallback):
@@ -143,7 +155,7 @@ def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequ
         if request.requested:
             _quit_now(signum, "a new checkpoint", warn)
         request.signum = signum
-        name = _NAMES.get(signum, "signal")
+        name = signal_name(signum)
         warn(f"zoo: {name}: stopping at the end of this rollout ({name} again quits at once)")
 
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}

@@ -43,7 +43,14 @@ from zoo.config import Config, minibatch_note
 from zoo.envs import make_eval_env, make_vec_env_for
 from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
-from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
+from zoo.interrupts import (
+    StopWhenRequested,
+    a_second_signal_quits,
+    exit_code,
+    signal_name,
+    signal_of,
+    stop_requests,
+)
 from zoo.memory_admission import admit_replay_buffer
 from zoo.model_loading import load_algorithm
 from zoo.run_logger import run_logger
@@ -272,16 +279,16 @@ def _learn(
         for callback in callbacks:
             if isinstance(callback, ProgressBarCallback):
                 callback.close()  # SB3 skips _on_training_end when learn() is interrupted
-        code = exit_code_of(interrupt)
+        signum = signal_of(interrupt)
     else:
-        if not stop.requested:
+        if stop.signum is None:
             return None
-        code = stop.exit_code
+        signum = stop.signum
     options.warn(
         f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
-        "(Ctrl-C again quits at once; saved files stay intact)"
+        f"({signal_name(signum)} again quits at once; saved files stay intact)"
     )
-    return code
+    return exit_code(signum)
 
 
 def _starting_model(
