@@ -265,9 +265,14 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     real_save = zoo.train.save_checkpoint
     calls: list[int] = []
 
+    def no_new_files(path: Path, text: str) -> None:
+        raise OSError(code, reason, str(path))
+
     def disk_full_on_the_second(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) == 2:
+            # From now on no file can be made: run.yml is rewritten within its own space.
+            monkeypatch.setattr(zoo.runs, "atomic_write_text", no_new_files)
             raise OSError(code, reason, str(run.checkpoints_dir))
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -280,7 +285,50 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     assert f"zoo train --resume {run.path}" in message
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
     assert checkpoint is not None and checkpoint.step == 200
-    assert _info(run)["status"] == "failed"
+    assert _info(run)["status"] == "failed"  # though no new file could be made
+
+
+def test_a_run_ended_by_an_error_says_failed(tmp_path: Path) -> None:
+    config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=1000"])
+    run = start_run(tmp_path, config, "cpu", ["train"])
+
+    def fail(_: object) -> None:
+        raise RuntimeError("a library bug")
+
+    with pytest.raises(RuntimeError):
+        train(config, run, TrainOptions(device="cpu"), extra_callbacks=[StepAt(302, fail)])
+    assert _info(run)["status"] == "failed" and _info(run)["timesteps"] == 200
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_quits_and_run_yml_says_interrupted(tmp_path: Path) -> None:
+    script = f"""
+import os, signal
+from pathlib import Path
+from stable_baselines3.common.callbacks import BaseCallback
+from zoo.config import build_config
+from zoo.interrupts import own_stop_signals
+from zoo.runs import start_run
+from zoo.train import TrainOptions, train
+
+class TwoCtrlCs(BaseCallback):
+    def _on_step(self) -> bool:
+        if self.num_timesteps == 302:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+own_stop_signals()
+config = build_config("dqn", "CartPole-v1", overrides={[*SETTINGS, "n_timesteps=1000"]!r})
+run = start_run(Path("."), config, "cpu", ["train"])
+train(config, run, TrainOptions(device="cpu"), extra_callbacks=[TwoCtrlCs()])
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 130, result.stderr
+    assert "quitting without a new checkpoint" in result.stderr
+    info = _info(Run(tmp_path / "dqn" / "CartPole-v1_1"))
+    assert info["status"] == "interrupted" and info["timesteps"] == 200
 
 
 @pytest.mark.slow

@@ -95,8 +95,18 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _quit_now(signum: int, what: str, warn: Callable[[str], None] = _to_stderr) -> None:
+def _nothing() -> None:
+    return None
+
+
+def _quit_now(
+    signum: int,
+    what: str,
+    warn: Callable[[str], None] = _to_stderr,
+    before_exit: Callable[[], None] = _nothing,
+) -> None:
     warn(f"zoo: interrupted again ({signal_name(signum)}): quitting without {what}")
+    before_exit()  # e.g. run.yml says the run was interrupted, not still running
     os._exit(exit_code(signum))
 
 
@@ -138,8 +148,11 @@ class StopWhenRequested(BaseCallback):
 
 
 @contextlib.contextmanager
-def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequest]:
-    """Within the block a first Ctrl-C or SIGTERM sets the request, a second quits.
+def stop_requests(
+    warn: Callable[[str], None] = _to_stderr, before_quitting: Callable[[], None] = _nothing
+) -> Iterator[StopRequest]:
+    """Within the block a first Ctrl-C or SIGTERM sets the request, a second quits (after
+    `before_quitting`).
 
     Only in the main thread and where Ctrl-C would raise KeyboardInterrupt (Python's own
     handler is installed); elsewhere the request is never set and KeyboardInterrupt keeps
@@ -153,7 +166,7 @@ def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequ
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if request.requested:
-            _quit_now(signum, "a new checkpoint", warn)
+            _quit_now(signum, "a new checkpoint", warn, before_quitting)
         request.signum = signum
         name = signal_name(signum)
         warn(f"zoo: {name}: stopping at the end of this rollout ({name} again quits at once)")
@@ -198,9 +211,11 @@ def signals_after_the_write() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def a_second_signal_quits(interrupted: bool, warn: Callable[[str], None]) -> Iterator[None]:
+def a_second_signal_quits(
+    interrupted: bool, warn: Callable[[str], None], before_quitting: Callable[[], None] = _nothing
+) -> Iterator[None]:
     """After a stop request, while the final checkpoint and model are saved: another signal
-    ends the process at once. Every file is written under a temporary name and renamed, so
+    ends the process at once (after `before_quitting`). Every file is written under a temporary name and renamed, so
     quitting mid-save leaves the previous checkpoint and model intact; the unfinished
     checkpoint has no manifest and is never used."""
     if not interrupted or threading.current_thread() is not threading.main_thread():
@@ -208,7 +223,7 @@ def a_second_signal_quits(interrupted: bool, warn: Callable[[str], None]) -> Ite
         return
 
     def quit_now(signum: int, frame: FrameType | None) -> None:
-        _quit_now(signum, "this checkpoint", warn)
+        _quit_now(signum, "this checkpoint", warn, before_quitting)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, quit_now)

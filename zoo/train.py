@@ -186,11 +186,15 @@ def _train(
             if start.resumed:  # recorded once all is set up: a refused resume leaves no trace
                 mark_resumed(run, start.step, total, options.command)
                 options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
+
+        def quitting() -> None:
+            record_end_at_newest_checkpoint(run, "interrupted")
+
         try:
             with _write_errors_of_threads_left_to_the_main_thread():
-                interrupted_with = _learn(model, total, start, callbacks, options)
+                interrupted_with = _learn(model, total, start, callbacks, options, quitting)
             interrupted = interrupted_with is not None
-            with a_second_signal_quits(interrupted, options.warn):
+            with a_second_signal_quits(interrupted, options.warn, quitting):
                 _save_checkpoint(model, config, run)
                 save_model_atomically(model, run.final_model)
                 status = "interrupted" if interrupted else "finished"
@@ -198,6 +202,9 @@ def _train(
             model.logger.close()
         except OSError as error:  # a full disk, a folder made read-only mid-run
             raise _write_failure(run, error) from None
+        except Exception:  # whatever else ends the run: run.yml must not say `running`
+            record_end_at_newest_checkpoint(run, "failed")
+            raise
         return TrainResult(
             run=run,
             timesteps=model.num_timesteps,
@@ -240,13 +247,21 @@ def _setting_up(run: Run) -> Iterator[None]:
         ) from None
 
 
-def _write_failure(run: Run, error: OSError) -> UserError:
-    """One line for a run that could not write its files; the run is marked failed where
-    that can still be written, and its newest complete checkpoint is named."""
+def record_end_at_newest_checkpoint(run: Run, status: str) -> Checkpoint | None:
+    """run.yml says how a run ended early (`interrupted`, `failed`), at the step of its
+    newest complete checkpoint, where a resume continues; that checkpoint. Best effort: the
+    run is ending anyway, and a failure here must not hide why."""
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
+    with contextlib.suppress(OSError, UserError):
+        update_run_status(run, status, checkpoint.step if checkpoint is not None else 0)
+    return checkpoint
+
+
+def _write_failure(run: Run, error: OSError) -> UserError:
+    """One line for a run that could not write its files; the run is marked failed, and its
+    newest complete checkpoint is named."""
+    checkpoint = record_end_at_newest_checkpoint(run, "failed")
     kept = f"step {checkpoint.step:,}" if checkpoint is not None else "none yet"
-    with contextlib.suppress(OSError):
-        update_run_status(run, "failed", checkpoint.step if checkpoint is not None else 0)
     return UserError(
         f"cannot write to the run folder{os_error_text(error)}; newest complete "
         f"checkpoint: {kept}. Free space or fix the folder, then: zoo train --resume {run.path}"
@@ -259,11 +274,12 @@ def _learn(
     start: StartPoint,
     callbacks: list[BaseCallback],
     options: TrainOptions,
+    before_quitting: Callable[[], None],
 ) -> int | None:
     """Run SB3's learn to `total` global steps; the exit code of the Ctrl-C or SIGTERM that
     cut it short, or None."""
     try:
-        with stop_requests(options.warn) as stop:
+        with stop_requests(options.warn, before_quitting) as stop:
             for callback in callbacks:
                 if isinstance(callback, EvaluationCallback):
                     callback.cancel_when = stop  # a stop need not wait for its games
