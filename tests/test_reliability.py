@@ -7,6 +7,7 @@ import csv
 import errno
 import fcntl
 import io
+import json
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import load_results
 
 import zoo.resume
 import zoo.train
@@ -181,6 +183,34 @@ def test_monitor_files_go_back_to_the_games_of_the_checkpoint(run: Run) -> None:
     with training_lock(run):
         prepare_resume(run, None, lambda _: None)
     assert monitor.read_text().splitlines() == at_600[:rows_at_400]
+
+
+def _an_hour_earlier(monitor: Path) -> None:
+    """The monitor file of a run started an hour earlier: its header and its games' `t`."""
+    header, columns, *rows = monitor.read_text().splitlines(keepends=True)
+    meta = json.loads(header[1:])
+    meta["t_start"] -= 3600
+    shifted = [f"{r},{n},{float(t) + 3600}\n" for r, n, t in (row.split(",") for row in rows)]
+    monitor.write_text("#" + json.dumps(meta) + "\n" + columns + "".join(shifted))
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
+def test_monitor_time_goes_on_across_a_resume(vec_env: str, run: Run) -> None:
+    """SB3's load_results orders games by t_start + t: a resumed session whose `t` began at
+    0 again had its games sorted among the first session's."""
+    config_file = run.config_file
+    config_file.write_text(config_file.read_text().replace("vec_env: dummy", f"vec_env: {vec_env}"))
+    assert f"vec_env: {vec_env}" in config_file.read_text()
+    (monitor,) = run.monitor_dir.glob("*.monitor.csv")
+    _an_hour_earlier(monitor)
+    games_before = len(monitor.read_text().splitlines()) - 2
+    code, _, err = _call("train", "--resume", str(run.path), "-n", "1000")
+    assert code == 0, err
+    times = [float(row["t"]) for row in csv.DictReader(monitor.read_text().splitlines()[1:])]
+    assert len(times) > games_before  # games of the resumed session were added
+    assert times == sorted(times), times
+    loaded = load_results(str(run.monitor_dir))
+    assert list(loaded["t"]) == sorted(loaded["t"])
 
 
 class StepAt(BaseCallback):
