@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -121,6 +123,100 @@ def test_workers_train_cells_side_by_side(zoo: Zoo, tmp_path: Path) -> None:
         cell_file = grid_dir / f"dqn_CartPole-v1_seed{seed}" / "benchmark.yml"
         evaluation = yaml.safe_load(cell_file.read_text())["final_evaluation"]
         assert evaluation["games"] == 2 and len(evaluation["final"]["greedy"]["scores"]) == 2
+
+
+# Two DQN cells on CartPole side by side, long enough to be killed mid-run.
+PAIR = ["benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--seeds", "5", "6",
+        "--set", "eval_freq=0", "--set", "save_freq=1000", "--eval-games", "1",
+        "--workers", "2", "--name", "pair"]  # fmt: skip
+
+
+def _cell_processes(parent: int) -> list[int]:
+    """The pids of the cell processes `zoo benchmark` (pid `parent`) spawned."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == parent and b"spawn_main" in cmdline:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _start_pair(cwd: Path, steps: int, ready: Callable[[Path], bool]) -> subprocess.Popen[bytes]:
+    """Start PAIR; return once both cells' folders pass `ready`."""
+    with open(cwd / "out.txt", "wb") as out, open(cwd / "err.txt", "wb") as err:
+        process = subprocess.Popen([sys.executable, "-m", "zoo", *PAIR, "-n", str(steps)],
+                                   cwd=cwd, stdout=out, stderr=err)  # fmt: skip
+    grid_dir = cwd / "logs" / "benchmark" / "pair"
+    deadline = time.monotonic() + 180
+    while not all(ready(grid_dir / f"dqn_CartPole-v1_seed{seed}") for seed in (5, 6)):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    return process
+
+
+def _train_seconds(cell: Path) -> float | None:
+    with contextlib.suppress(OSError, TypeError, KeyError):
+        return float(yaml.safe_load((cell / "benchmark.yml").read_text())["train_seconds"])
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_a_killed_cell_is_named_the_others_go_on_and_its_time_counts(
+    zoo: Zoo, tmp_path: Path
+) -> None:
+    process = _start_pair(tmp_path, 8000, lambda cell: _train_seconds(cell) is not None)
+    victim = _cell_processes(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert process.wait(timeout=240) == 1
+    (line,) = (tmp_path / "err.txt").read_text().splitlines()
+    assert "died (killed by SIGKILL); the other cells go on" in line, line
+    died = line.split("cell ", 1)[1].split(" ", 1)[0]
+    grid_dir = tmp_path / "logs" / "benchmark" / "pair"
+    before = _train_seconds(grid_dir / died)
+    assert before is not None
+    with open(grid_dir / "results.csv", newline="") as file:
+        status = {row["cell"]: row["status"] for row in csv.DictReader(file)}
+    assert status[died] != "finished" and sorted(status.values()).count("finished") == 1
+
+    again = zoo(*PAIR, "-n", "8000")
+    assert again.returncode == 0, again.stderr
+    assert f"[{died}] Resuming" in again.stdout
+    after = _train_seconds(grid_dir / died)
+    assert after is not None and after > before  # both sessions count
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_cells_stop_with_a_checkpoint_when_the_parent_is_killed(tmp_path: Path) -> None:
+    def checkpointed(cell: Path) -> bool:
+        return any(cell.glob("checkpoints/step_*/manifest.json"))
+
+    process = _start_pair(tmp_path, 1_000_000, checkpointed)
+    cells = _cell_processes(process.pid)
+    assert len(cells) == 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 120
+    while not all(_gone(pid) for pid in cells):
+        assert time.monotonic() < deadline, "the cells outlived the benchmark"
+        time.sleep(0.2)
+    for seed in (5, 6):
+        info = yaml.safe_load(
+            (
+                tmp_path / "logs" / "benchmark" / "pair" / f"dqn_CartPole-v1_seed{seed}" / "run.yml"
+            ).read_text()
+        )
+        assert info["status"] == "interrupted"
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,6 @@ def run(args: argparse.Namespace) -> int:
         claim_grid_dir(grid, grid_dir)  # checks that the folder holds this grid
     for path in write_results(grid_dir, name):
         say(f"Wrote {path}")
-    if interrupted:
+    if interrupted in (130, 143):  # a cell that died or failed said so in its own line
         say(f"Interrupted: run the same command again to continue ({grid_dir})")
     return interrupted
