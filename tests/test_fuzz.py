@@ -46,6 +46,11 @@ CASES: list[tuple[list[str], str]] = [
     ([*TRAIN, "--log-dir", ""], "not an empty string"),
     ([*TRAIN, "--set", "learning_rate=abc"], "learning_rate"),
     ([*TRAIN, "--set", "learning_rate"], "expected KEY=VALUE"),
+    ([*TRAIN, "--set", "learning_rate=.nan"], "must be a finite number, got nan"),
+    (
+        ["schedule", "--algo", "dqn", "--env", "Breakout", "--set", "learning_rate=.nan"],
+        "must be a finite number, got nan",
+    ),
     ([*TRAIN, "--set", "x" * 5000 + "=1"], "more characters"),
     ([*TRAIN, "--hyperparams-file", "duplicate_keys.yml"], "duplicate key 'learning_rate'"),
     ([*TRAIN, "--hyperparams-file", "duplicate_sections.yml"], "duplicate key 'atari'"),
