@@ -18,6 +18,8 @@ import yaml
 from rliable import library, metrics
 
 from zoo.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED
+from zoo.benchmark import Grid, claim_grid_dir
+from zoo.errors import UserError
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -237,6 +239,33 @@ def test_bad_input_is_one_line_and_exit_2(in_process: Zoo, extra: list[str], mes
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert not Path("logs").exists()
+
+
+def test_the_same_grid_in_another_order_or_spelling_is_the_same_grid(tmp_path: Path) -> None:
+    def grid_of(algos: tuple[str, ...], envs: tuple[str, ...], seeds: tuple[int, ...]) -> Grid:
+        return Grid(name="mine", algos=algos, envs=envs, seeds=seeds)
+
+    grid_dir = tmp_path / "mine"
+    claim_grid_dir(grid_of(("dqn", "a2c"), ("CartPole-v1", "Breakout"), (0, 1)), grid_dir)
+    claim_grid_dir(grid_of(("a2c", "dqn"), ("breakout", "cartpole-v1"), (1, 0)), grid_dir)
+    with pytest.raises(UserError, match="holds another benchmark grid"):
+        claim_grid_dir(grid_of(("a2c", "dqn"), ("Pong", "CartPole-v1"), (1, 0)), grid_dir)
+
+
+def test_a_damaged_grid_file_is_called_damaged(in_process: Zoo, tmp_path: Path) -> None:
+    grid_dir = tmp_path / "logs" / "benchmark" / "mine"
+    grid_dir.mkdir(parents=True)
+    (grid_dir / "grid.yml").write_text("just a line\n")
+    result = in_process("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--name", "mine")
+    assert result.returncode == 2 and "grid.yml is damaged" in result.stderr, result.stderr
+    assert (grid_dir / "grid.yml").read_text() == "just a line\n"
+
+
+def test_a_mixed_grid_names_the_algo_a_setting_does_not_fit(in_process: Zoo) -> None:
+    result = in_process("benchmark", "--algos", "a2c", "dqn", "--envs", "CartPole-v1",
+                        "--set", "exploration_fraction=0.2")  # fmt: skip
+    assert result.returncode == 2 and "a2c on CartPole-v1: " in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_folder_of_another_grid_is_refused_untouched(in_process: Zoo, tmp_path: Path) -> None:

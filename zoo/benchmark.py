@@ -31,6 +31,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from zoo.atomic import atomic_write_text
 from zoo.config import Config, build_config
+from zoo.envs import resolve_env
 from zoo.errors import UserError
 from zoo.gym_packages import import_gym_packages
 from zoo.interrupts import Terminated
@@ -120,7 +121,12 @@ def grid_cells(grid: Grid, grid_dir: Path) -> list[Cell]:
     for algo in grid.algos:
         for env in grid.envs:
             for seed in grid.seeds:
-                config = grid.config(algo, env, seed)
+                try:
+                    config = grid.config(algo, env, seed)
+                except UserError as error:  # in a grid of several, say whose setting it is
+                    if len(grid.algos) == 1 and len(grid.envs) == 1:
+                        raise
+                    raise UserError(f"{algo} on {env}: {error}") from None
                 name = f"{algo}_{config.env.folder_name}_seed{seed}"
                 cells.append(Cell(name, algo, config.env.name, seed, grid_dir / name, config))
     names = [cell.name for cell in cells]
@@ -150,7 +156,12 @@ def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:
     grid_file = grid_dir / GRID_FILE
     if grid_file.is_file():
         saved = read_yaml_file(grid_file, what="benchmark grid file")
-        if not isinstance(saved, dict) or saved.get("grid") != identity:
+        if not isinstance(saved, dict) or not isinstance(saved.get("grid"), dict):
+            raise UserError(
+                f"{grid_file} is damaged (no grid mapping in it); restore it, or give this grid "
+                "its own --name"
+            )
+        if _order_free(saved["grid"]) != _order_free(identity):
             raise UserError(
                 f"{grid_dir} holds another benchmark grid ({grid_file} differs); give this one "
                 "its own --name, or repeat that grid's exact options"
@@ -163,6 +174,27 @@ def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:
     except OSError as error:
         raise UserError(f"cannot create {grid_dir}: {error.strerror}") from None
     atomic_write_text(grid_file, dump_yaml({"name": grid.name, "grid": identity}))
+
+
+def _order_free(identity: dict[str, Any]) -> dict[str, Any]:
+    """A grid's identity with its algos, envs and seeds as sets, each env by its resolved
+    name: `--seeds 1 0 --envs breakout` is the grid of `--seeds 0 1 --envs Breakout`."""
+
+    def env_name(name: Any) -> Any:
+        try:
+            return resolve_env(str(name)).name
+        except UserError:  # a custom env whose package is not imported: as written
+            return name
+
+    def as_set(values: Any, key: Callable[[Any], Any] = lambda value: value) -> Any:
+        return sorted({key(v) for v in values}, key=str) if isinstance(values, list) else values
+
+    return {
+        **identity,
+        "algos": as_set(identity.get("algos")),
+        "envs": as_set(identity.get("envs"), env_name),
+        "seeds": as_set(identity.get("seeds")),
+    }
 
 
 def read_cell_info(cell_path: Path) -> dict[str, Any]:
