@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, partial
@@ -153,6 +154,10 @@ def _unknown_env_message(name: str) -> str:
     candidates.update({env_id.lower(): env_id for env_id in gym.registry})
     close = difflib.get_close_matches(name.lower(), list(candidates), n=4, cutoff=0.6)
     hint = f"did you mean {', '.join(candidates[c] for c in close)}? " if close else ""
+    # A gymnasium id (Name-v0, pkg:Name-v0) may be one that a package registers: a run of
+    # such an env is resumed, played and plotted with the same --gym-packages.
+    if re.search(r"-v\d+$", name.strip()):
+        hint += "if a package registers it, add --gym-packages PKG; "
     return f"unknown env {name!r}: {hint}(`zoo envs` lists the Atari games)"
 
 
