@@ -454,7 +454,17 @@ def _run_cells_in_processes(
                 name = waiting.pop(0)
                 started: BaseProcess = context.Process(
                     target=_cell_process,
-                    args=(grid, grid_dir, name, eval_games, device, argv, quiet, reports),
+                    args=(
+                        grid,
+                        grid_dir,
+                        name,
+                        eval_games,
+                        device,
+                        argv,
+                        quiet,
+                        reports,
+                        os.getpid(),
+                    ),
                     name=name,
                 )
                 started.start()
@@ -508,6 +518,7 @@ def _cell_process(
     argv: Sequence[str],
     quiet: bool,
     reports: SimpleQueue[CellOutcome],
+    parent: int,
 ) -> None:
     """A cell's process: zoo's own signal handling, a life tied to the parent's, and its
     outcome reported to the parent (errors as one line, as the command would print them)."""
@@ -515,7 +526,7 @@ def _cell_process(
     from zoo.interrupts import exit_code_of, own_stop_signals
 
     own_stop_signals()  # a spawned process starts with SIGTERM's default: death, unsaved
-    stop_when_orphaned()
+    stop_when_orphaned(parent)
     try:
         outcome = _run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet)
     except UserError as error:
@@ -526,12 +537,12 @@ def _cell_process(
     reports.put(outcome)
 
 
-def stop_when_orphaned(poll_seconds: float = 1.0) -> None:
+def stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
     """SIGTERM this process once its parent is gone (kill -9 of `zoo benchmark`): the cell
     then stops at its step boundary with a checkpoint, as it would for the parent's SIGTERM,
     instead of training on unseen. A thread that polls the parent's pid works on every
-    POSIX system, where PR_SET_PDEATHSIG is Linux's alone."""
-    parent = os.getppid()
+    POSIX system, where PR_SET_PDEATHSIG is Linux's alone. `parent` is the pid the parent
+    gave, so a parent gone before the thread starts is noticed too."""
 
     def watch() -> None:
         while os.getppid() == parent:
