@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +18,8 @@ import yaml
 from rliable import library, metrics
 
 from zoo.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED
+from zoo.benchmark import Grid, claim_grid_dir
+from zoo.errors import UserError
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -123,6 +127,100 @@ def test_workers_train_cells_side_by_side(zoo: Zoo, tmp_path: Path) -> None:
         assert evaluation["games"] == 2 and len(evaluation["final"]["greedy"]["scores"]) == 2
 
 
+# Two DQN cells on CartPole side by side, long enough to be killed mid-run.
+PAIR = ["benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--seeds", "5", "6",
+        "--set", "eval_freq=0", "--set", "save_freq=1000", "--eval-games", "1",
+        "--workers", "2", "--name", "pair"]  # fmt: skip
+
+
+def _cell_processes(parent: int) -> list[int]:
+    """The pids of the cell processes `zoo benchmark` (pid `parent`) spawned."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == parent and b"spawn_main" in cmdline:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _start_pair(cwd: Path, steps: int, ready: Callable[[Path], bool]) -> subprocess.Popen[bytes]:
+    """Start PAIR; return once both cells' folders pass `ready`."""
+    with open(cwd / "out.txt", "wb") as out, open(cwd / "err.txt", "wb") as err:
+        process = subprocess.Popen([sys.executable, "-m", "zoo", *PAIR, "-n", str(steps)],
+                                   cwd=cwd, stdout=out, stderr=err)  # fmt: skip
+    grid_dir = cwd / "logs" / "benchmark" / "pair"
+    deadline = time.monotonic() + 180
+    while not all(ready(grid_dir / f"dqn_CartPole-v1_seed{seed}") for seed in (5, 6)):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    return process
+
+
+def _train_seconds(cell: Path) -> float | None:
+    with contextlib.suppress(OSError, TypeError, KeyError):
+        return float(yaml.safe_load((cell / "benchmark.yml").read_text())["train_seconds"])
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_a_killed_cell_is_named_the_others_go_on_and_its_time_counts(
+    zoo: Zoo, tmp_path: Path
+) -> None:
+    process = _start_pair(tmp_path, 8000, lambda cell: _train_seconds(cell) is not None)
+    victim = _cell_processes(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert process.wait(timeout=240) == 1
+    (line,) = (tmp_path / "err.txt").read_text().splitlines()
+    assert "died (killed by SIGKILL); the other cells go on" in line, line
+    died = line.split("cell ", 1)[1].split(" ", 1)[0]
+    grid_dir = tmp_path / "logs" / "benchmark" / "pair"
+    before = _train_seconds(grid_dir / died)
+    assert before is not None
+    with open(grid_dir / "results.csv", newline="") as file:
+        status = {row["cell"]: row["status"] for row in csv.DictReader(file)}
+    assert status[died] != "finished" and sorted(status.values()).count("finished") == 1
+
+    again = zoo(*PAIR, "-n", "8000")
+    assert again.returncode == 0, again.stderr
+    assert f"[{died}] Resuming" in again.stdout
+    after = _train_seconds(grid_dir / died)
+    assert after is not None and after > before  # both sessions count
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_cells_stop_with_a_checkpoint_when_the_parent_is_killed(tmp_path: Path) -> None:
+    def checkpointed(cell: Path) -> bool:
+        return any(cell.glob("checkpoints/step_*/manifest.json"))
+
+    process = _start_pair(tmp_path, 1_000_000, checkpointed)
+    cells = _cell_processes(process.pid)
+    assert len(cells) == 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 120
+    while not all(_gone(pid) for pid in cells):
+        assert time.monotonic() < deadline, "the cells outlived the benchmark"
+        time.sleep(0.2)
+    for seed in (5, 6):
+        info = yaml.safe_load(
+            (
+                tmp_path / "logs" / "benchmark" / "pair" / f"dqn_CartPole-v1_seed{seed}" / "run.yml"
+            ).read_text()
+        )
+        assert info["status"] == "interrupted"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -141,6 +239,33 @@ def test_bad_input_is_one_line_and_exit_2(in_process: Zoo, extra: list[str], mes
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert not Path("logs").exists()
+
+
+def test_the_same_grid_in_another_order_or_spelling_is_the_same_grid(tmp_path: Path) -> None:
+    def grid_of(algos: tuple[str, ...], envs: tuple[str, ...], seeds: tuple[int, ...]) -> Grid:
+        return Grid(name="mine", algos=algos, envs=envs, seeds=seeds)
+
+    grid_dir = tmp_path / "mine"
+    claim_grid_dir(grid_of(("dqn", "a2c"), ("CartPole-v1", "Breakout"), (0, 1)), grid_dir)
+    claim_grid_dir(grid_of(("a2c", "dqn"), ("breakout", "cartpole-v1"), (1, 0)), grid_dir)
+    with pytest.raises(UserError, match="holds another benchmark grid"):
+        claim_grid_dir(grid_of(("a2c", "dqn"), ("Pong", "CartPole-v1"), (1, 0)), grid_dir)
+
+
+def test_a_damaged_grid_file_is_called_damaged(in_process: Zoo, tmp_path: Path) -> None:
+    grid_dir = tmp_path / "logs" / "benchmark" / "mine"
+    grid_dir.mkdir(parents=True)
+    (grid_dir / "grid.yml").write_text("just a line\n")
+    result = in_process("benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--name", "mine")
+    assert result.returncode == 2 and "grid.yml is damaged" in result.stderr, result.stderr
+    assert (grid_dir / "grid.yml").read_text() == "just a line\n"
+
+
+def test_a_mixed_grid_names_the_algo_a_setting_does_not_fit(in_process: Zoo) -> None:
+    result = in_process("benchmark", "--algos", "a2c", "dqn", "--envs", "CartPole-v1",
+                        "--set", "exploration_fraction=0.2")  # fmt: skip
+    assert result.returncode == 2 and "a2c on CartPole-v1: " in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_folder_of_another_grid_is_refused_untouched(in_process: Zoo, tmp_path: Path) -> None:

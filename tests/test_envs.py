@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +229,27 @@ def test_ale_backend_writes_monitor_files(tmp_path: Path) -> None:
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.monitor.csv", "1.monitor.csv"]
     assert sorted(float(row.split(",")[0]) for row in rows) == sorted(scores)
+
+
+@pytest.mark.slow
+def test_ale_backend_monitor_time_goes_on_across_a_resume(tmp_path: Path) -> None:
+    """A resumed session counts `t` from the header's t_start (the run's first start)."""
+    an_hour_ago = time.time() - 3600
+    for rank in range(2):
+        header = json.dumps({"t_start": an_hour_ago, "env_id": "BreakoutNoFrameskip-v4"})
+        (tmp_path / f"{rank}.monitor.csv").write_text(f"#{header}\nr,l,t\n1.0,100,10.0\n")
+    settings = _pixels("ale", terminal_on_life_loss=False)
+    env = make_vec_env_for(
+        resolve_env("Breakout"), settings, seed=0, monitor_dir=str(tmp_path), append_monitor=True
+    )
+    env.reset()
+    rng = np.random.default_rng(0)
+    times: list[float] = []
+    while not times:
+        _, _, dones, infos = env.step(rng.integers(0, 4, size=2))
+        times += [infos[i]["episode"]["t"] for i in np.flatnonzero(dones)]
+    env.close()
+    assert times[0] >= 3600
 
 
 def test_ale_backend_refuses_what_it_cannot_do() -> None:

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 from zoo.checkpoints import newest_checkpoint
 from zoo.config import build_config
 from zoo.evaluation import EVALUATIONS_FILE
-from zoo.interrupts import stop_requests
+from zoo.interrupts import own_stop_signals, stop_requests
 from zoo.runs import start_run
 from zoo.train import TrainOptions, train
 
@@ -53,7 +53,7 @@ def test_a_ctrl_c_sets_the_request_instead_of_raising(python_ctrl_c: None) -> No
 
 def test_a_second_ctrl_c_quits_at_once() -> None:
     script = (
-        "import os, signal; from zoo.interrupts import stop_requests\n"
+        "import os, signal; from zoo.interrupts import own_stop_signals, stop_requests\n"
         "with stop_requests(print):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
@@ -134,3 +134,17 @@ def test_ctrl_c_during_an_evaluation_abandons_its_games(
     assert result.interrupted and result.timesteps == 512
     log = run.path / EVALUATIONS_FILE
     assert not log.exists() or len(log.read_text().splitlines()) <= 1  # no row of it
+
+
+def test_zoo_owns_the_stop_signals_whatever_it_inherited(python_ctrl_c: None) -> None:
+    """A job a script starts in the background (`zoo ... &`) inherits SIGINT ignored; the
+    stop request must be set up all the same (the slow bash test in test_reliability)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        own_stop_signals()
+        with stop_requests(lambda _: None) as request:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert request.signum == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,9 @@ import csv
 import errno
 import fcntl
 import io
+import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,11 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import load_results
 
 import zoo.resume
 import zoo.train
 from zoo.atomic import partial_name
-from zoo.checkpoints import checkpoint_folder, newest_checkpoint
+from zoo.checkpoints import checkpoint_folder, checkpoint_folders, newest_checkpoint
 from zoo.cli import main
 from zoo.config import build_config
 from zoo.errors import UserError
@@ -182,6 +185,34 @@ def test_monitor_files_go_back_to_the_games_of_the_checkpoint(run: Run) -> None:
     assert monitor.read_text().splitlines() == at_600[:rows_at_400]
 
 
+def _an_hour_earlier(monitor: Path) -> None:
+    """The monitor file of a run started an hour earlier: its header and its games' `t`."""
+    header, columns, *rows = monitor.read_text().splitlines(keepends=True)
+    meta = json.loads(header[1:])
+    meta["t_start"] -= 3600
+    shifted = [f"{r},{n},{float(t) + 3600}\n" for r, n, t in (row.split(",") for row in rows)]
+    monitor.write_text("#" + json.dumps(meta) + "\n" + columns + "".join(shifted))
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
+def test_monitor_time_goes_on_across_a_resume(vec_env: str, run: Run) -> None:
+    """SB3's load_results orders games by t_start + t: a resumed session whose `t` began at
+    0 again had its games sorted among the first session's."""
+    config_file = run.config_file
+    config_file.write_text(config_file.read_text().replace("vec_env: dummy", f"vec_env: {vec_env}"))
+    assert f"vec_env: {vec_env}" in config_file.read_text()
+    (monitor,) = run.monitor_dir.glob("*.monitor.csv")
+    _an_hour_earlier(monitor)
+    games_before = len(monitor.read_text().splitlines()) - 2
+    code, _, err = _call("train", "--resume", str(run.path), "-n", "1000")
+    assert code == 0, err
+    times = [float(row["t"]) for row in csv.DictReader(monitor.read_text().splitlines()[1:])]
+    assert len(times) > games_before  # games of the resumed session were added
+    assert times == sorted(times), times
+    loaded = load_results(str(run.monitor_dir))
+    assert list(loaded["t"]) == sorted(loaded["t"])
+
+
 class StepAt(BaseCallback):
     """Calls `action` once when the run reaches `step`."""
 
@@ -243,7 +274,8 @@ def test_sigterm_in_process_stops_at_the_rollout_and_saves_like_ctrl_c(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.interrupted and stopped.exit_code == 143 and stopped.timesteps == 304
-    assert any("SIGTERM" in line for line in warned), warned
+    assert any("SIGTERM again quits at once" in line for line in warned), warned
+    assert not any("Ctrl-C" in line for line in warned), warned
     assert _info(run)["status"] == "interrupted" and _info(run)["timesteps"] == 304
     assert run.final_model.is_file()
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
@@ -263,9 +295,14 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     real_save = zoo.train.save_checkpoint
     calls: list[int] = []
 
+    def no_new_files(path: Path, text: str) -> None:
+        raise OSError(code, reason, str(path))
+
     def disk_full_on_the_second(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) == 2:
+            # From now on no file can be made: run.yml is rewritten within its own space.
+            monkeypatch.setattr(zoo.runs, "atomic_write_text", no_new_files)
             raise OSError(code, reason, str(run.checkpoints_dir))
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -278,31 +315,88 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
     assert f"zoo train --resume {run.path}" in message
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
     assert checkpoint is not None and checkpoint.step == 200
-    assert _info(run)["status"] == "failed"
+    assert _info(run)["status"] == "failed"  # though no new file could be made
+
+
+def test_a_run_ended_by_an_error_says_failed(tmp_path: Path) -> None:
+    config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=1000"])
+    run = start_run(tmp_path, config, "cpu", ["train"])
+
+    def fail(_: object) -> None:
+        raise RuntimeError("a library bug")
+
+    with pytest.raises(RuntimeError):
+        train(config, run, TrainOptions(device="cpu"), extra_callbacks=[StepAt(302, fail)])
+    assert _info(run)["status"] == "failed" and _info(run)["timesteps"] == 200
 
 
 @pytest.mark.slow
-def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path: Path) -> None:
+def test_a_second_ctrl_c_quits_and_run_yml_says_interrupted(tmp_path: Path) -> None:
+    script = f"""
+import os, signal
+from pathlib import Path
+from stable_baselines3.common.callbacks import BaseCallback
+from zoo.config import build_config
+from zoo.interrupts import own_stop_signals
+from zoo.runs import start_run
+from zoo.train import TrainOptions, train
+
+class TwoCtrlCs(BaseCallback):
+    def _on_step(self) -> bool:
+        if self.num_timesteps == 302:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+own_stop_signals()
+config = build_config("dqn", "CartPole-v1", overrides={[*SETTINGS, "n_timesteps=1000"]!r})
+run = start_run(Path("."), config, "cpu", ["train"])
+train(config, run, TrainOptions(device="cpu"), extra_callbacks=[TwoCtrlCs()])
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 130, result.stderr
+    assert "quitting without a new checkpoint" in result.stderr
+    info = _info(Run(tmp_path / "dqn" / "CartPole-v1_1"))
+    assert info["status"] == "interrupted" and info["timesteps"] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "bash-background"])
+def test_sigterm_saves_like_ctrl_c_and_exits_143(background: bool, tmp_path: Path) -> None:
+    """Also for a run a script starts in the background (`zoo ... &` in an sbatch script),
+    which inherits SIGINT ignored: zoo owns both signals whatever it inherited."""
+    command = [sys.executable, "-m", "zoo", "train", "--algo", "dqn", "--env", "CartPole-v1",
+               "-n", "1000000", *(a for s in SETTINGS for a in ("--set", s))]  # fmt: skip
+    if background:  # bash says the pid of its background job, then waits for its exit code
+        command = ["bash", "-c", f'{shlex.join(command)} & echo $!; wait "$!"']
     process = subprocess.Popen(
-        [sys.executable, "-m", "zoo", "train", "--algo", "dqn", "--env", "CartPole-v1",
-         "-n", "1000000", *(a for s in SETTINGS for a in ("--set", s))],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    zoo_pid = int(process.stdout.readline()) if background else process.pid
     checkpoints = tmp_path / "logs" / "dqn" / "CartPole-v1_1" / "checkpoints"
     deadline = time.monotonic() + 120
     while not any(checkpoints.glob("step_*/manifest.json")):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
+    os.kill(zoo_pid, signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     assert "Traceback" not in err and "SIGTERM: stopping at the end of this rollout" in err
+    assert "SIGTERM again quits at once" in err and "Ctrl-C" not in err
     run = Run(checkpoints.parent)
     info = _info(run)
     assert info["status"] == "interrupted" and run.final_model.is_file()
     checkpoint, _ = newest_checkpoint(checkpoints)
     assert checkpoint is not None and checkpoint.step == info["timesteps"]
     assert int(str(info["timesteps"])) % 4 == 0  # on the rollout grid
+    # Every checkpoint is complete (has its manifest) and the periodic ones are on their grid.
+    folders = checkpoint_folders(checkpoints)
+    assert len(folders) == len(list(checkpoints.iterdir()))  # nothing half-written left
+    assert all((folder / "manifest.json").is_file() for _, folder in folders)
+    steps = [step for step, _ in folders]
+    assert all(step % 200 == 0 for step in steps[:-1]), steps
 
 
 def test_resume_messages_say_what_really_happened(

@@ -23,7 +23,7 @@ from stable_baselines3 import A2C
 
 from zoo.config import build_config
 from zoo.errors import UserError
-from zoo.runs import find_run, open_run
+from zoo.runs import find_run, open_run, start_run
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 ENV = "CartPole-v1"
@@ -281,6 +281,20 @@ def test_action_spaces_are_those_sb3_takes() -> None:
             except AssertionError:
                 takes = False
             assert takes == isinstance(space, ACTION_SPACES[algo]), (algo, space)
+
+
+def test_a_run_of_an_unregistered_env_suggests_gym_packages(
+    in_process: Zoo, tmp_path: Path
+) -> None:
+    """A run of an env a package registers, resumed or plotted without the package."""
+    run = start_run(tmp_path / "logs", build_config("a2c", "CartPole-v1"), "cpu", ["train"])
+    run.run_file.write_text(run.run_file.read_text().replace("CartPole-v1", "ZooGone-v0"))
+    for args in (["train", "--resume", str(run.path)],
+                 ["plot", "--algo", "a2c", "--env", "ZooGone-v0"]):  # fmt: skip
+        result = in_process(*args)
+        assert result.returncode == 2, result.stderr
+        assert "if a package registers it, add --gym-packages PKG" in result.stderr, args
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from zoo.errors import UserError
+from zoo.monitor_files import first_session_start
 from zoo.schema import MAX_GAME_FRAMES
 
 # env_kwargs of ale-py's gym ids that the C++ env also takes, and its name for each.
@@ -109,7 +110,10 @@ class AleVecEnv(VecEnv):
         )
         action_space = spaces.Discrete(int(self._ale.single_action_space.n))  # type: ignore[attr-defined]
         super().__init__(n_envs, observation_space, action_space)
-        self._t_start = time.time()
+        resumed_start = (
+            first_session_start(monitor_dir, 0) if monitor_dir and append_monitor else None
+        )
+        self._t_start = resumed_start or time.time()  # `t` goes on across resumes
         self._writers = _monitor_writers(monitor_dir, n_envs, env_id, self._t_start, append_monitor)
         self._last_obs = np.zeros((n_envs, *observation_space.shape), dtype=np.uint8)
         self._score = np.zeros(n_envs, dtype=np.float64)

@@ -16,16 +16,22 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
-from multiprocessing import active_children, get_context
+from multiprocessing import get_context
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stable_baselines3.common.callbacks import BaseCallback
+
 from zoo.atomic import atomic_write_text
 from zoo.config import Config, build_config
+from zoo.envs import resolve_env
 from zoo.errors import UserError
 from zoo.gym_packages import import_gym_packages
 from zoo.interrupts import Terminated
@@ -115,7 +121,12 @@ def grid_cells(grid: Grid, grid_dir: Path) -> list[Cell]:
     for algo in grid.algos:
         for env in grid.envs:
             for seed in grid.seeds:
-                config = grid.config(algo, env, seed)
+                try:
+                    config = grid.config(algo, env, seed)
+                except UserError as error:  # in a grid of several, say whose setting it is
+                    if len(grid.algos) == 1 and len(grid.envs) == 1:
+                        raise
+                    raise UserError(f"{algo} on {env}: {error}") from None
                 name = f"{algo}_{config.env.folder_name}_seed{seed}"
                 cells.append(Cell(name, algo, config.env.name, seed, grid_dir / name, config))
     names = [cell.name for cell in cells]
@@ -148,7 +159,12 @@ def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:
     grid_file = grid_dir / GRID_FILE
     if grid_file.is_file():
         saved = read_yaml_file(grid_file, what="benchmark grid file")
-        if not isinstance(saved, dict) or saved.get("grid") != identity:
+        if not isinstance(saved, dict) or not isinstance(saved.get("grid"), dict):
+            raise UserError(
+                f"{grid_file} is damaged (no grid mapping in it); restore it, or give this grid "
+                "its own --name"
+            )
+        if _order_free(saved["grid"]) != _order_free(identity):
             raise UserError(
                 f"{grid_dir} holds another benchmark grid ({grid_file} differs); give this one "
                 "its own --name, or repeat that grid's exact options"
@@ -161,6 +177,27 @@ def claim_grid_dir(grid: Grid, grid_dir: Path) -> None:
     except OSError as error:
         raise UserError(f"cannot create {grid_dir}: {error.strerror}") from None
     atomic_write_text(grid_file, dump_yaml({"name": grid.name, "grid": identity}))
+
+
+def _order_free(identity: dict[str, Any]) -> dict[str, Any]:
+    """A grid's identity with its algos, envs and seeds as sets, each env by its resolved
+    name: `--seeds 1 0 --envs breakout` is the grid of `--seeds 0 1 --envs Breakout`."""
+
+    def env_name(name: Any) -> Any:
+        try:
+            return resolve_env(str(name)).name
+        except UserError:  # a custom env whose package is not imported: as written
+            return name
+
+    def as_set(values: Any, key: Callable[[Any], Any] = lambda value: value) -> Any:
+        return sorted({key(v) for v in values}, key=str) if isinstance(values, list) else values
+
+    return {
+        **identity,
+        "algos": as_set(identity.get("algos")),
+        "envs": as_set(identity.get("envs"), env_name),
+        "seeds": as_set(identity.get("seeds")),
+    }
 
 
 def read_cell_info(cell_path: Path) -> dict[str, Any]:
@@ -209,20 +246,38 @@ def run_cell(
         prepared = _prepare_training(cell, run, device, options)
         if prepared is not None:
             config, start = prepared
-            started = time.monotonic()
-            result = train(config, run, options, start=start)
-            seconds = time.monotonic() - started
-            info = read_cell_info(cell.path)
-            update_cell_info(
-                cell.path,
-                train_seconds=float(info.get("train_seconds", 0.0)) + seconds,
-                machine=machine_description(),
-            )
+            update_cell_info(cell.path, machine=machine_description())
+            clock = TrainingClock(cell, float(read_cell_info(cell.path).get("train_seconds", 0.0)))
+            result = train(config, run, options, extra_callbacks=[clock], start=start)
+            clock.record()
             if result.interrupted:
                 return CellOutcome(cell.name, "interrupted", result.exit_code)
             state = "trained"
         _evaluate_cell(cell, eval_games, say)
     return CellOutcome(cell.name, state)
+
+
+class TrainingClock(BaseCallback):
+    """Keeps the cell's `train_seconds` (all sessions together) in benchmark.yml, written at
+    rollout ends every `every` seconds: a session killed mid-run (kill -9) still counts,
+    where a total written only at the end left the cell's wall time and steps/s to its
+    last session alone."""
+
+    def __init__(self, cell: Cell, before: float, every: float = 5.0) -> None:
+        super().__init__()
+        self.cell, self.before, self.every = cell, before, every
+        self.started = self.recorded = time.monotonic()
+
+    def record(self) -> None:
+        self.recorded = time.monotonic()
+        update_cell_info(self.cell.path, train_seconds=self.before + self.recorded - self.started)
+
+    def _on_rollout_end(self) -> None:
+        if time.monotonic() - self.recorded >= self.every:
+            self.record()
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def _say_for(name: str) -> Callable[[str], None]:
@@ -374,20 +429,130 @@ def run_cells(
             if outcomes[-1].state == "interrupted":
                 break
         return outcomes
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_run_named_cell, grid, grid_dir, name, eval_games, device, argv, quiet)
-            for name in names
-        ]
-        try:
-            return [future.result() for future in futures]
-        except Terminated:
-            # A terminal's Ctrl-C reaches every worker; a SIGTERM only this process.
-            for worker in active_children():
-                if worker.pid is not None:
-                    os.kill(worker.pid, signal.SIGTERM)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    return _run_cells_in_processes(grid, grid_dir, names, eval_games, device, argv, quiet, workers)
+
+
+def _run_cells_in_processes(
+    grid: Grid,
+    grid_dir: Path,
+    names: Sequence[str],
+    eval_games: int,
+    device: str,
+    argv: Sequence[str],
+    quiet: bool,
+    workers: int,
+) -> list[CellOutcome]:
+    """Each cell in a process of its own, `workers` at a time. A process that dies (kill -9,
+    out of memory) is named in one line and the others go on: a process pool broke as a
+    whole and took its other cells down with it. A Ctrl-C or SIGTERM here reaches every
+    cell, which stops at its step boundary with a checkpoint, and is raised once they have."""
+    context = get_context("spawn")
+    reports = context.SimpleQueue()
+    waiting = list(names)
+    running: dict[object, tuple[str, BaseProcess]] = {}  # by the process's sentinel
+    outcomes: dict[str, CellOutcome] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                name = waiting.pop(0)
+                started: BaseProcess = context.Process(
+                    target=_cell_process,
+                    args=(
+                        grid,
+                        grid_dir,
+                        name,
+                        eval_games,
+                        device,
+                        argv,
+                        quiet,
+                        reports,
+                        os.getpid(),
+                    ),
+                    name=name,
+                )
+                started.start()
+                running[started.sentinel] = (name, started)
+            for sentinel in wait(list(running)):  # type: ignore[arg-type]
+                name, ended = running.pop(sentinel)
+                ended.join()
+                _collect(reports, outcomes)
+                if name not in outcomes:
+                    outcomes[name] = _died(name, ended.exitcode)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, Terminated):  # a terminal's Ctrl-C reaches every cell itself
+            for _, cell_process in running.values():
+                if cell_process.pid is not None and cell_process.exitcode is None:
+                    os.kill(cell_process.pid, signal.SIGTERM)
+        for _, cell_process in running.values():
+            cell_process.join()
+        raise
+    _collect(reports, outcomes)
+    return [outcomes[name] for name in names]
+
+
+def _collect(reports: SimpleQueue[CellOutcome], outcomes: dict[str, CellOutcome]) -> None:
+    while not reports.empty():
+        outcome = reports.get()
+        outcomes[outcome.name] = outcome
+
+
+def _died(name: str, exit_code: int | None) -> CellOutcome:
+    """One line for a cell whose process ended without reporting (killed, crashed)."""
+    how = (
+        f"killed by {signal.Signals(-exit_code).name}"
+        if exit_code is not None and exit_code < 0
+        else f"exit code {exit_code}"
+    )
+    print(
+        f"zoo: cell {name} died ({how}); the other cells go on. Run the same command again "
+        "to resume it from its newest checkpoint",
+        file=sys.stderr,
+        flush=True,
+    )
+    return CellOutcome(name, "died", exit_code=1)
+
+
+def _cell_process(
+    grid: Grid,
+    grid_dir: Path,
+    name: str,
+    eval_games: int,
+    device: str,
+    argv: Sequence[str],
+    quiet: bool,
+    reports: SimpleQueue[CellOutcome],
+    parent: int,
+) -> None:
+    """A cell's process: zoo's own signal handling, a life tied to the parent's, and its
+    outcome reported to the parent (errors as one line, as the command would print them)."""
+    from zoo.commands.common import one_line
+    from zoo.interrupts import exit_code_of, own_stop_signals
+
+    own_stop_signals()  # a spawned process starts with SIGTERM's default: death, unsaved
+    stop_when_orphaned(parent)
+    try:
+        outcome = _run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet)
+    except UserError as error:
+        print(f"zoo: error: [{name}] {one_line(str(error))}", file=sys.stderr, flush=True)
+        outcome = CellOutcome(name, "failed", exit_code=2)
+    except KeyboardInterrupt as interrupt:  # before or after training, where it is no stop
+        outcome = CellOutcome(name, "interrupted", exit_code_of(interrupt))
+    reports.put(outcome)
+
+
+def stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
+    """SIGTERM this process once its parent is gone (kill -9 of `zoo benchmark`): the cell
+    then stops at its step boundary with a checkpoint, as it would for the parent's SIGTERM,
+    instead of training on unseen. A thread that polls the parent's pid works on every
+    POSIX system, where PR_SET_PDEATHSIG is Linux's alone. `parent` is the pid the parent
+    gave, so a parent gone before the thread starts is noticed too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _run_named_cell(

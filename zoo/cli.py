@@ -33,9 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     # After parsing: interrupts imports SB3, which `zoo --help` does without.
-    from zoo.interrupts import exit_code_of, treat_sigterm_as_ctrl_c
+    from zoo.interrupts import exit_code_of, own_stop_signals
 
-    treat_sigterm_as_ctrl_c()
+    own_stop_signals()
     try:
         if getattr(args, "gym_packages", None):
             from zoo.gym_packages import import_gym_packages

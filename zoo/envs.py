@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, partial
@@ -36,6 +37,7 @@ from stable_baselines3.common.vec_env import (
 
 from zoo.errors import UserError
 from zoo.gym_packages import imported_gym_packages, make_registered
+from zoo.monitor_files import first_session_start
 from zoo.schema import toolkit_defaults
 from zoo.threads import env_threads
 
@@ -152,6 +154,10 @@ def _unknown_env_message(name: str) -> str:
     candidates.update({env_id.lower(): env_id for env_id in gym.registry})
     close = difflib.get_close_matches(name.lower(), list(candidates), n=4, cutoff=0.6)
     hint = f"did you mean {', '.join(candidates[c] for c in close)}? " if close else ""
+    # A gymnasium id (Name-v0, pkg:Name-v0) may be one that a package registers: a run of
+    # such an env is resumed, played and plotted with the same --gym-packages.
+    if re.search(r"-v\d+$", name.strip()):
+        hint += "if a package registers it, add --gym-packages PKG; "
     return f"unknown env {name!r}: {hint}(`zoo envs` lists the Atari games)"
 
 
@@ -213,6 +219,28 @@ def make_vec_env_for(
     """
     if settings.vec_env == "ale":
         return _ale_atari(spec, settings, seed, monitor_dir, append_monitor)
+    env = _sb3_vec_env(spec, settings, seed, monitor_dir, append_monitor)
+    if monitor_dir is not None and append_monitor:
+        _continue_monitor_clocks(env, monitor_dir)
+    return env
+
+
+def _continue_monitor_clocks(env: VecEnv, monitor_dir: str) -> None:
+    """SB3's Monitor starts its clock anew when it appends to a file; a resumed session's
+    `t` goes on from the run's first start instead (see first_session_start)."""
+    for rank in range(env.num_envs):
+        t_start = first_session_start(monitor_dir, rank)
+        if t_start is not None:  # set on the Monitor, under the wrappers above it
+            env.env_method("set_wrapper_attr", "t_start", t_start, indices=[rank])
+
+
+def _sb3_vec_env(
+    spec: EnvSpec,
+    settings: EnvSettings,
+    seed: int | None,
+    monitor_dir: str | None,
+    append_monitor: bool,
+) -> VecEnv:
     monitor_kwargs = {"override_existing": not append_monitor}
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] = (
         SubprocVecEnv if settings.vec_env == "subproc" else DummyVecEnv

@@ -39,19 +39,35 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal a KeyboardInterrupt stands for: SIGTERM for Terminated, else SIGINT."""
+    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+
+
 def exit_code_of(interrupt: KeyboardInterrupt) -> int:
-    return exit_code(signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    return exit_code(signal_of(interrupt))
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def treat_sigterm_as_ctrl_c() -> None:
-    """From now on SIGTERM raises Terminated in the main thread, as Ctrl-C raises
-    KeyboardInterrupt (Python's default would end the process with nothing saved)."""
+def own_stop_signals() -> None:
+    """From now on, in the main thread, Ctrl-C raises KeyboardInterrupt and SIGTERM raises
+    Terminated, whatever the process inherited (Python's default for SIGTERM would end it
+    with nothing saved).
+
+    A job that a script starts in the background (`zoo train ... &`, as in sbatch scripts)
+    inherits SIGINT ignored. Left so, the stop request below was never set up and SIGTERM
+    landed anywhere: in PyTorch's zip writer, mid-rollout, before run.yml was updated."""
     if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def signal_name(signum: int) -> str:
+    """How messages name a stop signal: "Ctrl-C", "SIGTERM"."""
+    return _NAMES.get(signum, signal.Signals(signum).name)
 
 
 def python_handles_ctrl_c() -> bool:
@@ -79,8 +95,18 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _quit_now(signum: int, what: str, warn: Callable[[str], None] = _to_stderr) -> None:
-    warn(f"zoo: interrupted again ({_NAMES.get(signum, 'signal')}): quitting without {what}")
+def _nothing() -> None:
+    return None
+
+
+def _quit_now(
+    signum: int,
+    what: str,
+    warn: Callable[[str], None] = _to_stderr,
+    before_exit: Callable[[], None] = _nothing,
+) -> None:
+    warn(f"zoo: interrupted again ({signal_name(signum)}): quitting without {what}")
+    before_exit()  # e.g. run.yml says the run was interrupted, not still running
     os._exit(exit_code(signum))
 
 
@@ -93,10 +119,6 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signum is not None
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.signum or signal.SIGINT)
 
 
 class StopWhenRequested(BaseCallback):
@@ -126,8 +148,11 @@ class StopWhenRequested(BaseCallback):
 
 
 @contextlib.contextmanager
-def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequest]:
-    """Within the block a first Ctrl-C or SIGTERM sets the request, a second quits.
+def stop_requests(
+    warn: Callable[[str], None] = _to_stderr, before_quitting: Callable[[], None] = _nothing
+) -> Iterator[StopRequest]:
+    """Within the block a first Ctrl-C or SIGTERM sets the request, a second quits (after
+    `before_quitting`).
 
     Only in the main thread and where Ctrl-C would raise KeyboardInterrupt (Python's own
     handler is installed); elsewhere the request is never set and KeyboardInterrupt keeps
@@ -141,9 +166,9 @@ def stop_requests(warn: Callable[[str], None] = _to_stderr) -> Iterator[StopRequ
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if request.requested:
-            _quit_now(signum, "a new checkpoint", warn)
+            _quit_now(signum, "a new checkpoint", warn, before_quitting)
         request.signum = signum
-        name = _NAMES.get(signum, "signal")
+        name = signal_name(signum)
         warn(f"zoo: {name}: stopping at the end of this rollout ({name} again quits at once)")
 
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
@@ -186,9 +211,11 @@ def signals_after_the_write() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def a_second_signal_quits(interrupted: bool, warn: Callable[[str], None]) -> Iterator[None]:
+def a_second_signal_quits(
+    interrupted: bool, warn: Callable[[str], None], before_quitting: Callable[[], None] = _nothing
+) -> Iterator[None]:
     """After a stop request, while the final checkpoint and model are saved: another signal
-    ends the process at once. Every file is written under a temporary name and renamed, so
+    ends the process at once (after `before_quitting`). Every file is written under a temporary name and renamed, so
     quitting mid-save leaves the previous checkpoint and model intact; the unfinished
     checkpoint has no manifest and is never used."""
     if not interrupted or threading.current_thread() is not threading.main_thread():
@@ -196,7 +223,7 @@ def a_second_signal_quits(interrupted: bool, warn: Callable[[str], None]) -> Ite
         return
 
     def quit_now(signum: int, frame: FrameType | None) -> None:
-        _quit_now(signum, "this checkpoint", warn)
+        _quit_now(signum, "this checkpoint", warn, before_quitting)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, quit_now)

@@ -10,6 +10,7 @@ CSVs), TensorBoard event files, `progress.csv`, `evaluations.csv`, `checkpoints/
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import platform
@@ -309,7 +310,25 @@ def update_run_status(run: Run, status: str, timesteps: int) -> None:
     info = run.read_info()
     info.update(status=status, timesteps=timesteps)
     info["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_text(run.run_file, dump_yaml(info))
+    text = dump_yaml(info)
+    try:
+        atomic_write_text(run.run_file, text)
+    except OSError:
+        _overwrite_in_place(run.run_file, text)
+
+
+def _overwrite_in_place(path: Path, text: str) -> None:
+    """On a full disk, or in a folder made read-only, no new file can be made, but a small
+    file can be rewritten within the space it already holds: a run that ends so still says
+    `failed` (the README promises it). Only where the atomic write failed."""
+    data = text.encode("utf-8")
+    if len(data) > os.stat(path).st_blocks * 512:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _versions() -> dict[str, str]:

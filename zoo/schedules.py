@@ -96,6 +96,8 @@ def build_schedule(
     (final <= initial) unless `rising` (a value annealed upwards, as prioritized replay's
     beta towards 1), where linear and exponential ones go up instead."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if not math.isfinite(spec):  # NaN passes every range check after this
+            raise ScheduleError(f"must be a finite number, got {spec!r}")
         return Schedule(kind="constant", unit="steps", random_steps=0, initial=float(spec))
     if not isinstance(spec, Mapping):
         raise ScheduleError(f"expected a number or a mapping with a type, got {spec!r}")

@@ -44,7 +44,14 @@ from zoo.config import Config, minibatch_note
 from zoo.envs import make_env, make_eval_env, make_vec_env_for
 from zoo.errors import UserError, os_error_text
 from zoo.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
-from zoo.interrupts import StopWhenRequested, a_second_signal_quits, exit_code_of, stop_requests
+from zoo.interrupts import (
+    StopWhenRequested,
+    a_second_signal_quits,
+    exit_code,
+    signal_name,
+    signal_of,
+    stop_requests,
+)
 from zoo.memory_admission import admit_replay_buffer
 from zoo.model_loading import TRAINED_ON, load_algorithm, reason_of
 from zoo.run_logger import run_logger
@@ -202,11 +209,15 @@ def _train(
             if start.resumed:  # recorded once all is set up: a refused resume leaves no trace
                 mark_resumed(run, start.step, total, options.command)
                 options.say(f"Resuming {run.path} at step {start.step:,} of {total:,}")
+
+        def quitting() -> None:
+            record_end_at_newest_checkpoint(run, "interrupted")
+
         try:
             with _write_errors_of_threads_left_to_the_main_thread():
-                interrupted_with = _learn(model, total, start, callbacks, options)
+                interrupted_with = _learn(model, total, start, callbacks, options, quitting)
             interrupted = interrupted_with is not None
-            with a_second_signal_quits(interrupted, options.warn):
+            with a_second_signal_quits(interrupted, options.warn, quitting):
                 _save_checkpoint(model, config, run)
                 save_model_atomically(model, run.final_model)
                 status = "interrupted" if interrupted else "finished"
@@ -214,6 +225,9 @@ def _train(
             model.logger.close()
         except OSError as error:  # a full disk, a folder made read-only mid-run
             raise _write_failure(run, error) from None
+        except Exception:  # whatever else ends the run: run.yml must not say `running`
+            record_end_at_newest_checkpoint(run, "failed")
+            raise
         return TrainResult(
             run=run,
             timesteps=model.num_timesteps,
@@ -256,13 +270,21 @@ def _setting_up(run: Run) -> Iterator[None]:
         ) from None
 
 
-def _write_failure(run: Run, error: OSError) -> UserError:
-    """One line for a run that could not write its files; the run is marked failed where
-    that can still be written, and its newest complete checkpoint is named."""
+def record_end_at_newest_checkpoint(run: Run, status: str) -> Checkpoint | None:
+    """run.yml says how a run ended early (`interrupted`, `failed`), at the step of its
+    newest complete checkpoint, where a resume continues; that checkpoint. Best effort: the
+    run is ending anyway, and a failure here must not hide why."""
     checkpoint, _ = newest_checkpoint(run.checkpoints_dir)
+    with contextlib.suppress(OSError, UserError):
+        update_run_status(run, status, checkpoint.step if checkpoint is not None else 0)
+    return checkpoint
+
+
+def _write_failure(run: Run, error: OSError) -> UserError:
+    """One line for a run that could not write its files; the run is marked failed, and its
+    newest complete checkpoint is named."""
+    checkpoint = record_end_at_newest_checkpoint(run, "failed")
     kept = f"step {checkpoint.step:,}" if checkpoint is not None else "none yet"
-    with contextlib.suppress(OSError):
-        update_run_status(run, "failed", checkpoint.step if checkpoint is not None else 0)
     return UserError(
         f"cannot write to the run folder{os_error_text(error)}; newest complete "
         f"checkpoint: {kept}. Free space or fix the folder, then: zoo train --resume {run.path}"
@@ -275,11 +297,12 @@ def _learn(
     start: StartPoint,
     callbacks: list[BaseCallback],
     options: TrainOptions,
+    before_quitting: Callable[[], None],
 ) -> int | None:
     """Run SB3's learn to `total` global steps; the exit code of the Ctrl-C or SIGTERM that
     cut it short, or None."""
     try:
-        with stop_requests(options.warn) as stop:
+        with stop_requests(options.warn, before_quitting) as stop:
             for callback in callbacks:
                 if isinstance(callback, EvaluationCallback):
                     callback.cancel_when = stop  # a stop need not wait for its games
@@ -295,16 +318,16 @@ def _learn(
         for callback in callbacks:
             if isinstance(callback, ProgressBarCallback):
                 callback.close()  # SB3 skips _on_training_end when learn() is interrupted
-        code = exit_code_of(interrupt)
+        signum = signal_of(interrupt)
     else:
-        if not stop.requested:
+        if stop.signum is None:
             return None
-        code = stop.exit_code
+        signum = stop.signum
     options.warn(
         f"Interrupted at step {model.num_timesteps:,}: saving a checkpoint "
-        "(Ctrl-C again quits at once; saved files stay intact)"
+        f"({signal_name(signum)} again quits at once; saved files stay intact)"
     )
-    return code
+    return exit_code(signum)
 
 
 def _starting_model(

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"Wrote {path}")
     if args.suite:
         say(f"Wrote {_suite_table(grid_dir, args.rows)}")
-    if interrupted:
+    if interrupted in (130, 143):  # a cell that died or failed said so in its own line
         say(f"Interrupted: run the same command again to continue ({grid_dir})")
     return interrupted
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir
+from zoo.commands.options import GYM_PACKAGES
 from zoo.names import PLOT_PANELS, PLOT_X_AXES
 from zoo.schema import SCHEMAS
 
@@ -38,6 +39,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
     plot.add_argument("--width", type=int, default=1200, help="pixels (default: 1200)")
     plot.add_argument("--height", type=int, default=800, help="pixels (default: 800)")
     plot.add_argument("--title", help="figure title (default: the envs and the smoothing)")
+    GYM_PACKAGES.add_to(plot)  # --algo/--env of an env a package registers
     return plot
 
 

@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
             "the agent only plays at random")  # fmt: skip
     try:
         result = train(config, run, options, start=start)
-    except UserError:
-        discard_unstarted_run(run, made_folders)  # a fresh run that failed before its first step
+    except (UserError, KeyboardInterrupt):
+        discard_unstarted_run(run, made_folders)  # a fresh run that ended before its first step
         raise
     return _report_training(result, say)
 
