@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_model_loading import crafted_zip, damaged_zip, model_zip_bytes
+from zoo import gym_packages
 from zoo.cli import main
 
 BOMB = "\n".join(
@@ -198,6 +199,8 @@ def test_bad_input_is_one_line_and_exit_2(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # --gym-packages zoo_fuzz_envs
+    # ...imported for this case only: later env workers of this process must not import it.
+    monkeypatch.setattr(gym_packages, "_IMPORTED", list(gym_packages.imported_gym_packages()))
     for name, content in FILES.items():
         path = tmp_path / name
         if isinstance(content, bytes):
