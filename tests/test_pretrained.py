@@ -162,3 +162,26 @@ def test_the_shipped_breakout_agent_plays_well_on_a_fresh_install() -> None:
         agent.final_model, config, seeds=[0, 1, 2], sampled=True, epsilon=config.evaluation.epsilon
     )
     assert sum(scores) / 3 > SHIPPED_BREAKOUT_THRESHOLD, scores
+
+
+# drq_eps-Breakout's card: 10.65 +- 4.03 over 100 games; mean - 2 x std / sqrt(3), rounded down.
+SHIPPED_DQN_BREAKOUT_THRESHOLD = 6.0
+
+
+@pytest.mark.slow
+def test_the_shipped_dqn_agent_plays_as_its_card_says_on_a_fresh_install() -> None:
+    from zoo.benchmark import play_model
+    from zoo.enjoy import run_config
+    from zoo.pretrained import read_card, shipped_agent
+
+    agent = shipped_agent("drq_eps-Breakout")
+    card = read_card(agent)
+    assert card["algo"] == "dqn" and card["steps"] == 100_000
+    assert len(card["evaluation"]["greedy"]["scores"]) == 100
+    config = run_config(agent)
+    assert config.evaluation.epsilon == 0.001  # the Atari-100k protocol's
+    scores, _ = play_model(
+        agent.final_model, config, seeds=[0, 1, 2], sampled=False, epsilon=config.evaluation.epsilon
+    )
+    assert scores == card["evaluation"]["greedy"]["scores"][:3]  # the card's own games
+    assert sum(scores) / 3 > SHIPPED_DQN_BREAKOUT_THRESHOLD, scores
