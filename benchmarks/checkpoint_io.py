@@ -23,15 +23,15 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo.checkpoints import (
+from zoo.config.config import build_config
+from zoo.envs.stack import make_vec_env_for
+from zoo.runs.checkpoints import (
     capture_rng_states,
     read_checkpoint,
     replay_buffer_bytes,
     save_checkpoint,
 )
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.train import build_model
+from zoo.training.train import build_model
 
 
 def main() -> None:

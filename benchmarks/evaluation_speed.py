@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch as th
 
-from zoo.enjoy import choose_model, run_config
-from zoo.envs import make_eval_env
-from zoo.evaluation import ActionChooser, GameTable, play_evaluation_games
-from zoo.model_loading import load_model
-from zoo.runs import open_run
+from zoo.algorithms.model_loading import load_model
+from zoo.envs.stack import make_eval_env
+from zoo.results.enjoy import choose_model, run_config
+from zoo.runs.evaluation import ActionChooser, GameTable, play_evaluation_games
+from zoo.runs.folders import open_run
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-# Before PyTorch loads, as `zoo` does it (zoo/threads.py).
+# Before PyTorch loads, as `zoo` does it (zoo/core/threads.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -35,11 +35,11 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
-from zoo.threads import apply_torch_threads
-from zoo.train import build_model
+from zoo.config.config import build_config
+from zoo.core.threads import apply_torch_threads
+from zoo.envs.stack import make_vec_env_for
+from zoo.replay.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
+from zoo.training.train import build_model
 
 OBSERVATION = (4, 84, 84)
 

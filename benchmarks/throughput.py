@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-# Before PyTorch loads, as `zoo` does it (zoo/threads.py).
+# Before PyTorch loads, as `zoo` does it (zoo/core/threads.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -40,11 +40,11 @@ import numpy as np
 import stable_baselines3
 import torch as th
 
-from zoo.config import Config, build_config
-from zoo.envs import make_vec_env_for
-from zoo.errors import UserError
-from zoo.threads import apply_torch_threads, cores
-from zoo.train import build_model, resolve_device
+from zoo.config.config import Config, build_config
+from zoo.core.errors import UserError
+from zoo.core.threads import apply_torch_threads, cores
+from zoo.envs.stack import make_vec_env_for
+from zoo.training.train import build_model, resolve_device
 
 OFF_POLICY = ("dqn", "qrdqn")
 

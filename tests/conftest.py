@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.threads import prefer_sleeping_openmp_threads
+from zoo.core.threads import prefer_sleeping_openmp_threads
 
 # Before anything imports PyTorch, as `zoo` does for itself: the tests that train in this
 # process otherwise spin OpenMP threads, and on a busy 2-core machine a 1,500-step CartPole

@@ -1,10 +1,10 @@
-"""The confidence intervals of zoo.aggregates are rliable's, and the same every time."""
+"""The confidence intervals of zoo.results.aggregates are rliable's, and the same every time."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from zoo.aggregates import interval_estimates
+from zoo.results.aggregates import interval_estimates
 
 
 def test_the_same_scores_give_the_same_intervals_every_time() -> None:

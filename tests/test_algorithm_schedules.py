@@ -11,10 +11,10 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 
-from zoo import registry
-from zoo.algos import ZooA2C, ZooDQN, ZooPPO
-from zoo.config import build_config
-from zoo.schedules import Schedule, build_schedule
+from zoo.algorithms import registry
+from zoo.algorithms.algos import ZooA2C, ZooDQN, ZooPPO
+from zoo.config.config import build_config
+from zoo.schema.schedules import Schedule, build_schedule
 
 STEPS = 1000
 # Small enough that the DQN's replay buffer costs nothing.

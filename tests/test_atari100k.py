@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from rliable import metrics
 
-from zoo import atari100k
-from zoo.errors import UserError
+from zoo.core.errors import UserError
+from zoo.results import atari100k
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

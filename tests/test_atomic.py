@@ -13,7 +13,7 @@ import pytest
 import torch as th
 
 from tests.conftest import REPO
-from zoo.atomic import partial_name, write_atomically
+from zoo.core.atomic import partial_name, write_atomically
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_a_second_ctrl_c_during_a_write_quits_and_keeps_the_old_file(tmp_path: P
     th.save({"old": th.zeros(1)}, target)
     script = (
         "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); "
-        "from test_atomic import _save_with_ctrl_c; from zoo.atomic import write_atomically; "
+        "from test_atomic import _save_with_ctrl_c; from zoo.core.atomic import write_atomically; "
         f"write_atomically(Path({str(target)!r}), _save_with_ctrl_c(presses=2)); "
         "print('not reached')"
     )
@@ -74,7 +74,7 @@ def test_two_writers_of_one_file_write_to_different_temporary_files(tmp_path: Pa
 def test_a_text_write_that_fails_leaves_the_old_file_and_no_temporary_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zoo.atomic import atomic_write_text
+    from zoo.core.atomic import atomic_write_text
 
     target = tmp_path / "run.yml"
     target.write_text("old\n")

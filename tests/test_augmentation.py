@@ -9,13 +9,13 @@ import pytest
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from zoo.augmentation import SHIFT_PAD, random_intensity, random_shift
-from zoo.checkpoints import capture_rng_states, restore_rng_states
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.model_loading import load_model
-from zoo.names import AUGMENTATIONS
-from zoo.train import build_model
+from zoo.algorithms.augmentation import SHIFT_PAD, random_intensity, random_shift
+from zoo.algorithms.model_loading import load_model
+from zoo.config.config import build_config
+from zoo.envs.stack import make_vec_env_for
+from zoo.runs.checkpoints import capture_rng_states, restore_rng_states
+from zoo.schema.names import AUGMENTATIONS
+from zoo.training.train import build_model
 
 
 def _ramp_images(batch: int, channels: int = 4, side: int = 84) -> th.Tensor:

@@ -10,11 +10,11 @@ import pytest
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from zoo.config import build_config
-from zoo.envs import make_eval_env, make_vec_env_for
-from zoo.model_loading import load_algorithm, load_model
-from zoo.registry import ALGORITHMS
-from zoo.train import build_model
+from zoo.algorithms.model_loading import load_algorithm, load_model
+from zoo.algorithms.registry import ALGORITHMS
+from zoo.config.config import build_config
+from zoo.envs.stack import make_eval_env, make_vec_env_for
+from zoo.training.train import build_model
 
 SMALL = {
     "a2c": ["n_envs=2"],

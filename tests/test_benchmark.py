@@ -17,9 +17,9 @@ import pytest
 import yaml
 from rliable import library, metrics
 
-from zoo.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED
-from zoo.benchmark import Grid, claim_grid_dir
-from zoo.errors import UserError
+from zoo.core.errors import UserError
+from zoo.results.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED
+from zoo.results.benchmark import Grid, claim_grid_dir
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

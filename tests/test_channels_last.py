@@ -11,10 +11,10 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.model_loading import load_model
-from zoo.train import build_model
+from zoo.algorithms.model_loading import load_model
+from zoo.config.config import build_config
+from zoo.envs.stack import make_vec_env_for
+from zoo.training.train import build_model
 
 ALGOS = ["dqn", "qrdqn", "a2c", "ppo"]
 SMALL = {

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch as th
 
-from zoo.algos import ZooDQN
-from zoo.checkpoints import (
+from zoo.algorithms.algos import ZooDQN
+from zoo.core.errors import UserError
+from zoo.runs.checkpoints import (
     MANIFEST,
     MODEL,
     REPLAY_BUFFER,
@@ -27,7 +28,6 @@ from zoo.checkpoints import (
     save_checkpoint,
     set_aside,
 )
-from zoo.errors import UserError
 
 
 @pytest.fixture

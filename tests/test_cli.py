@@ -21,10 +21,10 @@ from tests.conftest import REPO, SHORT_DQN
 from zoo.cli import build_parser
 from zoo.commands.options import CONFIG_OPTIONS
 from zoo.commands.train import TRAIN_OPTIONS, refuse_with_resume
-from zoo.config import build_config
-from zoo.errors import UserError
-from zoo.runs import start_run
-from zoo.train import TrainOptions, train
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.runs.folders import start_run
+from zoo.training.train import TrainOptions, train
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -10,11 +10,11 @@ import yaml
 from sb3_contrib import QRDQN
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
-from zoo.config import build_config, parse_set_argument, shipped_hyperparams_file
-from zoo.errors import UserError
-from zoo.ram_extractor import ScaledFlattenExtractor
-from zoo.schema import SCHEMAS
-from zoo.yamlio import dump_yaml, parse_yaml_text
+from zoo.algorithms.ram_extractor import ScaledFlattenExtractor
+from zoo.config.config import build_config, parse_set_argument, shipped_hyperparams_file
+from zoo.core.errors import UserError
+from zoo.core.yamlio import dump_yaml, parse_yaml_text
+from zoo.schema.keys import SCHEMAS
 
 
 def test_floats_without_a_dot_are_floats() -> None:

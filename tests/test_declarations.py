@@ -1,4 +1,4 @@
-"""Each hyperparameter is declared once (zoo/schema.py); defaults, flags, --help and the key
+"""Each hyperparameter is declared once (zoo/schema/keys.py); defaults, flags, --help and the key
 table all come from that declaration."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from zoo import config as config_module
 from zoo.cli import build_parser
 from zoo.commands.options import config_choice
 from zoo.commands.train import TRAIN_OPTIONS
-from zoo.config import build_config
-from zoo.envs import EnvSettings
-from zoo.hyperparameter_help import declarations, hyperparameter_epilog
-from zoo.key_table import REGENERATE, markdown_table
-from zoo.schema import SCHEDULE_KEYS, SCHEMAS, TOOLKIT_FIELDS, toolkit_defaults
+from zoo.config import config as config_module
+from zoo.config.config import build_config
+from zoo.config.key_table import REGENERATE, markdown_table
+from zoo.envs.stack import EnvSettings
+from zoo.schema.help import declarations, hyperparameter_epilog
+from zoo.schema.keys import SCHEDULE_KEYS, SCHEMAS, TOOLKIT_FIELDS, toolkit_defaults
 from zoo.tune import search_space
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_key_table_is_up_to_date() -> None:
     committed = (REPO / "docs" / "HYPERPARAMETERS.md").read_text()
     assert committed == markdown_table(), (
-        f"docs/HYPERPARAMETERS.md is out of date with zoo/schema.py; regenerate it: {REGENERATE}"
+        f"docs/HYPERPARAMETERS.md is out of date with zoo/schema/keys.py; regenerate it: {REGENERATE}"
     )
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 
-from zoo.algos import ZooDQN
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.memory_admission import admit_replay_buffer
-from zoo.optimizers import DeepMindRMSprop
-from zoo.train import build_model
+from zoo.algorithms.algos import ZooDQN
+from zoo.algorithms.optimizers import DeepMindRMSprop
+from zoo.config.config import build_config
+from zoo.envs.stack import make_vec_env_for
+from zoo.training.memory_admission import admit_replay_buffer
+from zoo.training.train import build_model
 
 GRADIENT_STEPS = 3
 
@@ -140,6 +140,6 @@ def test_presets_evaluate_as_their_sources(preset: str, algo: str) -> None:
 
 
 def test_every_preset_has_its_evaluation_checked() -> None:
-    from zoo.config import load_presets
+    from zoo.config.config import load_presets
 
     assert set(load_presets()) == {preset for preset, _algo in SOURCE_EVALUATIONS}

@@ -12,8 +12,8 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 from torch import nn
 
-from zoo.model_loading import load_model
-from zoo.q_networks import DuelingQNetwork, DuelingQuantileNetwork
+from zoo.algorithms.model_loading import load_model
+from zoo.algorithms.q_networks import DuelingQNetwork, DuelingQuantileNetwork
 
 from .conftest import SHORT_DQN
 

@@ -17,11 +17,11 @@ from PIL import Image, ImageSequence
 from stable_baselines3.common.monitor import Monitor
 
 from tests.conftest import SHORT_DQN, run_in_process, run_zoo
-from zoo.enjoy import ChosenModel, choose_model, run_config
-from zoo.envs import make_eval_env
-from zoo.evaluation import play_evaluation_games
-from zoo.model_loading import load_model
-from zoo.runs import open_run
+from zoo.algorithms.model_loading import load_model
+from zoo.envs.stack import make_eval_env
+from zoo.results.enjoy import ChosenModel, choose_model, run_config
+from zoo.runs.evaluation import play_evaluation_games
+from zoo.runs.folders import open_run
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

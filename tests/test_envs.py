@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from zoo.envs import EnvSettings, atari_game_names, make_vec_env_for, resolve_env
-from zoo.errors import UserError
+from zoo.core.errors import UserError
+from zoo.envs.stack import EnvSettings, atari_game_names, make_vec_env_for, resolve_env
 
 PIXELS = EnvSettings(n_envs=2, vec_env="dummy", frame_stack=4)
 # Both backends of pixel games must behave the same way in every test that takes `vec_env`.

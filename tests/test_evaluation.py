@@ -15,10 +15,10 @@ from stable_baselines3.common.monitor import Monitor
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import SHORT_DQN
-from zoo.config import build_config
-from zoo.envs import make_eval_env
-from zoo.evaluation import play_evaluation_games
-from zoo.model_loading import load_model
+from zoo.algorithms.model_loading import load_model
+from zoo.config.config import build_config
+from zoo.envs.stack import make_eval_env
+from zoo.runs.evaluation import play_evaluation_games
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

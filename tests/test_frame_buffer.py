@@ -22,13 +22,18 @@ import yaml
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from zoo.checkpoints import capture_rng_states, newest_checkpoint, read_checkpoint, save_checkpoint
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.errors import UserError
-from zoo.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
-from zoo.model_loading import load_model
-from zoo.train import StartPoint, TrainOptions, _starting_model, build_model
+from zoo.algorithms.model_loading import load_model
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.envs.stack import make_vec_env_for
+from zoo.replay.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
+from zoo.runs.checkpoints import (
+    capture_rng_states,
+    newest_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from zoo.training.train import StartPoint, TrainOptions, _starting_model, build_model
 
 N_ENVS = 3
 STEPS = 260  # vector steps: 780 transitions through a buffer of 3 x 50

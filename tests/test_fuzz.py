@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.test_model_loading import crafted_zip, damaged_zip, model_zip_bytes
-from zoo import gym_packages
 from zoo.cli import main
+from zoo.envs import gym_packages
 
 BOMB = "\n".join(
     [f"a0: &a0 [{', '.join(['x'] * 9)}]"]

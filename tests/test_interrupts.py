@@ -14,12 +14,12 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from tests.conftest import REPO
-from zoo.checkpoints import newest_checkpoint
-from zoo.config import build_config
-from zoo.evaluation import EVALUATIONS_FILE
-from zoo.interrupts import own_stop_signals, stop_requests
-from zoo.runs import start_run
-from zoo.train import TrainOptions, train
+from zoo.config.config import build_config
+from zoo.core.interrupts import own_stop_signals, stop_requests
+from zoo.runs.checkpoints import newest_checkpoint
+from zoo.runs.evaluation import EVALUATIONS_FILE
+from zoo.runs.folders import start_run
+from zoo.training.train import TrainOptions, train
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_a_ctrl_c_sets_the_request_instead_of_raising(python_ctrl_c: None) -> No
 
 def test_a_second_ctrl_c_quits_at_once() -> None:
     script = (
-        "import os, signal; from zoo.interrupts import own_stop_signals, stop_requests\n"
+        "import os, signal; from zoo.core.interrupts import own_stop_signals, stop_requests\n"
         "with stop_requests(print):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo.config import build_config
-from zoo.errors import UserError
-from zoo.memory_admission import admit_replay_buffer, replay_buffer_bytes_needed
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.training.memory_admission import admit_replay_buffer, replay_buffer_bytes_needed
 
 InProcess = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -73,7 +73,7 @@ def _allocated_bytes(buffer: object) -> int:
     """Bytes of every numpy array a built buffer holds, its priority trees' included."""
     import numpy as np
 
-    from zoo.prioritized import SegmentTree
+    from zoo.replay.prioritized import SegmentTree
 
     attributes = list(vars(buffer).values())
     arrays = [value for value in attributes if isinstance(value, np.ndarray)]
@@ -94,8 +94,8 @@ def _allocated_bytes(buffer: object) -> int:
 def test_admission_counts_what_the_buffer_allocates(overrides: list[str]) -> None:
     """The admitted size is the built buffer's, for every setting that changes it (issue 27:
     episode_start_reserve 2 was counted as the default 1/32)."""
-    from zoo.envs import make_vec_env_for
-    from zoo.train import build_model
+    from zoo.envs.stack import make_vec_env_for
+    from zoo.training.train import build_model
 
     config = build_config(
         "dqn", "Breakout", overrides=["buffer_size=3000", "vec_env=sb3", *overrides]

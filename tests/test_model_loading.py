@@ -21,9 +21,9 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from zoo.errors import UserError
-from zoo.model_loading import NotRestoredSchedule, algorithm_of, load_model
-from zoo.pretrained import shipped_agents
+from zoo.algorithms.model_loading import NotRestoredSchedule, algorithm_of, load_model
+from zoo.core.errors import UserError
+from zoo.results.pretrained import shipped_agents
 
 
 class WritesAFile:
@@ -208,9 +208,9 @@ def test_rl_zoo3_and_sb3_zips_load_as_sb3_loads_them(tmp_path: Path) -> None:
 
 
 def test_zoo_zips_of_every_algorithm_load_as_sb3_loads_them(tmp_path: Path) -> None:
-    from zoo.config import build_config
-    from zoo.envs import make_vec_env_for
-    from zoo.train import build_model
+    from zoo.config.config import build_config
+    from zoo.envs.stack import make_vec_env_for
+    from zoo.training.train import build_model
 
     for algo in ("dqn", "qrdqn", "a2c", "ppo"):
         config = build_config(algo, "CartPole-v1")

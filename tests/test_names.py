@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from zoo import names, registry
-from zoo.algos import REPLAY_BUFFER_CLASSES, TD_LOSSES
-from zoo.q_networks import NETWORKS
+from zoo.algorithms import registry
+from zoo.algorithms.algos import REPLAY_BUFFER_CLASSES, TD_LOSSES
+from zoo.algorithms.q_networks import NETWORKS
+from zoo.schema import names
 
 
 def test_each_name_maps_to_a_class_in_the_same_order() -> None:

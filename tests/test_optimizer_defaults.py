@@ -17,11 +17,11 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo import registry
-from zoo.algos import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
-from zoo.config import Config, build_config, load_presets
-from zoo.envs import make_vec_env_for
-from zoo.train import build_model
+from zoo.algorithms import registry
+from zoo.algorithms.algos import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
+from zoo.config.config import Config, build_config, load_presets
+from zoo.envs.stack import make_vec_env_for
+from zoo.training.train import build_model
 
 SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqn": DQN,

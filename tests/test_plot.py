@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_in_process
-from zoo.aggregates import interval_estimates
-from zoo.names import PLOT_PANELS
-from zoo.plot import (
+from zoo.results.aggregates import interval_estimates
+from zoo.results.plot import (
     RunCurves,
     evaluation_iqm,
     games_finished_by,
@@ -21,7 +20,8 @@ from zoo.plot import (
     mean_and_spread,
     smooth,
 )
-from zoo.runs import open_run
+from zoo.runs.folders import open_run
+from zoo.schema.names import PLOT_PANELS
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1
 

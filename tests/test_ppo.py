@@ -17,13 +17,13 @@ from stable_baselines3.common.logger import configure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import wait_for_the_next_second
-from zoo.algos import ZooPPO
-from zoo.config import build_config
-from zoo.config_choice import ConfigChoice
-from zoo.model_loading import load_model
-from zoo.runs import start_run
-from zoo.schedule_plot import draw
-from zoo.train import TrainOptions, train
+from zoo.algorithms.algos import ZooPPO
+from zoo.algorithms.model_loading import load_model
+from zoo.config.choice import ConfigChoice
+from zoo.config.config import build_config
+from zoo.results.schedule_plot import draw
+from zoo.runs.folders import start_run
+from zoo.training.train import TrainOptions, train
 from zoo.tune import TuneSettings, load_search_space, trial_config
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zoo.pretrained
+import zoo.results.pretrained
 from tests.conftest import run_in_process
-from zoo.model_loading import load_model
-from zoo.pretrained import main as package_main
+from zoo.algorithms.model_loading import load_model
+from zoo.results.pretrained import main as package_main
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -35,7 +35,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def using(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(zoo.pretrained, "pretrained_root", lambda: shipped)
+    monkeypatch.setattr(zoo.results.pretrained, "pretrained_root", lambda: shipped)
     return shipped
 
 
@@ -130,7 +130,7 @@ def test_an_unfinished_cell_ships_its_newest_checkpoint_labelled_as_such(
     assert all(len(card["evaluation"][mode]["scores"]) == 2 for mode in ("sampled", "greedy"))
     shipped = yaml.safe_load((agents / "a2c-CartPole" / "run.yml").read_text())
     assert shipped["timesteps"] == shipped["total_timesteps"] == newest
-    monkeypatch.setattr(zoo.pretrained, "pretrained_root", lambda: agents)
+    monkeypatch.setattr(zoo.results.pretrained, "pretrained_root", lambda: agents)
     played = in_process("enjoy", "--pretrained", "a2c-CartPole", "--no-render", "--episodes", "1")
     assert played.returncode == 0, played.stderr
     assert f"(zoo's own run, stopped at step {newest:,} of 40,000, " in played.stdout
@@ -147,9 +147,9 @@ SHIPPED_BREAKOUT_THRESHOLD = 205.0
 
 @pytest.mark.slow
 def test_the_shipped_breakout_agent_plays_well_on_a_fresh_install() -> None:
-    from zoo.benchmark import play_model
-    from zoo.enjoy import run_config
-    from zoo.pretrained import read_card, shipped_agent
+    from zoo.results.benchmark import play_model
+    from zoo.results.enjoy import run_config
+    from zoo.results.pretrained import read_card, shipped_agent
 
     agent = shipped_agent("a2c-Breakout")  # inside the package: nothing is downloaded
     card = read_card(agent)
@@ -170,9 +170,9 @@ SHIPPED_DQN_BREAKOUT_THRESHOLD = 6.0
 
 @pytest.mark.slow
 def test_the_shipped_dqn_agent_plays_as_its_card_says_on_a_fresh_install() -> None:
-    from zoo.benchmark import play_model
-    from zoo.enjoy import run_config
-    from zoo.pretrained import read_card, shipped_agent
+    from zoo.results.benchmark import play_model
+    from zoo.results.enjoy import run_config
+    from zoo.results.pretrained import read_card, shipped_agent
 
     agent = shipped_agent("drq_eps-Breakout")
     card = read_card(agent)

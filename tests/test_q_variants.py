@@ -15,20 +15,20 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo.algos import ZooDQN, ZooQRDQN, next_quantiles
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for
-from zoo.errors import UserError
-from zoo.frame_buffer import FrameReplayBuffer
-from zoo.model_loading import load_model
-from zoo.q_networks import (
+from zoo.algorithms.algos import ZooDQN, ZooQRDQN, next_quantiles
+from zoo.algorithms.model_loading import load_model
+from zoo.algorithms.q_networks import (
     CnnQPolicy,
     CnnQuantilePolicy,
     DQN2013Trunk,
     Nature2015Trunk,
     dueling_combine,
 )
-from zoo.train import build_model
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.envs.stack import make_vec_env_for
+from zoo.replay.frame_buffer import FrameReplayBuffer
+from zoo.training.train import build_model
 
 # The online network prefers a0 in s1 = (1, 0) and a1 in s2 = (0, 1): Q = W s.
 ONLINE_WEIGHTS = [

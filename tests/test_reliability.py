@@ -23,16 +23,16 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import load_results
 
-import zoo.resume
-import zoo.train
-from zoo.atomic import partial_name
-from zoo.checkpoints import checkpoint_folder, checkpoint_folders, newest_checkpoint
+import zoo.training.resume
+import zoo.training.train
 from zoo.cli import main
-from zoo.config import build_config
-from zoo.errors import UserError
-from zoo.resume import prepare_resume
-from zoo.runs import Run, start_run, training_lock
-from zoo.train import TrainOptions, train
+from zoo.config.config import build_config
+from zoo.core.atomic import partial_name
+from zoo.core.errors import UserError
+from zoo.runs.checkpoints import checkpoint_folder, checkpoint_folders, newest_checkpoint
+from zoo.runs.folders import Run, start_run, training_lock
+from zoo.training.resume import prepare_resume
+from zoo.training.train import TrainOptions, train
 
 # DQN on CartPole with a rollout of 4 steps: checkpoints every 200, rows every 100.
 SETTINGS = ["seed=0", "train_freq=4", "gradient_steps=1", "learning_starts=100",
@@ -154,9 +154,9 @@ def test_a_resume_of_a_read_only_run_folder_is_one_line_and_changes_nothing(
     assert newest is not None
     if refused == "set_aside":  # a corrupt newest checkpoint is renamed aside
         newest.model_file.write_bytes(b"corrupt")
-        module = zoo.resume
+        module = zoo.training.resume
     else:
-        module = zoo.train
+        module = zoo.training.train
     monkeypatch.setattr(module, refused, _read_only(run.monitor_dir))
     before = run.run_file.read_bytes()
     saved = sorted(p.name for p in run.checkpoints_dir.iterdir())
@@ -292,7 +292,7 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
 ) -> None:
     config = build_config("dqn", "CartPole-v1", overrides=[*SETTINGS, "n_timesteps=1000"])
     run = start_run(tmp_path, config, "cpu", ["train"])
-    real_save = zoo.train.save_checkpoint
+    real_save = zoo.training.train.save_checkpoint
     calls: list[int] = []
 
     def no_new_files(path: Path, text: str) -> None:
@@ -302,11 +302,11 @@ def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_checkpoint(
         calls.append(1)
         if len(calls) == 2:
             # From now on no file can be made: run.yml is rewritten within its own space.
-            monkeypatch.setattr(zoo.runs, "atomic_write_text", no_new_files)
+            monkeypatch.setattr(zoo.runs.folders, "atomic_write_text", no_new_files)
             raise OSError(code, reason, str(run.checkpoints_dir))
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(zoo.train, "save_checkpoint", disk_full_on_the_second)
+    monkeypatch.setattr(zoo.training.train, "save_checkpoint", disk_full_on_the_second)
     with pytest.raises(UserError) as failure:
         train(config, run, TrainOptions(device="cpu"))
     message = str(failure.value)
@@ -336,10 +336,10 @@ def test_a_second_ctrl_c_quits_and_run_yml_says_interrupted(tmp_path: Path) -> N
 import os, signal
 from pathlib import Path
 from stable_baselines3.common.callbacks import BaseCallback
-from zoo.config import build_config
-from zoo.interrupts import own_stop_signals
-from zoo.runs import start_run
-from zoo.train import TrainOptions, train
+from zoo.config.config import build_config
+from zoo.core.interrupts import own_stop_signals
+from zoo.runs.folders import start_run
+from zoo.training.train import TrainOptions, train
 
 class TwoCtrlCs(BaseCallback):
     def _on_step(self) -> bool:

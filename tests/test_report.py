@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.aggregates import interval_estimates
-from zoo.report import (
+from zoo.results.aggregates import interval_estimates
+from zoo.results.report import (
     RunScore,
     game_of,
     human_normalized,
@@ -65,7 +65,7 @@ def test_report_of_real_runs(in_process: Zoo, tmp_path: Path) -> None:
 
 
 # Two bootstraps of the report's own 20,000 resamples (up to 40 s a call on a busy 2-core
-# machine), so the slow tier. The two agree exactly: zoo.aggregates seeds the bootstrap.
+# machine), so the slow tier. The two agree exactly: zoo.results.aggregates seeds the bootstrap.
 @pytest.mark.slow
 def test_runs_of_one_algo_and_game_get_rliable_aggregates() -> None:
 

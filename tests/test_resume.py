@@ -19,8 +19,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import wait_for_the_next_second
-from zoo.checkpoints import checkpoint_folders, newest_checkpoint, read_checkpoint
-from zoo.model_loading import load_model
+from zoo.algorithms.model_loading import load_model
+from zoo.runs.checkpoints import checkpoint_folders, newest_checkpoint, read_checkpoint
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -12,16 +12,16 @@ import yaml
 from stable_baselines3 import DQN
 from stable_baselines3.common.utils import LinearSchedule
 
-from zoo.config import build_config
-from zoo.envs import make_vec_env_for, resolve_env
-from zoo.errors import UserError
-from zoo.rl_zoo3 import (
+from zoo.config.config import build_config
+from zoo.config.rl_zoo3 import (
     agent_step_train_freq,
     hyperparams_layer,
     python_kwargs,
     read_hyperparams_file,
 )
-from zoo.train import build_model
+from zoo.core.errors import UserError
+from zoo.envs.stack import make_vec_env_for, resolve_env
+from zoo.training.train import build_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3"
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
@@ -133,7 +133,7 @@ def test_only_the_section_rl_zoo3_picks_applies(write_yaml: Callable[[str, str],
 def test_unknown_env_sections_are_skipped_with_one_note(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    monkeypatch.setattr("zoo.config.rl_zoo3._notes_said", set())
     build_config("a2c", "CartPole-v1", hyperparams_file=FIXTURES / "a2c.yml")
     build_config("a2c", "CartPole-v1", hyperparams_file=FIXTURES / "a2c.yml")
     notes = capsys.readouterr().err.strip().splitlines()
@@ -355,7 +355,7 @@ def test_a_clip_range_vf_schedule_decays_as_in_rl_zoo3(
 def test_atari_files_train_on_sb3s_atari_wrapper_with_one_note(
     algo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    monkeypatch.setattr("zoo.config.rl_zoo3._notes_said", set())
     file = FIXTURES / f"{algo}.yml"
     assert build_config(algo, "Breakout", hyperparams_file=file).hyperparams["vec_env"] == "dummy"
     build_config(algo, "Pong", hyperparams_file=file)
@@ -370,7 +370,7 @@ def test_atari_files_train_on_sb3s_atari_wrapper_with_one_note(
 def test_the_users_vec_env_wins_without_a_note(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("zoo.rl_zoo3._notes_said", set())
+    monkeypatch.setattr("zoo.config.rl_zoo3._notes_said", set())
     file = FIXTURES / "ppo.yml"
     flag = build_config(
         "ppo", "Breakout", hyperparams_file=file, flags=[("--vec-env", "vec_env", "ale")]

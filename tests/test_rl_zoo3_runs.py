@@ -21,9 +21,9 @@ import pytest
 import yaml
 from stable_baselines3 import A2C
 
-from zoo.config import build_config
-from zoo.errors import UserError
-from zoo.runs import find_run, open_run, start_run
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.runs.folders import find_run, open_run, start_run
 
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 ENV = "CartPole-v1"
@@ -82,7 +82,7 @@ def test_run_folder_opens_with_its_config(logs: Path) -> None:
 
 def test_newest_playable_run_is_chosen_and_named(logs: Path, in_process: Zoo) -> None:
     said: list[str] = []
-    from zoo.enjoy import choose_model
+    from zoo.results.enjoy import choose_model
 
     run = find_run(logs, "a2c", ENV, None, usable=lambda r: choose_model(r, None), say=said.append)
     assert run.path.name == f"{ENV}_1"
@@ -96,7 +96,7 @@ def test_newest_playable_run_is_chosen_and_named(logs: Path, in_process: Zoo) ->
 def test_a_run_without_best_model_plays_its_final_model(tmp_path: Path, in_process: Zoo) -> None:
     # trained with --eval-freq -1, or stopped before its first evaluation
     run_dir = make_rl_zoo3_run(tmp_path / "logs", 1, with_best=False)
-    from zoo.enjoy import choose_model
+    from zoo.results.enjoy import choose_model
 
     chosen = choose_model(open_run(run_dir), None)
     assert (chosen.kind, chosen.path) == ("final", run_dir / f"{ENV}.zip")
@@ -219,7 +219,7 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_registered_envs_get_the_policy_their_observations_call_for(package: Path) -> None:
-    from zoo.gym_packages import import_gym_packages
+    from zoo.envs.gym_packages import import_gym_packages
 
     import_gym_packages(["zoo_test_envs"])
     assert build_config("a2c", "ZooTestPixels-v0").policy == "CnnPolicy"
@@ -264,7 +264,7 @@ def test_envs_that_cannot_be_made_or_trained_are_one_line(
 def test_action_spaces_are_those_sb3_takes() -> None:
     from gymnasium import spaces
 
-    from zoo.registry import ACTION_SPACES, ALGORITHMS
+    from zoo.algorithms.registry import ACTION_SPACES, ALGORITHMS
 
     class AnyActions(gym.Env[np.ndarray, Any]):
         observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)

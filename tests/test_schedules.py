@@ -12,12 +12,12 @@ from PIL import Image
 from stable_baselines3.common.logger import configure
 
 from tests.conftest import SHORT_DQN
-from zoo.config import build_config, load_presets
-from zoo.errors import UserError
-from zoo.runs import start_run
-from zoo.schedule_plot import EPSILON_COLOR, LEARNING_RATE_COLOR, VALUE_CLIP_RANGE_COLOR
-from zoo.schedules import ScheduleError, build_schedule
-from zoo.train import TrainOptions, train
+from zoo.config.config import build_config, load_presets
+from zoo.core.errors import UserError
+from zoo.results.schedule_plot import EPSILON_COLOR, LEARNING_RATE_COLOR, VALUE_CLIP_RANGE_COLOR
+from zoo.runs.folders import start_run
+from zoo.schema.schedules import ScheduleError, build_schedule
+from zoo.training.train import TrainOptions, train
 
 
 def test_constant() -> None:
@@ -279,7 +279,7 @@ def test_a2c_learning_rate_decays_linearly_with_the_global_step(tmp_path: Path) 
     from stable_baselines3 import A2C
 
     model = A2C.load(run.final_model, device="cpu")
-    from zoo.algos import ZooA2C
+    from zoo.algorithms.algos import ZooA2C
 
     resumed = ZooA2C.load(run.final_model, device="cpu")
     resumed.set_logger(configure(None, []))
@@ -296,7 +296,7 @@ def test_epsilon_in_episodes(tmp_path: Path) -> None:
     )
     run = start_run(tmp_path, config, "cpu", ["train"])
     train(config, run, TrainOptions(device="cpu"))
-    from zoo.algos import ZooDQN
+    from zoo.algorithms.algos import ZooDQN
 
     model = ZooDQN.load(run.final_model, device="cpu")
     assert model._episode_num > 5

@@ -21,15 +21,15 @@ import torch as th
 from optuna.trial import TrialState
 
 from tests.conftest import REPO
+from zoo.algorithms.model_loading import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
 from zoo.cli import build_parser
 from zoo.commands.options import config_choice
-from zoo.config import build_config
-from zoo.config_choice import ConfigChoice
-from zoo.envs import make_vec_env_for
-from zoo.errors import UserError
-from zoo.evaluation import EvaluationResult
-from zoo.model_loading import load_algorithm  # noqa: F401  (registers zoo's algos for SB3 loading)
-from zoo.train import build_model
+from zoo.config.choice import ConfigChoice
+from zoo.config.config import build_config
+from zoo.core.errors import UserError
+from zoo.envs.stack import make_vec_env_for
+from zoo.runs.evaluation import EvaluationResult
+from zoo.training.train import build_model
 from zoo.tune import (
     StudyStorage,
     TrialReporter,

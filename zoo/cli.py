@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from zoo import __version__
 from zoo.commands import COMMANDS
-from zoo.commands.common import EXIT_USER_ERROR, Parser, one_line
+from zoo.commands.common import EXIT_USER_ERROR, Parser
+from zoo.core.errors import one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,19 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from zoo.errors import UserError
-    from zoo.threads import prefer_sleeping_openmp_threads
+    from zoo.core.errors import UserError
+    from zoo.core.threads import prefer_sleeping_openmp_threads
 
     prefer_sleeping_openmp_threads()  # before any command imports PyTorch
 
     args = build_parser().parse_args(argv)
     # After parsing: interrupts imports SB3, which `zoo --help` does without.
-    from zoo.interrupts import exit_code_of, own_stop_signals
+    from zoo.core.interrupts import exit_code_of, own_stop_signals
 
     own_stop_signals()
     try:
         if getattr(args, "gym_packages", None):
-            from zoo.gym_packages import import_gym_packages
+            from zoo.envs.gym_packages import import_gym_packages
 
             import_gym_packages(args.gym_packages)  # before any env id is resolved
         return int(args.handler(args))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
 from zoo.commands.options import GYM_PACKAGES
-from zoo.names import BENCHMARK_SUITES
-from zoo.schema import SCHEMAS
+from zoo.schema.keys import SCHEMAS
+from zoo.schema.names import BENCHMARK_SUITES
 
 DEFAULT_EVAL_GAMES = 30
 
@@ -82,7 +82,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.benchmark import (
+    from zoo.core.errors import UserError
+    from zoo.results.benchmark import (
         Grid,
         claim_grid_dir,
         default_grid_name,
@@ -90,9 +91,8 @@ def run(args: argparse.Namespace) -> int:
         run_cells,
         select_cells,
     )
-    from zoo.benchmark_report import write_results
-    from zoo.errors import UserError
-    from zoo.train import resolve_device
+    from zoo.results.benchmark_report import write_results
+    from zoo.training.train import resolve_device
 
     if args.eval_games is not None and args.eval_games < 1:
         raise UserError("--eval-games must be at least 1 (whole games per final evaluation)")
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | None, int]:
     """(algos, envs, preset, final evaluation games): the options', or a suite's protocol."""
-    from zoo.errors import UserError
+    from zoo.core.errors import UserError
 
     if args.suite is None:
         if args.games or args.rows is not None:
@@ -163,8 +163,8 @@ def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | 
         if not args.algos or not args.envs:
             raise UserError("give --algos and --envs (or --suite atari100k)")
         return args.algos, args.envs, args.preset, args.eval_games or DEFAULT_EVAL_GAMES
-    from zoo import atari100k
-    from zoo.config import preset_algo
+    from zoo.config.config import preset_algo
+    from zoo.results import atari100k
 
     given = [option for option, value in (("--algos", args.algos), ("--envs", args.envs)) if value]
     if given:
@@ -184,8 +184,8 @@ def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | 
 def _suite_table(grid_dir: Path | None, rows_dir: Path | None) -> Path:
     """Keep each evaluated cell's row in `rows_dir` (once), then write atari100k.md of every
     row: those kept there and the grid's own; returns the table's path."""
-    from zoo import atari100k
-    from zoo.atomic import atomic_write_text
+    from zoo.core.atomic import atomic_write_text
+    from zoo.results import atari100k
 
     kept = atari100k.read_rows(rows_dir) if rows_dir is not None and rows_dir.is_dir() else []
     fresh = []

@@ -7,19 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from zoo.core.errors import one_line
+
 EXIT_USER_ERROR = 2
-
-
-# An error message echoes what the user gave: long values are cut so it stays one line.
-MAX_MESSAGE_CHARS = 600
-
-
-def one_line(message: str) -> str:
-    """The message on one line, at most MAX_MESSAGE_CHARS long."""
-    flat = " ".join(message.split())
-    if len(flat) <= MAX_MESSAGE_CHARS:
-        return flat
-    return f"{flat[: MAX_MESSAGE_CHARS - 40]} ... ({len(flat) - MAX_MESSAGE_CHARS + 40:,} more characters)"
 
 
 def log_dir(text: str) -> Path:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from zoo.commands.common import Parser, Subparsers, log_dir
 from zoo.commands.options import GYM_PACKAGES
-from zoo.schema import SCHEMAS
+from zoo.schema.keys import SCHEMAS
 
 if TYPE_CHECKING:
-    from zoo.enjoy import ChosenModel
-    from zoo.runs import Run
+    from zoo.results.enjoy import ChosenModel
+    from zoo.runs.folders import Run
 
 
 def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
@@ -50,8 +50,14 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.enjoy import check_record_target, choose_model, display_available, play, summary
-    from zoo.errors import UserError
+    from zoo.core.errors import UserError
+    from zoo.results.enjoy import (
+        check_record_target,
+        choose_model,
+        display_available,
+        play,
+        summary,
+    )
 
     if args.episodes < 1:
         raise UserError(f"--episodes {args.episodes}: give 1 or more games")
@@ -97,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 def _check_run_matches(args: argparse.Namespace, run: Run, option: str | None = None) -> None:
     """--algo and --env given with --run, --pretrained or --model FILE.zip (`option`) must
     be the run's own, not ignored."""
-    from zoo.envs import resolve_env
-    from zoo.errors import UserError
+    from zoo.core.errors import UserError
+    from zoo.envs.stack import resolve_env
 
     info = run.read_info()
     what = "the shipped agent" if args.pretrained is not None else str(run.path)
@@ -114,9 +120,9 @@ def _check_run_matches(args: argparse.Namespace, run: Run, option: str | None = 
 
 
 def _run_to_enjoy(args: argparse.Namespace) -> Run:
-    from zoo.enjoy import choose_model
-    from zoo.errors import UserError
-    from zoo.runs import find_run, open_run
+    from zoo.core.errors import UserError
+    from zoo.results.enjoy import choose_model
+    from zoo.runs.folders import find_run, open_run
 
     if args.run is not None:
         return open_run(args.run)
@@ -130,8 +136,8 @@ def _run_to_enjoy(args: argparse.Namespace) -> Run:
 
 def _given_model(args: argparse.Namespace) -> ChosenModel | None:
     """--model FILE.zip; None for --model best/final/checkpoint or no --model."""
-    from zoo.enjoy import MODEL_CHOICES, given_model
-    from zoo.errors import UserError
+    from zoo.core.errors import UserError
+    from zoo.results.enjoy import MODEL_CHOICES, given_model
 
     if args.model is None or args.model in MODEL_CHOICES:
         return None
@@ -145,12 +151,12 @@ def _given_model(args: argparse.Namespace) -> ChosenModel | None:
 def _shipped_model(args: argparse.Namespace) -> ChosenModel | None:
     """The shipped agent asked for with --pretrained, or the one of --algo/--env when the
     log folder has no run of them; None when a run of the user's is to play."""
-    from zoo.enjoy import ChosenModel
-    from zoo.envs import resolve_env
-    from zoo.errors import UserError
-    from zoo.pretrained import read_card, shipped_agent, shipped_agent_for
-    from zoo.report import game_of
-    from zoo.runs import numbered_runs
+    from zoo.core.errors import UserError
+    from zoo.envs.stack import resolve_env
+    from zoo.results.enjoy import ChosenModel
+    from zoo.results.pretrained import read_card, shipped_agent, shipped_agent_for
+    from zoo.results.report import game_of
+    from zoo.runs.folders import numbered_runs
 
     if args.pretrained is not None:
         if args.run is not None or args.exp_id is not None or args.model is not None:

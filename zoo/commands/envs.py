@@ -12,7 +12,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.envs import atari_game_names
+    from zoo.envs.stack import atari_game_names
 
     names = atari_game_names()
     width = max(map(len, names)) + 2

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.config_choice import ConfigChoice
-from zoo.schema import SCHEMAS, TOOLKIT_FIELDS
+from zoo.config.choice import ConfigChoice
+from zoo.schema.keys import SCHEMAS, TOOLKIT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Option:
 
 
 def hyperparameter_option(key: str, with_resume: bool = False) -> Option:
-    """The option of a key whose declaration (zoo/schema.py) has a flag, as declared there."""
+    """The option of a key whose declaration (zoo/schema/keys.py) has a flag, as declared there."""
     spec = TOOLKIT_FIELDS[key]
     flag = spec.flag
     if flag is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir
 from zoo.commands.options import GYM_PACKAGES
-from zoo.names import PLOT_PANELS, PLOT_X_AXES
-from zoo.schema import SCHEMAS
+from zoo.schema.keys import SCHEMAS
+from zoo.schema.names import PLOT_PANELS, PLOT_X_AXES
 
 
 def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
@@ -44,9 +44,9 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.errors import UserError
-    from zoo.plot import PlotOptions, draw, load_run_curves
-    from zoo.runs import find_run, numbered_runs, open_run, runs_found
+    from zoo.core.errors import UserError
+    from zoo.results.plot import PlotOptions, draw, load_run_curves
+    from zoo.runs.folders import find_run, numbered_runs, open_run, runs_found
 
     if args.window < 1 or not 200 <= args.width <= 8000 or not 200 <= args.height <= 8000:
         raise UserError("--window must be >= 1, --width and --height in [200, 8000] pixels")

@@ -33,8 +33,14 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.errors import UserError
-    from zoo.report import markdown, over_seeds, reference_table, run_scores, shipped_agent_scores
+    from zoo.core.errors import UserError
+    from zoo.results.report import (
+        markdown,
+        over_seeds,
+        reference_table,
+        run_scores,
+        shipped_agent_scores,
+    )
 
     if not args.log_dir.is_dir():
         raise UserError(f"{args.log_dir}: no such log folder; train a run first or give --log-dir")
@@ -46,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         episodes = args.episodes
 
         def evaluate(run_path: Path) -> tuple[list[float], str]:
-            from zoo.enjoy import choose_model, play
-            from zoo.runs import open_run
+            from zoo.results.enjoy import choose_model, play
+            from zoo.runs.folders import open_run
 
             try:
                 chosen = choose_model(open_run(run_path), None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers
 from zoo.commands.options import add_config_options, config_choice
-from zoo.hyperparameter_help import hyperparameter_epilog
+from zoo.schema.help import hyperparameter_epilog
 
 
 def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
@@ -39,8 +39,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.errors import UserError
-    from zoo.schedule_plot import draw
+    from zoo.core.errors import UserError
+    from zoo.results.schedule_plot import draw
 
     if not (100 <= args.width <= 10_000 and 100 <= args.height <= 10_000):
         raise UserError("--width and --height must be between 100 and 10000 pixels")

@@ -16,10 +16,10 @@ from zoo.commands.options import (
     config_choice,
     hyperparameter_option,
 )
-from zoo.hyperparameter_help import hyperparameter_epilog
+from zoo.schema.help import hyperparameter_epilog
 
 if TYPE_CHECKING:
-    from zoo.train import TrainResult
+    from zoo.training.train import TrainResult
 
 TRAIN_EPILOG = """\
 hyperparameters are merged in this order, later wins:
@@ -103,22 +103,22 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `zoo --help` stays fast.
-    from zoo.errors import UserError
-    from zoo.memory_admission import admit_replay_buffer
-    from zoo.resume import (
-        init_weights_file,
-        prepare_resume,
-        refuse_foreign_run,
-        without_random_phase,
-    )
-    from zoo.runs import (
+    from zoo.core.errors import UserError
+    from zoo.runs.folders import (
         discard_unstarted_run,
         missing_folders,
         open_run,
         start_run,
         training_lock,
     )
-    from zoo.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
+    from zoo.training.memory_admission import admit_replay_buffer
+    from zoo.training.resume import (
+        init_weights_file,
+        prepare_resume,
+        refuse_foreign_run,
+        without_random_phase,
+    )
+    from zoo.training.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
 
     say = printer(args.quiet)
     device = resolve_device(args.device)
@@ -191,7 +191,7 @@ def _report_training(result: TrainResult, say: Callable[[str], None]) -> int:
 
 def refuse_with_resume(args: argparse.Namespace) -> None:
     """--resume continues a run with its own saved config; nothing may change it."""
-    from zoo.errors import UserError
+    from zoo.core.errors import UserError
 
     declared = (*CONFIG_OPTIONS, *TRAIN_OPTIONS)
     given = [o.shown for o in declared if not o.with_resume and o.given(args)]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir
 from zoo.commands.options import add_config_options, config_choice
-from zoo.errors import EXIT_INTERRUPTED
-from zoo.hyperparameter_help import hyperparameter_epilog
+from zoo.core.errors import EXIT_INTERRUPTED
+from zoo.schema.help import hyperparameter_epilog
 
 TUNE_EPILOG = """\
 each trial is a short zoo train run (same config, envs, callbacks) in
@@ -103,8 +103,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.errors import UserError
-    from zoo.train import resolve_device
+    from zoo.core.errors import UserError
+    from zoo.training.train import resolve_device
     from zoo.tune import (
         TuneSettings,
         journal_path,

@@ -14,10 +14,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from zoo.atomic import atomic_write_text, write_atomically
-from zoo.config import Config, Layer, build_config
-from zoo.errors import UserError
-from zoo.yamlio import dump_yaml
+from zoo.config.config import Config, Layer, build_config
+from zoo.core.atomic import atomic_write_text, write_atomically
+from zoo.core.errors import UserError
+from zoo.core.yamlio import dump_yaml
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yml"

@@ -17,10 +17,10 @@ from typing import Any
 
 import optuna
 
-from zoo.config import shipped_hyperparams_file
-from zoo.errors import UserError
-from zoo.schema import SCHEDULE_KEYS, SCHEMAS, FieldError
-from zoo.yamlio import read_yaml_file
+from zoo.config.config import shipped_hyperparams_file
+from zoo.core.errors import UserError
+from zoo.core.yamlio import read_yaml_file
+from zoo.schema.keys import SCHEDULE_KEYS, SCHEMAS, FieldError
 
 DRAW_KINDS = ("int", "float", "choices", "value")
 DRAW_OPTIONS = ("log", "step", "scale", "trial_only")

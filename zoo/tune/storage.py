@@ -30,7 +30,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from zoo.errors import UserError
+from zoo.core.errors import UserError
 
 JOURNAL_FILE = "journal.log"
 # Bytes of a journal's first line read to tell a journal from another file.

@@ -27,13 +27,13 @@ import torch as th
 from optuna.trial import TrialState
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from zoo.config import Config, Layer
-from zoo.config_choice import ConfigChoice
-from zoo.errors import UserError
-from zoo.evaluation import EvaluationResult
-from zoo.gym_packages import import_gym_packages
-from zoo.runs import Run, write_run_files
-from zoo.train import TrainOptions, train
+from zoo.config.choice import ConfigChoice
+from zoo.config.config import Config, Layer
+from zoo.core.errors import UserError
+from zoo.envs.gym_packages import import_gym_packages
+from zoo.runs.evaluation import EvaluationResult
+from zoo.runs.folders import Run, write_run_files
+from zoo.training.train import TrainOptions, train
 from zoo.tune.sampler import TrialSeededSampler
 from zoo.tune.search_space import SearchSpace, load_search_space
 from zoo.tune.storage import (

@@ -1,0 +1,690 @@
+"""The hyperparameter schema: every key zoo accepts, each declared once.
+
+A `Field` holds all of one key's facts: its checker (with what it accepts, in words), help
+text, defaults (for every env, Atari games, Atari pixel games), the names it had before and,
+where it has one, its command-line flag. YAML validation, the defaults of a resolved config,
+the flags of `zoo train`, `tune` and `schedule`, their `--help` and docs/HYPERPARAMETERS.md
+all come from here. Algorithm keys take their defaults from the algorithm's constructor
+(SB3's facts, read by `names.constructor_defaults`), then from hyperparams/<algo>.yml.
+
+A check returns its value normalised (an integral float such as `1e7` becomes an int); a bad
+value raises `FieldError` with a message that `config.py` prefixes with the file, section and
+key it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from zoo.schema import names
+from zoo.schema.schedules import ScheduleError, build_schedule
+
+
+class FieldError(ValueError):
+    """A value that does not fit its field; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A value checker and what it accepts, in words, for --help and the key table."""
+
+    function: Callable[[Any], Any]
+    accepts: str
+    # The entries of a nested mapping (policy_kwargs), each a key of its own.
+    entries: Mapping[str, Field] = field(default_factory=dict)
+    is_schedule: bool = False
+
+    def __call__(self, value: Any) -> Any:
+        return self.function(value)
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+# A default that a declaration leaves out (None is a default: "zoo chooses", "never").
+NO_DEFAULT: Any = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line option that sets one key, e.g. `-n/--timesteps` for n_timesteps."""
+
+    options: tuple[str, ...]
+    type: Callable[[str], Any] = int
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        """The options as error messages name them: `-n/--timesteps`."""
+        return "/".join(self.options)
+
+    @property
+    def dest(self) -> str:
+        """argparse's attribute for the value: the first long option, as a name."""
+        long = next(option for option in self.options if option.startswith("--"))
+        return long[2:].replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One hyperparameter, declared once: checker, help and, where it has them, defaults,
+    old names and a command-line flag."""
+
+    check: Check
+    help: str
+    default: Any = NO_DEFAULT  # every resolved config carries it
+    atari: Any = NO_DEFAULT  # for Atari games, pixels and RAM
+    atari_pixels: Any = NO_DEFAULT  # for Atari pixel games
+    default_text: str = ""  # a default chosen when the config is built, in words
+    flag: Flag | None = None
+    renamed_from: tuple[str, ...] = ()  # old names, still accepted with a note
+
+    def default_for(self, env_kind: str) -> Any:
+        """The declared default for an env of `env_kind` (EnvSpec.kind), or NO_DEFAULT."""
+        if env_kind == "atari" and self.atari_pixels is not NO_DEFAULT:
+            return self.atari_pixels
+        if env_kind != "other" and self.atari is not NO_DEFAULT:
+            return self.atari
+        return self.default
+
+    def default_words(self) -> str:
+        """The declared defaults as --help and the key table show them ("" if none)."""
+        if self.default_text:
+            return self.default_text
+        parts = [] if self.default is NO_DEFAULT else [_yaml_text(self.default)]
+        for label, value in (("Atari", self.atari), ("Atari pixels", self.atari_pixels)):
+            if value is not NO_DEFAULT:
+                parts.append(f"{label}: {_yaml_text(value)}")
+        return "; ".join(parts)
+
+
+def _yaml_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+# No count in a config comes near this (10^12 agent steps are years of emulation): a larger
+# one is a slip such as 1e30, and would overflow the int64 counters of numpy and PyTorch.
+MAX_INTEGER = 10**12
+
+
+def integer(low: int | None = None, high: int | None = None, allow: tuple[int, ...] = ()) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(f"expected an integer, got {_describe(value)}")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise FieldError(f"expected an integer, got {value!r}")
+        number = int(value)
+        if number in allow:
+            return number
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise FieldError(f"must be {_range_text(low, high, allow)}, got {number}")
+        if number > MAX_INTEGER:
+            raise FieldError(f"must be at most 1e12 (more than any run needs), got {number:.3g}")
+        return number
+
+    return Check(check, f"integer {_range_text(low, high, allow)}".strip())
+
+
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+) -> Check:
+    lower = None if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+    upper = None if high is None else f"<= {high:g}"
+    bounds = " and ".join(b for b in (lower, upper) if b)
+
+    def check(value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(f"expected a number, got {_describe(value)}")
+        result = float(value)
+        too_low = low is not None and (result <= low if low_open else result < low)
+        too_high = high is not None and result > high
+        if not math.isfinite(result) or too_low or too_high:
+            raise FieldError(f"must be a finite number {bounds}, got {value!r}".replace("  ", " "))
+        return result
+
+    return Check(check, f"number {bounds}".strip() + (", or null" if optional else ""))
+
+
+def _range_text(low: int | None, high: int | None, allow: tuple[int, ...]) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f">= {low}")
+    if high is not None:
+        parts.append(f"<= {high}")
+    text = " and ".join(parts)
+    return f"{text} (or {', '.join(map(str, allow))})" if allow else text
+
+
+def schedule(
+    low: float,
+    high: float | None = None,
+    exploration: bool = False,
+    rising: bool = False,
+    start_above_low: bool = False,
+) -> Check:
+    """A number or a schedule spec (see zoo/schema/schedules.py) whose values lie in [low, high].
+
+    A constant learning rate must be > 0; a decay may end at 0. `rising`: the schedule goes
+    up instead (prioritized replay's beta, which may be 0: no importance correction).
+    `start_above_low`: the step-0 value must be > low too (SB3 refuses a clip_range_vf of 0).
+    """
+
+    def check(value: Any) -> Any:
+        try:
+            built = build_schedule(value, total_steps=1, exploration=exploration, rising=rising)
+        except ScheduleError as error:
+            raise FieldError(str(error)) from None
+        if built.kind == "constant" and not (exploration or rising) and built.initial <= low:
+            raise FieldError(f"must be > {low:g}, got {built.initial:g}")
+        if start_above_low and built.value(0) <= low:
+            raise FieldError(f"must start above {low:g}, got {built.value(0):g} at step 0")
+        if built.kind == "constant":
+            values = [built.initial]
+        elif built.kind == "piecewise":
+            values = [v for _, v in built.points]
+        else:
+            values = [built.initial, built.final]
+        out_of_range = [v for v in values if v < low or (high is not None and v > high)]
+        if out_of_range:
+            upper = f" and <= {high:g}" if high is not None else ""
+            raise FieldError(f"schedule values must be >= {low:g}{upper}, got {out_of_range[0]:g}")
+        return dict(value) if isinstance(value, dict) else float(value)
+
+    within = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+    return Check(check, f"number or schedule, values {within}", is_schedule=True)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+boolean = Check(_boolean, "true or false")
+
+
+def choice(options: tuple[str, ...] | Mapping[str, Any], optional: bool = False) -> Check:
+    names = tuple(options)
+
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if value not in names:
+            raise FieldError(f"expected one of {', '.join(names)}, got {value!r}")
+        return str(value)
+
+    return Check(check, f"one of {', '.join(names)}" + (", or null" if optional else ""))
+
+
+def optional(inner: Check) -> Check:
+    """`inner`, or null (zoo chooses)."""
+
+    def check_optional(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return Check(check_optional, f"{inner.accepts}, or null", is_schedule=inner.is_schedule)
+
+
+# `sb3` names the standard SB3 stack in this process, i.e. dummy.
+VEC_ENV_ALIASES: Mapping[str, str] = {
+    "ale": "ale",
+    "sb3": "dummy",
+    "dummy": "dummy",
+    "subproc": "subproc",
+}
+
+
+def _vec_env(value: Any) -> str:
+    if value not in VEC_ENV_ALIASES:
+        raise FieldError(f"expected one of {', '.join(VEC_ENV_ALIASES)}, got {value!r}")
+    return VEC_ENV_ALIASES[value]
+
+
+vec_env = Check(_vec_env, f"one of {', '.join(VEC_ENV_ALIASES)}")
+
+
+def _int_list(value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise FieldError(
+            f"expected a non-empty list of layer sizes such as [64, 64], got {_describe(value)}"
+        )
+    return [integer(low=1)(item) for item in value]
+
+
+def _net_arch(value: Any) -> list[int] | dict[str, list[int]]:
+    """A list of layer sizes, or for actor-critic `{pi: [...], vf: [...]}`."""
+    if isinstance(value, dict):
+        unknown = set(value) - {"pi", "vf"}
+        if unknown:
+            raise FieldError(f"net_arch mapping takes keys pi and vf, got {sorted(unknown)}")
+        return {key: _int_list(sizes) for key, sizes in value.items()}
+    return _int_list(value)
+
+
+net_arch = Check(_net_arch, "list of layer sizes, or {pi: [...], vf: [...]}")
+
+
+def _train_freq(value: Any) -> int | list[Any]:
+    """`4` (steps) or `[4, step]` / `[1, episode]` as SB3 accepts."""
+    if isinstance(value, list):
+        if len(value) != 2 or value[1] not in ("step", "episode"):
+            raise FieldError(f"expected an integer or [N, step|episode], got {value!r}")
+        return [integer(low=1)(value[0]), value[1]]
+    return integer(low=1)(value)
+
+
+train_freq = Check(_train_freq, "integer >= 1, or [N, step|episode]")
+
+
+def _scalar_mapping(value: Any) -> dict[str, Any]:
+    """A mapping of names to plain YAML scalars (numbers, booleans, strings, lists of them)."""
+    if not isinstance(value, dict):
+        raise FieldError(f"expected a mapping, got {_describe(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise FieldError(f"keys must be names, got {key!r}")
+        if isinstance(item, dict):
+            _scalar_mapping(item)
+    return dict(value)
+
+
+scalar_mapping = Check(_scalar_mapping, "mapping")
+
+
+def nested(fields: Mapping[str, Field]) -> Check:
+    """A mapping with its own schema (policy_kwargs); unknown keys are errors."""
+
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise FieldError(f"expected a mapping, got {_describe(value)}")
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in fields:
+                raise FieldError(f"unknown entry {key!r}; valid entries: {', '.join(fields)}")
+            if item is None:
+                result[key] = None  # null means "SB3's default"
+                continue
+            try:
+                result[key] = fields[key].check(item)
+            except FieldError as error:
+                raise FieldError(f"{key}: {error}") from None
+        return result
+
+    return Check(check, "mapping of the entries below", entries=fields)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """All keys one algorithm accepts: toolkit keys (env, run) and algorithm keyword arguments."""
+
+    toolkit: Mapping[str, Field]
+    algorithm: Mapping[str, Field]
+    # Keys other algorithms take that make no sense here, with the reason.
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> dict[str, Field]:
+        return {**self.toolkit, **self.algorithm}
+
+
+# A game lasts at most 30 minutes of emulator time (60 frames a second), as in the papers.
+MAX_GAME_FRAMES = 108_000
+
+
+TOOLKIT_FIELDS: Mapping[str, Field] = {
+    "n_timesteps": Field(
+        integer(low=1),
+        "total agent steps to train",
+        default=100_000,
+        flag=Flag(("-n", "--timesteps"), metavar="N"),
+    ),
+    "policy": Field(choice(names.POLICIES), "SB3 policy name", default="MlpPolicy"),
+    "seed": Field(
+        integer(low=0, high=2**32 - 1),
+        "random seed of envs, torch and numpy",
+        default_text="drawn at random and saved in config.yml",
+        flag=Flag(("--seed",)),
+    ),
+    "n_envs": Field(
+        integer(low=1, high=1024),
+        "number of parallel envs",
+        default=1,
+        flag=Flag(("--n-envs",), metavar="N"),
+    ),
+    "vec_env": Field(
+        vec_env,
+        "env backend. ale: Atari pixel games in ale-py's C++ threads (the default where "
+        "ale-py has it); sb3 or dummy: SB3's wrappers in this process; subproc: one process each",
+        default="dummy",
+        atari_pixels="ale",
+        flag=Flag(("--vec-env",), type=str, choices=tuple(VEC_ENV_ALIASES)),
+    ),
+    "torch_threads": Field(
+        optional(integer(low=1, high=1024)),
+        "PyTorch CPU threads (null: zoo's choice)",
+        default=None,
+    ),
+    "env_threads": Field(
+        optional(integer(low=1, high=1024)),
+        "C++ threads of vec_env ale (null: zoo's choice)",
+        default=None,
+    ),
+    "frame_stack": Field(
+        integer(low=1, high=64),
+        "observations stacked (4 pixel frames, 3 RAM windows)",
+        default=1,
+    ),
+    "noop_max": Field(
+        integer(low=0, high=1000),
+        "at most this many no-op frames at the start of a game",
+        atari=30,
+    ),
+    "frame_skip": Field(
+        integer(low=1, high=16), "agent acts every N frames (max over the last two)", atari=4
+    ),
+    "screen_size": Field(integer(low=8, high=512), "side of the square grayscale frame", atari=84),
+    "terminal_on_life_loss": Field(boolean, "a lost life ends a training episode", atari=True),
+    "clip_reward": Field(boolean, "train on the sign of the reward", atari=True),
+    "env_kwargs": Field(scalar_mapping, "extra keyword arguments for gymnasium.make"),
+    "stop_at_training_score": Field(
+        number(optional=True),
+        "stop once the last 100 training games average this score (null: never)",
+        default=None,
+        renamed_from=("stop_at_mean_score",),
+    ),
+    "log_freq": Field(
+        integer(low=1), "agent steps between rows of logged training metrics", default=1000
+    ),
+    "save_freq": Field(
+        integer(low=0),
+        "agent steps between checkpoints (0: only at the end)",
+        default=100_000,
+        flag=Flag(("--save-freq",), metavar="N"),
+    ),
+    "keep_checkpoints": Field(integer(low=1, high=1000), "complete checkpoints kept", default=3),
+    "save_replay_buffer": Field(
+        boolean, "checkpoints include the replay buffer (large)", default=False
+    ),
+    "eval_freq": Field(
+        integer(low=0),
+        "agent steps between evaluations (0: never; Atari: every 1M frames)",
+        default=10_000,
+        atari=250_000,
+    ),
+    "eval_episodes": Field(integer(low=1, high=10_000), "full games per evaluation", default=10),
+    "eval_epsilon": Field(
+        number(low=0, high=1), "random-action probability while evaluating", default=0.0
+    ),
+    "eval_actions": Field(
+        choice(("greedy", "sampled")),
+        "evaluation actions: greedy, or sampled from the policy (a2c, ppo; the SB3 benchmark's "
+        "way)",
+        default="greedy",
+    ),
+    "eval_max_frames": Field(
+        integer(low=1),
+        f"cap on one evaluation game, in emulator frames ({MAX_GAME_FRAMES} = 30 minutes)",
+        default=MAX_GAME_FRAMES,
+    ),
+    "stop_at_eval_score": Field(
+        number(optional=True),
+        "stop once an evaluation's mean full-game score reaches this (null: never)",
+        default=None,
+        flag=Flag(("--stop-at-eval-score", "--stop-at-reward"), type=float, metavar="X"),
+        renamed_from=("stop_at_reward",),
+    ),
+}
+
+_COMMON_POLICY_KWARGS: Mapping[str, Field] = {
+    "net_arch": Field(net_arch, "hidden layer sizes (pi and vf: the actor's and the critic's)"),
+    "activation_fn": Field(choice(names.ACTIVATIONS), "activation between layers"),
+    "optimizer_class": Field(choice(names.OPTIMIZERS), "optimizer of the networks"),
+    "optimizer_kwargs": Field(
+        scalar_mapping, "extra optimizer arguments (eps, alpha, ...; not lr: set learning_rate)"
+    ),
+    "features_extractor_class": Field(
+        choice(names.FEATURES_EXTRACTORS), "network that turns observations into features"
+    ),
+    "features_extractor_kwargs": Field(scalar_mapping, "arguments of the features extractor"),
+    "normalize_images": Field(boolean, "divide pixel values by 255 before the network"),
+}
+
+_ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
+    **_COMMON_POLICY_KWARGS,
+    "ortho_init": Field(boolean, "orthogonal initialisation of the weights"),
+    "share_features_extractor": Field(boolean, "actor and critic share one features extractor"),
+    "log_std_init": Field(number(), "initial log standard deviation (continuous actions)"),
+}
+
+_CHANNELS_LAST = Field(
+    boolean, "convolution weights stored channels-last: faster CPU convolutions, same network"
+)
+
+_FUSED_ADAM = Field(
+    boolean,
+    "Adam and AdamW step in one fused kernel: the same update, faster; SB3's optimizer "
+    "settings are kept",
+)
+
+_Q_LEARNING_FIELDS: Mapping[str, Field] = {
+    "channels_last": _CHANNELS_LAST,
+    "fused_adam": _FUSED_ADAM,
+    "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+    "buffer_size": Field(integer(low=1), "replay buffer capacity in transitions"),
+    "learning_starts": Field(integer(low=0), "steps of random play before learning"),
+    "random_warmup": Field(
+        boolean, "act at random until learning_starts (false: the policy acts, for warm starts)"
+    ),
+    "batch_size": Field(integer(low=1), "transitions per gradient step"),
+    "tau": Field(number(low=0, high=1, low_open=True), "soft target update coefficient (1 = hard)"),
+    "gamma": Field(number(low=0, high=1), "discount factor"),
+    "train_freq": Field(train_freq, "a gradient phase every N steps"),
+    "gradient_steps": Field(
+        integer(low=1, allow=(-1,)), "gradient steps per phase (-1: as many as env steps)"
+    ),
+    "n_steps": Field(integer(low=1, high=1000), "n-step return length"),
+    "target_update_interval": Field(integer(low=1), "steps between target network updates"),
+    "exploration_fraction": Field(
+        number(low=0, high=1), "share of training over which epsilon anneals"
+    ),
+    "exploration_initial_eps": Field(number(low=0, high=1), "epsilon at the start"),
+    "exploration_final_eps": Field(number(low=0, high=1), "epsilon after annealing"),
+    "exploration": Field(
+        schedule(low=0, high=1, exploration=True),
+        "epsilon schedule (replaces the three exploration_* keys)",
+    ),
+    "replay_buffer": Field(
+        choice(names.REPLAY_BUFFERS),
+        "frames: each pixel frame stored once, stacks rebuilt when sampled (Atari pixel games); "
+        "sb3: SB3's buffer, two whole stacks per transition",
+    ),
+    "optimize_memory_usage": Field(
+        boolean, "SB3's buffer keeps each stack once, not twice (replay_buffer: sb3, n_steps: 1)"
+    ),
+    "frame_store": Field(
+        choice(names.FRAME_STORES),
+        "where the frame buffer keeps its frames: host (main memory) or device (beside the "
+        "network, e.g. in GPU memory: batches are gathered there, not copied from the host)",
+    ),
+    "prioritized_replay": Field(
+        boolean,
+        "draw transitions by priority |TD error| + priority_epsilon, proportional "
+        "(Schaul et al. 2016); needs replay_buffer: frames",
+    ),
+    "priority_alpha": Field(
+        number(low=0, high=1), "prioritized replay: P(i) ~ priority^alpha (0: uniform)"
+    ),
+    "priority_beta": Field(
+        schedule(low=0, high=1, rising=True),
+        "prioritized replay: importance-weight exponent, a number or a schedule of the "
+        "global step (default 0.4 -> 1 over the run)",
+    ),
+    "priority_epsilon": Field(
+        number(low=0, low_open=True), "prioritized replay: added to every |TD error|"
+    ),
+    "replay_buffer_kwargs": Field(scalar_mapping, "extra ReplayBuffer arguments"),
+    "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+    "double_q": Field(
+        boolean, "Double DQN: the online network picks the next action, the target net values it"
+    ),
+    "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
+    "network": Field(
+        choice(names.Q_NETWORKS, optional=True),
+        "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
+    ),
+    "augmentation": Field(
+        choice(names.AUGMENTATIONS, optional=True),
+        "augment sampled pixel observations in each update: random_shift (DrQ: +-4 pixels, "
+        "border repeated) or random_shift_intensity (Dopamine's DrQ(eps): shift, then scale by "
+        "1 + 0.05 x clipped noise); null: none",
+    ),
+}
+
+
+def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dict[str, Field]:
+    """The keys of an SB3 on-policy actor-critic (A2C, PPO): the shared ones around the
+    algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
+    return {
+        "channels_last": _CHANNELS_LAST,
+        "fused_adam": _FUSED_ADAM,
+        "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
+        **rollout,
+        "gamma": Field(number(low=0, high=1), "discount factor"),
+        "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
+        "ent_coef": Field(number(low=0), "entropy bonus weight"),
+        "vf_coef": Field(number(low=0), "value loss weight"),
+        "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
+        **own,
+        "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
+        "policy_kwargs": Field(
+            nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
+        ),
+    }
+
+
+# Keys of the replay-based algorithms that an on-policy one refuses with a reason.
+_ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
+    {"augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)"}
+)
+
+SCHEMAS: Mapping[str, Schema] = {
+    "dqn": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "loss": Field(choice(names.LOSSES), "TD loss: huber (error clipping) or mse"),
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
+            "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
+        },
+    ),
+    "a2c": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(
+                    integer(low=1, high=100_000),
+                    "rollout length per env (the n of n-step returns)",
+                ),
+            },
+            own={
+                "rms_prop_eps": Field(
+                    number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
+                ),
+                "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
+                "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
+            },
+        ),
+        not_applicable=_ON_POLICY_NOT_APPLICABLE,
+    ),
+    "ppo": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm=_actor_critic(
+            rollout={
+                "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
+                "batch_size": Field(
+                    integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
+                ),
+                "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
+                "clip_range": Field(
+                    schedule(low=0, high=1),
+                    "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
+                ),
+                "clip_range_vf": Field(
+                    optional(schedule(low=0, start_above_low=True)),
+                    "value change clipped to +-c: a number or a schedule (null: no clipping; "
+                    "depends on the reward scale)",
+                ),
+                "target_kl": Field(
+                    number(low=0, low_open=True, optional=True),
+                    "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
+                ),
+            },
+            own={"normalize_advantage": Field(boolean, "normalise advantages per minibatch")},
+        ),
+        not_applicable=_ON_POLICY_NOT_APPLICABLE,
+    ),
+    "qrdqn": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
+            "policy_kwargs": Field(
+                nested(
+                    {
+                        **_COMMON_POLICY_KWARGS,
+                        "n_quantiles": Field(integer(low=1, high=1000), "quantiles per action"),
+                    }
+                ),
+                "network and optimizer settings",
+            ),
+        },
+        not_applicable=MappingProxyType(
+            {"loss": "QR-DQN always minimises the quantile Huber loss of its paper"}
+        ),
+    ),
+}
+
+
+def toolkit_defaults(env_kind: str) -> dict[str, Any]:
+    """The declared defaults of the toolkit keys for an env of `env_kind` (EnvSpec.kind)."""
+    defaults = {key: spec.default_for(env_kind) for key, spec in TOOLKIT_FIELDS.items()}
+    return {key: value for key, value in defaults.items() if value is not NO_DEFAULT}
+
+
+def _all_fields() -> dict[str, Field]:
+    return {key: spec for schema in SCHEMAS.values() for key, spec in schema.fields.items()}
+
+
+# Old key -> its name now, from the declarations' `renamed_from`.
+RENAMED_KEYS: Mapping[str, str] = MappingProxyType(
+    {old: key for key, spec in _all_fields().items() for old in spec.renamed_from}
+)
+
+# Keys whose value may be a schedule; a `type` in a mapping value replaces the whole schedule.
+SCHEDULE_KEYS: tuple[str, ...] = tuple(
+    key for key, spec in _all_fields().items() if spec.check.is_schedule
+)
