@@ -170,6 +170,22 @@ def test_shipped_agents_load_as_sb3_loads_them() -> None:
         _assert_loads_as_sb3_does(folder / "final_model.zip")
 
 
+def test_zips_saved_under_the_former_module_paths_still_load() -> None:
+    """The shipped DQN zip was saved when zoo's modules were flat (zoo.q_networks,
+    zoo.frame_buffer, zoo.schedules): SB3's loader and zoo's both rebuild its classes."""
+    path = shipped_agents()["drq_eps-Breakout"] / "final_model.zip"
+    data = zipfile.ZipFile(path).read("data").decode()
+    pickled = b"".join(
+        base64.b64decode(entry[":serialized:"])
+        for entry in json.loads(data).values()
+        if isinstance(entry, dict) and ":serialized:" in entry
+    )
+    assert b"zoo.q_networks" in pickled and b"zoo.frame_buffer" in pickled
+    model = _assert_loads_as_sb3_does(path)
+    assert type(model.policy).__module__ == "zoo.algorithms.q_networks"
+    assert model.replay_buffer_class.__module__ == "zoo.replay.frame_buffer"
+
+
 def test_rl_zoo3_and_sb3_zips_load_as_sb3_loads_them(tmp_path: Path) -> None:
     models: dict[str, BaseAlgorithm] = {
         "dqn": DQN("MlpPolicy", "CartPole-v1", learning_starts=10, device="cpu"),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from zoo.envs.stack import game_of
 from zoo.results.aggregates import interval_estimates
 from zoo.results.report import (
     RunScore,
-    game_of,
     human_normalized,
     markdown,
     over_seeds,

@@ -152,10 +152,9 @@ def _shipped_model(args: argparse.Namespace) -> ChosenModel | None:
     """The shipped agent asked for with --pretrained, or the one of --algo/--env when the
     log folder has no run of them; None when a run of the user's is to play."""
     from zoo.core.errors import UserError
-    from zoo.envs.stack import resolve_env
+    from zoo.envs.stack import game_of, resolve_env
     from zoo.results.enjoy import ChosenModel
     from zoo.results.pretrained import read_card, shipped_agent, shipped_agent_for
-    from zoo.results.report import game_of
     from zoo.runs.folders import numbered_runs
 
     if args.pretrained is not None:

@@ -425,3 +425,11 @@ def _ram_wrapper(settings: EnvSettings) -> Callable[[gym.Env], gym.Env]:
         return env
 
     return wrap
+
+
+def game_of(env_name: str) -> str:
+    """BreakoutNoFrameskip-v4, ALE/Breakout-v5, Breakout-ramNoFrameskip-v4 -> Breakout."""
+    name = env_name.split("/")[-1]
+    name = name.replace("-ram", "")
+    name = re.sub(r"(NoFrameskip)?-v\d+$", "", name)
+    return name

@@ -145,9 +145,9 @@ def grid_rows(grid_dir: Path) -> Iterator[tuple[dict[str, Any], Callable[[Path],
     """(row, keep) of each evaluated cell of a suite's grid; keep(rows_dir) writes the row
     there unless the cell's row is kept there already, and says whether it wrote it."""
     from zoo.core.yamlio import read_yaml_file
+    from zoo.envs.stack import game_of
     from zoo.results.benchmark import GRID_FILE, read_cell_info, update_cell_info
     from zoo.results.enjoy import run_config
-    from zoo.results.report import game_of
     from zoo.runs.folders import Run
 
     grid = read_yaml_file(grid_dir / GRID_FILE, what="benchmark grid file")

@@ -19,9 +19,10 @@ import numpy as np
 
 from zoo.core.atomic import atomic_write_text
 from zoo.core.yamlio import read_yaml_file
+from zoo.envs.stack import game_of
 from zoo.results.aggregates import AGGREGATES, interval_estimates
 from zoo.results.benchmark import evaluation_modes, read_cell_info
-from zoo.results.report import game_of, human_normalized, reference_table
+from zoo.results.report import human_normalized, reference_table
 
 RESULTS_CSV = "results.csv"
 AGGREGATES_CSV = "aggregates.csv"

@@ -155,8 +155,8 @@ def _package_cell(
 ) -> Path:
     import shlex
 
+    from zoo.envs.stack import game_of
     from zoo.results.benchmark import read_cell_info
-    from zoo.results.report import game_of
 
     run = open_run(cell_dir)
     info = run.read_info()

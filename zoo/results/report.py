@@ -18,6 +18,7 @@ import numpy as np
 from zoo.config import rl_zoo3
 from zoo.core.errors import UserError
 from zoo.core.textfiles import read_text_file
+from zoo.envs.stack import game_of
 from zoo.runs.evaluation import EvaluationLog
 from zoo.runs.folders import Run
 
@@ -85,14 +86,6 @@ def _check_normalizable(game: str, row: Mapping[str, float | None], path: Path |
 def _number(cell: str) -> float | None:
     match = _NUMBER.match(cell.replace(",", ""))
     return float(match.group(1)) if match else None
-
-
-def game_of(env_name: str) -> str:
-    """BreakoutNoFrameskip-v4, ALE/Breakout-v5, Breakout-ramNoFrameskip-v4 -> Breakout."""
-    name = env_name.split("/")[-1]
-    name = name.replace("-ram", "")
-    name = re.sub(r"(NoFrameskip)?-v\d+$", "", name)
-    return name
 
 
 def run_scores(
