@@ -31,7 +31,7 @@ from zoo.runs.checkpoints import (
     replay_buffer_bytes,
     save_checkpoint,
 )
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 
 def main() -> None:

@@ -38,8 +38,9 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from zoo.config.config import build_config
 from zoo.core.threads import apply_torch_threads
 from zoo.envs.stack import make_vec_env_for
-from zoo.replay.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
-from zoo.training.train import build_model
+from zoo.replay.frame_buffer import FrameReplayBuffer
+from zoo.replay.sizing import frame_buffer_bytes, sb3_buffer_bytes
+from zoo.training.model_setup import build_model
 
 OBSERVATION = (4, 84, 84)
 

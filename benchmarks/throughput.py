@@ -44,7 +44,7 @@ from zoo.config.config import Config, build_config
 from zoo.core.errors import UserError
 from zoo.core.threads import apply_torch_threads, cores
 from zoo.envs.stack import make_vec_env_for
-from zoo.training.train import build_model, resolve_device
+from zoo.training.model_setup import build_model, resolve_device
 
 OFF_POLICY = ("dqn", "qrdqn")
 

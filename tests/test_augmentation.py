@@ -15,7 +15,7 @@ from zoo.config.config import build_config
 from zoo.envs.stack import make_vec_env_for
 from zoo.runs.checkpoints import capture_rng_states, restore_rng_states
 from zoo.schema.names import AUGMENTATIONS
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 
 def _ramp_images(batch: int, channels: int = 4, side: int = 84) -> th.Tensor:

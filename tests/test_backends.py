@@ -14,7 +14,7 @@ from zoo.algorithms.model_loading import load_algorithm, load_model
 from zoo.algorithms.registry import ALGORITHMS
 from zoo.config.config import build_config
 from zoo.envs.stack import make_eval_env, make_vec_env_for
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 SMALL = {
     "a2c": ["n_envs=2"],

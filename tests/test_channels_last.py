@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from zoo.algorithms.model_loading import load_model
 from zoo.config.config import build_config
 from zoo.envs.stack import make_vec_env_for
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 ALGOS = ["dqn", "qrdqn", "a2c", "ppo"]
 SMALL = {

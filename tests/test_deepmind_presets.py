@@ -15,7 +15,7 @@ from zoo.algorithms.optimizers import DeepMindRMSprop
 from zoo.config.config import build_config
 from zoo.envs.stack import make_vec_env_for
 from zoo.training.memory_admission import admit_replay_buffer
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 GRADIENT_STEPS = 3
 

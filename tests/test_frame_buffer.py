@@ -26,14 +26,16 @@ from zoo.algorithms.model_loading import load_model
 from zoo.config.config import build_config
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_vec_env_for
-from zoo.replay.frame_buffer import FrameReplayBuffer, frame_buffer_bytes, sb3_buffer_bytes
+from zoo.replay.frame_buffer import FrameReplayBuffer
+from zoo.replay.sizing import frame_buffer_bytes, sb3_buffer_bytes
 from zoo.runs.checkpoints import (
     capture_rng_states,
     newest_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from zoo.training.train import StartPoint, TrainOptions, _starting_model, build_model
+from zoo.training.model_setup import StartPoint, build_model, starting_model
+from zoo.training.train import TrainOptions
 
 N_ENVS = 3
 STEPS = 260  # vector steps: 780 transitions through a buffer of 3 x 50
@@ -370,7 +372,8 @@ def test_resume_restores_the_buffer_exactly(tmp_path: Path, n_steps: int, frame_
         before = [_draw(buffer, seed, every) for seed in (0, 1)]
         del model, buffer
         start = StartPoint(resumed=True, checkpoint=read_checkpoint(saved.path))
-        resumed = _starting_model(config, env, TrainOptions(), start)
+        options = TrainOptions()
+        resumed = starting_model(config, env, start, options.device, options.warn)
         after = [_draw(resumed.replay_buffer, seed, every) for seed in (0, 1)]  # type: ignore[attr-defined]
         ring = resumed.replay_buffer.frames  # type: ignore[attr-defined]
         assert isinstance(ring, th.Tensor) == (frame_store == "device")

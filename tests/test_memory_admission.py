@@ -95,7 +95,7 @@ def test_admission_counts_what_the_buffer_allocates(overrides: list[str]) -> Non
     """The admitted size is the built buffer's, for every setting that changes it (issue 27:
     episode_start_reserve 2 was counted as the default 1/32)."""
     from zoo.envs.stack import make_vec_env_for
-    from zoo.training.train import build_model
+    from zoo.training.model_setup import build_model
 
     config = build_config(
         "dqn", "Breakout", overrides=["buffer_size=3000", "vec_env=sb3", *overrides]

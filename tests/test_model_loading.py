@@ -226,7 +226,7 @@ def test_rl_zoo3_and_sb3_zips_load_as_sb3_loads_them(tmp_path: Path) -> None:
 def test_zoo_zips_of_every_algorithm_load_as_sb3_loads_them(tmp_path: Path) -> None:
     from zoo.config.config import build_config
     from zoo.envs.stack import make_vec_env_for
-    from zoo.training.train import build_model
+    from zoo.training.model_setup import build_model
 
     for algo in ("dqn", "qrdqn", "a2c", "ppo"):
         config = build_config(algo, "CartPole-v1")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from zoo.algorithms import registry
-from zoo.algorithms.algos import REPLAY_BUFFER_CLASSES, TD_LOSSES
 from zoo.algorithms.q_networks import NETWORKS
+from zoo.algorithms.temporal_difference import REPLAY_BUFFER_CLASSES, TD_LOSSES
 from zoo.schema import names
 
 

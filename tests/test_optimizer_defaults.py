@@ -1,5 +1,5 @@
 """zoo's optimizers are the ones SB3 builds from the same hyperparameters, but for the
-differences listed in algos.OPTIMIZER_DIFFERENCES_FROM_SB3 (the fused Adam kernel, which
+differences listed in mixins.OPTIMIZER_DIFFERENCES_FROM_SB3 (the fused Adam kernel, which
 takes the same steps)."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.algorithms import registry
-from zoo.algorithms.algos import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
+from zoo.algorithms.mixins import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
 from zoo.config.config import Config, build_config, load_presets
 from zoo.envs.stack import make_vec_env_for
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqn": DQN,

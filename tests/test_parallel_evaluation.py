@@ -13,7 +13,7 @@ from zoo.config.config import Config, build_config
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_eval_env
 from zoo.runs.evaluation import ActionChooser, GameTable, play_evaluation_games
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 SEEDS = [11, 12, 13, 14, 15]
 MAX_FRAMES = 2500  # short games: the point is that they match, not that they are long

@@ -18,12 +18,13 @@ from sb3_contrib.common.utils import quantile_huber_loss
 from scipy.stats import chisquare
 
 from tests.conftest import REPO
-from zoo.algorithms.algos import ZooDQN, ZooQRDQN, quantile_huber_losses
+from zoo.algorithms.algos import ZooDQN, ZooQRDQN
 from zoo.algorithms.model_loading import load_model
+from zoo.algorithms.temporal_difference import quantile_huber_losses
 from zoo.config.config import build_config
 from zoo.envs.stack import make_vec_env_for
 from zoo.replay.prioritized import PrioritizedFrameReplayBuffer, SegmentTree
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 from zoo.tune import load_search_space
 
 SPACE = gym.spaces.Box(0, 255, (2, 3, 3), dtype=np.uint8)

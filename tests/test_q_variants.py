@@ -15,7 +15,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo.algorithms.algos import ZooDQN, ZooQRDQN, next_quantiles
+from zoo.algorithms.algos import ZooDQN, ZooQRDQN
 from zoo.algorithms.model_loading import load_model
 from zoo.algorithms.q_networks import (
     CnnQPolicy,
@@ -24,11 +24,12 @@ from zoo.algorithms.q_networks import (
     Nature2015Trunk,
     dueling_combine,
 )
+from zoo.algorithms.temporal_difference import next_quantiles
 from zoo.config.config import build_config
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_vec_env_for
 from zoo.replay.frame_buffer import FrameReplayBuffer
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 # The online network prefers a0 in s1 = (1, 0) and a1 in s2 = (0, 1): Q = W s.
 ONLINE_WEIGHTS = [

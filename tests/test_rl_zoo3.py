@@ -21,7 +21,7 @@ from zoo.config.rl_zoo3 import (
 )
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_vec_env_for, resolve_env
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3"
 Zoo = Callable[..., subprocess.CompletedProcess[str]]

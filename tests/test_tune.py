@@ -29,7 +29,7 @@ from zoo.config.config import build_config
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_vec_env_for
 from zoo.runs.evaluation import EvaluationResult
-from zoo.training.train import build_model
+from zoo.training.model_setup import build_model
 from zoo.tune import (
     StudyStorage,
     TrialReporter,

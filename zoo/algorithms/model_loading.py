@@ -49,8 +49,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from zoo.algorithms import registry
-from zoo.algorithms.algos import REPLAY_BUFFER_CLASSES, ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
+from zoo.algorithms.algos import ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
 from zoo.algorithms.q_networks import NETWORKS
+from zoo.algorithms.temporal_difference import REPLAY_BUFFER_CLASSES
 from zoo.core.errors import UserError
 from zoo.core.former_paths import current_module_path
 from zoo.replay.prioritized import PrioritizedFrameReplayBuffer

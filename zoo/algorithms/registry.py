@@ -2,7 +2,7 @@
 
 Configuration never reaches `eval`: a name not listed in `names.py` is a validation error.
 Q-networks, TD losses and replay buffers are mapped beside their code (q_networks.NETWORKS,
-algos.TD_LOSSES, algos.REPLAY_BUFFER_CLASSES).
+temporal_difference.TD_LOSSES, temporal_difference.REPLAY_BUFFER_CLASSES).
 """
 
 from __future__ import annotations

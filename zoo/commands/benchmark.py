@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
         claim_grid_dir,
         default_grid_name,
         grid_cells,
-        run_cells,
         select_cells,
     )
     from zoo.results.benchmark_report import write_results
-    from zoo.training.train import resolve_device
+    from zoo.results.benchmark_workers import run_cells
+    from zoo.training.model_setup import resolve_device
 
     if args.eval_games is not None and args.eval_games < 1:
         raise UserError("--eval-games must be at least 1 (whole games per final evaluation)")

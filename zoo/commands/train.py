@@ -112,13 +112,14 @@ def run(args: argparse.Namespace) -> int:
         training_lock,
     )
     from zoo.training.memory_admission import admit_replay_buffer
+    from zoo.training.model_setup import StartPoint, resolve_device
     from zoo.training.resume import (
         init_weights_file,
         prepare_resume,
         refuse_foreign_run,
         without_random_phase,
     )
-    from zoo.training.train import StartPoint, TrainOptions, progress_stream, resolve_device, train
+    from zoo.training.train import TrainOptions, progress_stream, train
 
     say = printer(args.quiet)
     device = resolve_device(args.device)

@@ -104,7 +104,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from zoo.core.errors import UserError
-    from zoo.training.train import resolve_device
+    from zoo.training.model_setup import resolve_device
     from zoo.tune import (
         TuneSettings,
         journal_path,

@@ -16,8 +16,8 @@ import torch as th
 from zoo.config.config import Config
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_env
-from zoo.replay.frame_buffer import EPISODE_START_RESERVE, frame_buffer_bytes
 from zoo.replay.prioritized import priority_tree_bytes
+from zoo.replay.sizing import EPISODE_START_RESERVE, frame_buffer_bytes
 
 # Besides the buffer, a training process holds PyTorch, the networks, the optimizer state,
 # the envs and a batch or two.

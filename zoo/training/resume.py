@@ -14,7 +14,7 @@ from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError, os_error_text
 from zoo.runs.checkpoints import Checkpoint, newest_checkpoint, set_aside
 from zoo.runs.folders import Run, open_run, update_run_status
-from zoo.training.train import StartPoint
+from zoo.training.model_setup import StartPoint
 
 
 @dataclasses.dataclass(frozen=True)
