@@ -163,8 +163,8 @@ class Config:
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the algorithm's constructor, with registry names resolved to
-        classes. Schedules go in as zoo Schedule objects of the global step (zoo/algorithms/algos.py's
-        mixins); the model starts at their step-0 value and saves them with itself."""
+        classes. Schedules go in as zoo Schedule objects of the global step (the step-scheduled
+        mixins of zoo/algorithms/mixins.py); the model starts at their step-0 value and saves them with itself."""
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
