@@ -11,7 +11,8 @@ from sb3_contrib import QRDQN
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 
 from zoo.algorithms.ram_extractor import ScaledFlattenExtractor
-from zoo.config.config import build_config, parse_set_argument, shipped_hyperparams_file
+from zoo.config.config import build_config
+from zoo.config.layers import parse_set_argument, shipped_hyperparams_file
 from zoo.core.errors import UserError
 from zoo.core.yamlio import dump_yaml, parse_yaml_text
 from zoo.schema.keys import SCHEMAS

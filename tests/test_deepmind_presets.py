@@ -140,6 +140,6 @@ def test_presets_evaluate_as_their_sources(preset: str, algo: str) -> None:
 
 
 def test_every_preset_has_its_evaluation_checked() -> None:
-    from zoo.config.config import load_presets
+    from zoo.config.layers import load_presets
 
     assert set(load_presets()) == {preset for preset, _algo in SOURCE_EVALUATIONS}

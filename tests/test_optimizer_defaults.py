@@ -19,7 +19,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.algorithms import registry
 from zoo.algorithms.mixins import FUSED_ADAM_AVAILABLE, OPTIMIZER_DIFFERENCES_FROM_SB3
-from zoo.config.config import Config, build_config, load_presets
+from zoo.config.config import Config, build_config
+from zoo.config.layers import load_presets
 from zoo.envs.stack import make_vec_env_for
 from zoo.training.model_setup import build_model
 

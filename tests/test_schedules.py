@@ -12,7 +12,8 @@ from PIL import Image
 from stable_baselines3.common.logger import configure
 
 from tests.conftest import SHORT_DQN
-from zoo.config.config import build_config, load_presets
+from zoo.config.config import build_config
+from zoo.config.layers import load_presets
 from zoo.core.errors import UserError
 from zoo.results.schedule_plot import EPSILON_COLOR, LEARNING_RATE_COLOR, VALUE_CLIP_RANGE_COLOR
 from zoo.runs.folders import start_run

@@ -147,6 +147,6 @@ class ZooPPO(
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             # A batch size that does not divide the rollout: training says so in one line
-            # (zoo.config.config.minibatch_note) instead of SB3's warning with its source line.
+            # (zoo.config.checks.minibatch_note) instead of SB3's warning with its source line.
             warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
             super().__init__(*args, **kwargs)

@@ -163,7 +163,7 @@ def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | 
         if not args.algos or not args.envs:
             raise UserError("give --algos and --envs (or --suite atari100k)")
         return args.algos, args.envs, args.preset, args.eval_games or DEFAULT_EVAL_GAMES
-    from zoo.config.config import preset_algo
+    from zoo.config.layers import preset_algo
     from zoo.results import atari100k
 
     given = [option for option, value in (("--algos", args.algos), ("--envs", args.envs)) if value]

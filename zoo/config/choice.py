@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zoo.config.config import Config, Layer
+    from zoo.config.config import Config
+    from zoo.config.layers import Layer
 
 
 @dataclass(frozen=True)

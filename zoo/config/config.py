@@ -14,40 +14,35 @@ import difflib
 import math
 import secrets
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from zoo.algorithms import registry
 from zoo.config import rl_zoo3
+from zoo.config.checks import check_combinations
+from zoo.config.layers import (
+    Layer,
+    file_data_layers,
+    file_layers,
+    parse_set_argument,
+    preset_layer,
+    shipped_hyperparams_file,
+)
 from zoo.core.errors import UserError
-from zoo.core.yamlio import parse_yaml_text, read_yaml_file
-from zoo.envs.ale_vec_env import ale_env_kwargs, ale_vector_available
+from zoo.envs.ale_vec_env import ale_vector_available
 from zoo.envs.stack import EnvSettings, EnvSpec, has_image_observations, resolve_env
+from zoo.schema.fields import Field, FieldError, Schema
 from zoo.schema.keys import (
     RENAMED_KEYS,
     SCHEDULE_KEYS,
     SCHEMAS,
     TOOLKIT_FIELDS,
-    Field,
-    FieldError,
-    Schema,
     toolkit_defaults,
 )
 from zoo.schema.schedules import Schedule, build_schedule
-
-GENERIC_SECTIONS = ("default", "atari", "atari_ram")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One source of hyperparameters and where it came from, for error messages."""
-
-    origin: str
-    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -168,8 +163,8 @@ class Config:
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the algorithm's constructor, with registry names resolved to
-        classes. Schedules go in as zoo Schedule objects of the global step (zoo/algorithms/algos.py's
-        mixins); the model starts at their step-0 value and saves them with itself."""
+        classes. Schedules go in as zoo Schedule objects of the global step (the step-scheduled
+        mixins of zoo/algorithms/mixins.py); the model starts at their step-0 value and saves them with itself."""
         kwargs = {
             key: copy.deepcopy(value)
             for key, value in self.hyperparams.items()
@@ -215,40 +210,6 @@ def per_env_step_training(kwargs: Mapping[str, Any], n_envs: int) -> dict[str, A
     return converted
 
 
-def shipped_hyperparams_file(name: str) -> Path:
-    """A YAML file shipped in the top-level `hyperparams/` (installed as zoo.hyperparams)."""
-    in_repo = Path(__file__).resolve().parents[2] / "hyperparams" / f"{name}.yml"
-    if in_repo.is_file():
-        return in_repo
-    return Path(str(resources.files("zoo.hyperparams").joinpath(f"{name}.yml")))
-
-
-def load_presets() -> dict[str, Any]:
-    presets = read_yaml_file(shipped_hyperparams_file("presets"), what="presets file")
-    return presets if isinstance(presets, dict) else {}
-
-
-def preset_algo(name: str) -> str:
-    """The algo a named preset is for."""
-    presets = load_presets()
-    if name not in presets:
-        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(presets)}")
-    return str(presets[name].get("algo"))
-
-
-def preset_layer(name: str, algo: str) -> Layer:
-    """The hyperparameters of a named preset from hyperparams/presets.yml."""
-    presets = load_presets()
-    if name not in presets:
-        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(presets)}")
-    preset = presets[name]
-    if preset.get("algo") != algo:
-        raise UserError(f"preset {name!r} is for --algo {preset.get('algo')}, not {algo}")
-    return Layer(
-        f"{shipped_hyperparams_file('presets')}, preset {name!r}", preset.get("hyperparams") or {}
-    )
-
-
 def build_config(
     algo: str,
     env_name: str,
@@ -283,7 +244,7 @@ def build_config(
             user_layers.extend([backend] if backend is not None else [])
             user_layers.append(Layer(*rl_zoo3.hyperparams_layer(read, env)))
         else:
-            user_layers.extend(_file_layers(hyperparams_file, read.data, env, schema))
+            user_layers.extend(file_data_layers(hyperparams_file, read.data, env, schema))
     if preset is not None:
         layers.append(preset_layer(preset, algo))
     layers.extend(user_layers)
@@ -313,7 +274,7 @@ def build_config(
                 key, merged[key], origins.get(key, "defaults"), schema
             )
     hyperparams = _with_defaults(merged, algo, env)
-    _check_combinations(hyperparams, origins, env)
+    check_combinations(hyperparams, origins, env)
     if backend is not None and origins.get("vec_env") == backend.origin:
         rl_zoo3.note(rl_zoo3.backend_note(backend.origin))
     return Config(algo=algo, env=env, hyperparams=MappingProxyType(hyperparams))
@@ -321,79 +282,6 @@ def build_config(
 
 def _chosen_keys(layers: Sequence[Layer]) -> set[str]:
     return {key for layer in layers for key in layer.values}
-
-
-def file_layers(path: Path, env: EnvSpec, schema: Schema) -> Iterable[Layer]:
-    """The layers one YAML file contributes for `env`: a flat file is one layer, a
-    sectioned file gives its `default`, `atari`/`atari_ram` and env sections in that order."""
-    return _file_layers(path, read_yaml_file(path), env, schema)
-
-
-def _file_layers(path: Path, data: Any, env: EnvSpec, schema: Schema) -> list[Layer]:
-    if data is None:
-        return []
-    if not isinstance(data, dict):
-        raise UserError(
-            f"{path}: expected a mapping of sections or hyperparameters, got {type(data).__name__}"
-        )
-    if any(key in schema.fields or key in RENAMED_KEYS for key in data):
-        sections = [key for key in data if key in GENERIC_SECTIONS]
-        if sections:
-            raise UserError(
-                f"{path}: mixes hyperparameters with sections ({', '.join(sections)}); "
-                "use either a flat mapping or sections only"
-            )
-        return [Layer(str(path), data)]
-    env_sections = _sections_for(path, data, env)
-    generic = [name for name in ("default", env.kind) if name in data]
-    return [_section_layer(path, data, name) for name in (*generic, *env_sections)]
-
-
-def _sections_for(path: Path, data: Mapping[str, Any], env: EnvSpec) -> list[str]:
-    matching = []
-    for name in data:
-        if name in GENERIC_SECTIONS:
-            continue
-        try:
-            resolved = resolve_env(str(name))
-        except UserError:
-            close = difflib.get_close_matches(
-                str(name), [*GENERIC_SECTIONS, *SCHEMAS["dqn"].fields], n=1
-            )
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(
-                f"{path}: section {name!r} is not a known env, nor one of "
-                f"{', '.join(GENERIC_SECTIONS)}{hint}"
-            ) from None
-        if resolved.name == env.name:
-            matching.append(name)
-    return matching
-
-
-def _section_layer(path: Path, data: Mapping[str, Any], name: str) -> Layer:
-    values = data[name]
-    origin = f"{path}, section {name!r}"
-    if values is None:
-        return Layer(origin, {})
-    if not isinstance(values, dict):
-        raise UserError(
-            f"{origin}: expected a mapping of hyperparameters, got {type(values).__name__}"
-        )
-    return Layer(origin, values)
-
-
-def parse_set_argument(text: str) -> Layer:
-    """`--set KEY=VALUE`: VALUE is a YAML scalar or flow mapping; KEY may be dotted
-    (`policy_kwargs.net_arch=[64, 64]`)."""
-    origin = f"--set {text}"
-    key, separator, raw_value = text.partition("=")
-    key = key.strip()
-    if not separator or not key:
-        raise UserError(f"{origin}: expected KEY=VALUE, e.g. --set learning_rate=1e-4")
-    value = parse_yaml_text(raw_value, origin) if raw_value.strip() else None
-    for part in reversed(key.split(".")[1:]):
-        value = {part: value}
-    return Layer(origin, {key.split(".")[0]: value})
 
 
 def _check_merged_schedule(key: str, value: Any, origin: str, schema: Schema) -> Any:
@@ -533,201 +421,3 @@ def _accepts(spec: Field, value: Any) -> bool:
     except FieldError:
         return False
     return True
-
-
-def _check_combinations(
-    hyperparams: Mapping[str, Any], origins: Mapping[str, str], env: EnvSpec
-) -> None:
-    def fail(key: str, message: str) -> None:
-        origin = origins.get(key, "defaults")
-        raise UserError(f"{origin}: key {key!r}: {message}")
-
-    if hyperparams["policy"] == "CnnPolicy" and not has_image_observations(env):
-        fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
-    if hyperparams["vec_env"] == "ale":
-        _check_ale_backend(hyperparams, env, fail)
-    buffer_size = hyperparams.get("buffer_size")
-    if buffer_size is not None and hyperparams.get("n_steps", 1) > buffer_size:
-        fail(
-            "n_steps", f"{hyperparams['n_steps']} is longer than the replay buffer ({buffer_size})"
-        )
-    _check_replay_buffer(hyperparams, env, fail)
-    if "buffer_size" in hyperparams:
-        _check_replay_buffer_kwargs(hyperparams, fail)
-    if hyperparams.get("n_steps", 1) > 1 and hyperparams.get("optimize_memory_usage"):
-        fail(
-            "optimize_memory_usage",
-            "SB3's n-step replay buffer cannot store frames once; set it false "
-            "(replay_buffer: frames stores each frame once, n-step returns included)",
-        )
-    _check_network(hyperparams, fail)
-    if hyperparams.get("augmentation") is not None and hyperparams["policy"] != "CnnPolicy":
-        fail(
-            "augmentation",
-            f"{hyperparams['augmentation']} shifts pixel images; {hyperparams['policy']} "
-            "has none (set augmentation: null)",
-        )
-    if "n_epochs" in hyperparams:
-        _check_minibatches(hyperparams, origins, fail)
-    optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}
-    if "lr" in optimizer_kwargs:
-        fail("policy_kwargs", "optimizer_kwargs.lr: the step size is learning_rate; set that")
-    batch_size = hyperparams.get("batch_size")
-    if buffer_size is not None and batch_size is not None and batch_size > buffer_size:
-        buffer_origin = origins.get("buffer_size", "defaults")
-        fail(
-            "batch_size",
-            f"{batch_size} is larger than the replay buffer ({buffer_size}, from {buffer_origin})",
-        )
-    if env.kind in ("atari", "atari_ram"):
-        _check_ale_settings(hyperparams.get("env_kwargs") or {}, fail)
-    if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
-        fail(
-            "eval_actions", "sampled needs a policy that samples its actions (a2c, ppo); use greedy"
-        )
-    replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
-    if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
-        "handle_timeout_termination", True
-    ):
-        fail(
-            "optimize_memory_usage",
-            "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
-        )
-
-
-def _check_replay_buffer(
-    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
-) -> None:
-    if hyperparams.get("prioritized_replay") and hyperparams.get("replay_buffer") != "frames":
-        fail(
-            "prioritized_replay",
-            "prioritized replay draws from the frame buffer: it needs replay_buffer: frames "
-            "(Atari pixel games)",
-        )
-    if hyperparams.get("replay_buffer") != "frames":
-        if hyperparams.get("frame_store") not in (None, "host"):
-            fail(
-                "frame_store", "only the frame buffer has a frame store: set replay_buffer: frames"
-            )
-        return
-    if env.kind != "atari":
-        fail("replay_buffer", f"frames stores pixel frames, {env.name} has none; use sb3")
-    if hyperparams.get("optimize_memory_usage"):
-        fail(
-            "optimize_memory_usage",
-            "the frame buffer (replay_buffer: frames) stores each frame once already; set it false",
-        )
-
-
-# replay_buffer_kwargs each buffer takes, and what their values must be.
-_REPLAY_BUFFER_KWARGS: Mapping[str, Mapping[str, str]] = {
-    "sb3": {"handle_timeout_termination": "true or false"},
-    "frames": {
-        "handle_timeout_termination": "true or false",
-        "episode_start_reserve": "a number >= 0 (frames per transition kept for episode starts)",
-    },
-}
-
-
-def _check_replay_buffer_kwargs(
-    hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
-) -> None:
-    kind = str(hyperparams["replay_buffer"])
-    accepted = _REPLAY_BUFFER_KWARGS.get(kind, {})
-    for key, value in (hyperparams.get("replay_buffer_kwargs") or {}).items():
-        if key not in accepted:
-            fail(
-                "replay_buffer_kwargs",
-                f"the {kind} replay buffer takes no {key!r}; it takes {', '.join(accepted)}",
-            )
-        wrong_flag = key == "handle_timeout_termination" and not isinstance(value, bool)
-        wrong_number = key == "episode_start_reserve" and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
-        )
-        if wrong_flag or wrong_number:
-            fail("replay_buffer_kwargs", f"{key} must be {accepted[key]}, got {value!r}")
-
-
-def _check_ale_backend(
-    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
-) -> None:
-    if env.kind != "atari":
-        fail(
-            "vec_env",
-            f"ale runs Atari pixel games only; {env.name} keeps the SB3 stack (sb3 or subproc)",
-        )
-    if not ale_vector_available():
-        fail("vec_env", "ale needs ale-py >= 0.11 (AtariVectorEnv); upgrade it or use sb3")
-    try:
-        ale_env_kwargs(env.gym_id, dict(hyperparams.get("env_kwargs") or {}))
-    except UserError as error:
-        fail("env_kwargs", str(error))
-
-
-def _check_ale_settings(env_kwargs: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
-    """The ALE settings users set through env_kwargs: ALE takes any number silently."""
-    sticky = env_kwargs.get("repeat_action_probability")
-    if sticky is not None and (
-        isinstance(sticky, bool) or not isinstance(sticky, (int, float)) or not 0 <= sticky <= 1
-    ):
-        fail("env_kwargs", f"repeat_action_probability must be a number in [0, 1], got {sticky!r}")
-    frames = env_kwargs.get("max_num_frames_per_episode")
-    if frames is not None and (
-        isinstance(frames, bool) or not isinstance(frames, int) or frames < 0
-    ):
-        fail(
-            "env_kwargs",
-            f"max_num_frames_per_episode must be an integer >= 0 (0: no cap), got {frames!r}",
-        )
-    full = env_kwargs.get("full_action_space")
-    if full is not None and not isinstance(full, bool):
-        fail("env_kwargs", f"full_action_space must be true or false, got {full!r}")
-
-
-def _check_minibatches(
-    hyperparams: Mapping[str, Any], origins: Mapping[str, str], fail: Callable[[str, str], None]
-) -> None:
-    """PPO's minibatches are cut from each rollout of n_steps x n_envs transitions."""
-    rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
-    batch_size = int(hyperparams["batch_size"])
-    where = (
-        f"n_steps {hyperparams['n_steps']} x n_envs {hyperparams['n_envs']} = {rollout}, "
-        f"from {origins.get('n_steps', 'defaults')} and {origins.get('n_envs', 'defaults')}"
-    )
-    if batch_size > rollout:
-        fail("batch_size", f"{batch_size} is larger than a rollout ({where})")
-    if hyperparams["normalize_advantage"] and batch_size < 2:
-        fail("batch_size", "normalize_advantage needs minibatches of 2 or more transitions")
-
-
-def minibatch_note(hyperparams: Mapping[str, Any]) -> str | None:
-    """PPO with minibatches that do not divide its rollout: each epoch ends with a short one."""
-    if "n_epochs" not in hyperparams:
-        return None
-    rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
-    batch_size = int(hyperparams["batch_size"])
-    if rollout % batch_size == 0:
-        return None
-    return (
-        f"note: batch_size {batch_size} does not divide a rollout of n_steps x n_envs = "
-        f"{rollout}: each epoch ends with a minibatch of {rollout % batch_size}"
-    )
-
-
-def _check_network(hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
-    network = hyperparams.get("network")
-    if network is None:
-        return
-    if hyperparams["policy"] != "CnnPolicy":
-        fail(
-            "network",
-            f"{network} is a pixel network for CnnPolicy; with {hyperparams['policy']} "
-            "size the layers with policy_kwargs.net_arch",
-        )
-    extractor = (hyperparams.get("policy_kwargs") or {}).get("features_extractor_class")
-    if extractor is not None:
-        fail(
-            "network",
-            f"{network} conflicts with policy_kwargs.features_extractor_class ({extractor}); "
-            "set one of them",
-        )

@@ -4,8 +4,9 @@ zoo/schema/keys.py. Regenerate with `python -m zoo.config.key_table > docs/HYPER
 from __future__ import annotations
 
 from zoo.algorithms import registry
+from zoo.schema.fields import Field
 from zoo.schema.help import declarations
-from zoo.schema.keys import SCHEMAS, Field
+from zoo.schema.keys import SCHEMAS
 
 REGENERATE = "python -m zoo.config.key_table > docs/HYPERPARAMETERS.md"
 

@@ -20,11 +20,11 @@ from stable_baselines3.common.utils import set_random_seed
 
 from zoo.algorithms.model_loading import TRAINED_ON, algorithm_of, load_algorithm
 from zoo.algorithms.registry import ALGORITHMS
-from zoo.config import rl_zoo3
 from zoo.config.config import Config, build_config
 from zoo.core.atomic import partial_name
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_eval_env
+from zoo.runs import rl_zoo3_runs
 from zoo.runs.checkpoints import newest_checkpoint
 from zoo.runs.evaluation import play_evaluation_games
 from zoo.runs.folders import Run
@@ -99,7 +99,7 @@ def given_model(path: Path, algo: str | None, env: str | None) -> ChosenModel:
     if not path.is_file():
         raise UserError(f"--model {path}: no such model file")
     folder = path.parent
-    if (folder / "run.yml").is_file() or rl_zoo3.is_run_folder(folder):
+    if (folder / "run.yml").is_file() or rl_zoo3_runs.is_run_folder(folder):
         return ChosenModel(open_run(folder), path, "given")
     if env is None:
         raise UserError(f"--model {path}: give --env too (the zip does not name its env)")

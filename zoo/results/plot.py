@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from zoo.config import rl_zoo3
 from zoo.core.errors import UserError
+from zoo.runs import rl_zoo3_runs
 from zoo.runs.evaluation import EvaluationLog
 from zoo.runs.folders import Run
 from zoo.schema.names import PLOT_PANELS
@@ -115,13 +115,13 @@ def _rl_zoo3_curves(run: Run, label: str, group: str) -> RunCurves:
     except UserError as error:
         damage.append(str(error))
     try:
-        games = rl_zoo3.training_games(run.path, frames_per_step)
+        games = rl_zoo3_runs.training_games(run.path, frames_per_step)
     except UserError as error:
         games = (np.zeros(0), np.zeros(0))
         damage.append(str(error))
     try:
         rows = [(step, float(np.mean(s)), float(np.std(s)))
-                for step, s in rl_zoo3.evaluations(run.evaluations_file) if s]  # fmt: skip
+                for step, s in rl_zoo3_runs.evaluations(run.evaluations_file) if s]  # fmt: skip
     except UserError as error:
         rows = []
         damage.append(str(error))

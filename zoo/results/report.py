@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.config import rl_zoo3
 from zoo.core.errors import UserError
 from zoo.core.textfiles import read_text_file
 from zoo.envs.stack import game_of
+from zoo.runs import rl_zoo3_runs
 from zoo.runs.evaluation import EvaluationLog
 from zoo.runs.folders import Run
 
@@ -194,7 +194,7 @@ def over_seeds(rows: list[RunScore]) -> str:
 
 def _last_evaluation(run: Run) -> tuple[list[float], str]:
     if run.layout == "rl_zoo3":
-        evaluations = rl_zoo3.evaluations(run.evaluations_file)
+        evaluations = rl_zoo3_runs.evaluations(run.evaluations_file)
         if not evaluations:
             return [], "no evaluation yet"
         step, scores = evaluations[-1]

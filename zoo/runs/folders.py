@@ -25,12 +25,12 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from zoo.config import rl_zoo3
 from zoo.config.config import Config
 from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError
 from zoo.core.yamlio import dump_yaml, read_yaml_file
 from zoo.envs.stack import resolve_env
+from zoo.runs import rl_zoo3_runs
 from zoo.runs.evaluation import BEST_MODEL, EVALUATIONS_FILE
 
 CONFIG_FILE = "config.yml"
@@ -48,7 +48,7 @@ class Run:
     @property
     def config_file(self) -> Path:
         if self.layout == "rl_zoo3":
-            return rl_zoo3.config_file(self.path)
+            return rl_zoo3_runs.config_file(self.path)
         return self.path / CONFIG_FILE
 
     @property
@@ -62,7 +62,7 @@ class Run:
     @property
     def final_model(self) -> Path:
         if self.layout == "rl_zoo3":
-            return rl_zoo3.final_model(self.path)
+            return rl_zoo3_runs.final_model(self.path)
         return self.path / FINAL_MODEL
 
     @property
@@ -72,7 +72,7 @@ class Run:
     @property
     def evaluations_file(self) -> Path:
         if self.layout == "rl_zoo3":
-            return self.path / rl_zoo3.EVALUATIONS_FILE
+            return self.path / rl_zoo3_runs.EVALUATIONS_FILE
         return self.path / EVALUATIONS_FILE
 
     @property
@@ -85,7 +85,7 @@ class Run:
 
     def read_info(self) -> dict[str, Any]:
         if self.layout == "rl_zoo3":
-            return rl_zoo3.run_info(self.path)
+            return rl_zoo3_runs.run_info(self.path)
         info = read_yaml_file(self.run_file, what="run file")
         return info if isinstance(info, dict) else {}
 
@@ -146,7 +146,7 @@ def open_run(path: Path) -> Run:
         )
     run = Run(path)
     missing = [f.name for f in (run.run_file, run.config_file) if not f.is_file()]
-    if missing and rl_zoo3.is_run_folder(path):
+    if missing and rl_zoo3_runs.is_run_folder(path):
         return Run(path, layout="rl_zoo3")
     if missing:
         raise UserError(
@@ -218,12 +218,12 @@ def run_folders(log_dir: Path) -> list[Run]:
     `<algo>/<EnvId>_<n>/`."""
     zoo_runs = [Run(path.parent) for path in run_files(log_dir)]
     others = {path.parent.parent for path in log_dir.glob("*/*/*/args.yml")}
-    rl_zoo3_runs = [
+    their_runs = [
         Run(path, layout="rl_zoo3")
         for path in others
-        if not (path / RUN_FILE).is_file() and rl_zoo3.is_run_folder(path)
+        if not (path / RUN_FILE).is_file() and rl_zoo3_runs.is_run_folder(path)
     ]
-    return sorted([*zoo_runs, *rl_zoo3_runs], key=lambda run: run.path)
+    return sorted([*zoo_runs, *their_runs], key=lambda run: run.path)
 
 
 def runs_found(log_dir: Path, algo: str, env_name: str) -> str:

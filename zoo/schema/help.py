@@ -10,7 +10,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from zoo.schema.keys import SCHEMAS, Field
+from zoo.schema.fields import Field
+from zoo.schema.keys import SCHEMAS
 
 _KEY_COLUMN = 28
 _WIDTH = 100

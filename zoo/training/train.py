@@ -18,7 +18,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
-from zoo.config.config import Config, minibatch_note
+from zoo.config.checks import minibatch_note
+from zoo.config.config import Config
 from zoo.core.errors import UserError, os_error_text
 from zoo.core.interrupts import (
     StopWhenRequested,

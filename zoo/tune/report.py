@@ -14,7 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from zoo.config.config import Config, Layer, build_config
+from zoo.config.config import Config, build_config
+from zoo.config.layers import Layer
 from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError
 from zoo.core.yamlio import dump_yaml

@@ -17,10 +17,11 @@ from typing import Any
 
 import optuna
 
-from zoo.config.config import shipped_hyperparams_file
+from zoo.config.layers import shipped_hyperparams_file
 from zoo.core.errors import UserError
 from zoo.core.yamlio import read_yaml_file
-from zoo.schema.keys import SCHEDULE_KEYS, SCHEMAS, FieldError
+from zoo.schema.fields import FieldError
+from zoo.schema.keys import SCHEDULE_KEYS, SCHEMAS
 
 DRAW_KINDS = ("int", "float", "choices", "value")
 DRAW_OPTIONS = ("log", "step", "scale", "trial_only")

@@ -28,7 +28,8 @@ from optuna.trial import TrialState
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from zoo.config.choice import ConfigChoice
-from zoo.config.config import Config, Layer
+from zoo.config.config import Config
+from zoo.config.layers import Layer
 from zoo.core.errors import UserError
 from zoo.envs.gym_packages import import_gym_packages
 from zoo.runs.evaluation import EvaluationResult
