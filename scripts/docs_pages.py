@@ -14,6 +14,7 @@ from typing import Any
 import mkdocs_gen_files
 import yaml
 
+from zoo.cli import build_parser
 from zoo.commands.reference import command_reference
 from zoo.results.report import human_normalized, reference_table
 
@@ -212,6 +213,6 @@ def result_pages() -> None:
         index.write("".join(listing))
 
 
-write("reference/commands.md", command_reference())
+write("reference/commands.md", command_reference(build_parser()))
 api_pages()
 result_pages()

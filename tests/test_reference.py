@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from zoo.cli import build_parser
 from zoo.commands import COMMANDS
 from zoo.commands.common import Parser
 from zoo.commands.reference import command_reference
@@ -88,11 +89,11 @@ def declared_keys() -> dict[str, list[str]]:
 def test_every_command_and_option_is_in_the_command_reference() -> None:
     options = command_options()
     assert len(options) == len(COMMANDS)
-    assert missing_commands(options, command_reference()) == []
+    assert missing_commands(options, command_reference(build_parser())) == []
 
 
 def test_the_command_reference_starts_with_zoo_itself() -> None:
-    assert next(iter(sections(command_reference()))) == "zoo"
+    assert next(iter(sections(command_reference(build_parser())))) == "zoo"
 
 
 def test_every_hyperparameter_is_in_the_key_table() -> None:
@@ -102,7 +103,7 @@ def test_every_hyperparameter_is_in_the_key_table() -> None:
 
 
 def test_the_checks_name_what_is_missing() -> None:
-    reference = command_reference()
+    reference = command_reference(build_parser())
     assert missing_commands({"fly": ["--high"]}, reference) == ["fly"]
     assert missing_commands({"train": ["--no-such-option"]}, reference) == [
         "train --no-such-option"

@@ -1,7 +1,8 @@
 """The command reference of the documentation: every command's `--help`, as markdown.
 
-Built from the very parser `zoo` runs (`zoo.cli.build_parser`), when the site is built, so the
-reference cannot drift from the command line. `python -m zoo.commands.reference` prints it.
+Built, when the site is built, from the very parser `zoo` runs (the caller passes
+`zoo.cli.build_parser()`: the commands sit below the `zoo` entry point, so they do not import
+it), so the reference cannot drift from the command line.
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ keys the epilogs list are tabulated, with their types, ranges and defaults, in t
 """
 
 
-def command_parsers() -> dict[str, argparse.ArgumentParser]:
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """`zoo`'s parser under "zoo", then each command's under its name, in `zoo --help` order."""
-    from zoo.cli import build_parser  # zoo.cli imports zoo.commands, so only when called
-
-    parser = build_parser()
     parsers: dict[str, argparse.ArgumentParser] = {"zoo": parser}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -38,13 +36,14 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
     return parsers
 
 
-def command_reference() -> str:
-    """The markdown page: one section per command with its `--help` verbatim."""
+def command_reference(parser: argparse.ArgumentParser) -> str:
+    """The markdown page of `parser` (`zoo.cli.build_parser()`): one section per command with its
+    `--help` verbatim."""
     sections = [_HEADER]
     with _terminal_width(HELP_WIDTH):
-        for name, parser in command_parsers().items():
+        for name, command in command_parsers(parser).items():
             title = name if name == "zoo" else f"zoo {name}"
-            sections.append(f"\n## `{title}`\n\n```text\n{parser.format_help().rstrip()}\n```\n")
+            sections.append(f"\n## `{title}`\n\n```text\n{command.format_help().rstrip()}\n```\n")
     return "".join(sections)
 
 
@@ -60,7 +59,3 @@ def _terminal_width(columns: int) -> Iterator[None]:
             del os.environ["COLUMNS"]
         else:
             os.environ["COLUMNS"] = before
-
-
-if __name__ == "__main__":
-    print(command_reference(), end="")
