@@ -29,7 +29,7 @@ class ChannelsLastConvolutions:
 
     PyTorch's CPU convolutions (oneDNN) then run in that layout, converting each batch of
     observations on the way in: the same network and the same numbers up to rounding, with
-    a backward pass about 1.3x faster on a 2-core CPU (README "Env backends"). Applied
+    a backward pass about 1.3x faster on a 2-core CPU (docs/guide/performance.md). Applied
     where SB3 builds (or, on load, rebuilds) the policy, before any optimizer state exists,
     so a loaded model trains in the same layout. MLP policies have no 4-D weights and are
     left as they are.

@@ -17,7 +17,7 @@ Every key zoo accepts in a hyperparameter file, `--set KEY=VALUE` or `config.yml
 from the declarations in `zoo/schema/keys.py` (`{REGENERATE}`; a test checks it is up to date).
 
 Defaults: toolkit keys take the default shown, then `hyperparams/<algo>.yml` may set another
-(its `default`, `atari` or `atari_ram` and env sections, see the README); algorithm keys take
+(its `default`, `atari` or `atari_ram` and env sections, see docs/guide/hyperparameters.md); algorithm keys take
 the algorithm's constructor default shown, then the same files. `policy_kwargs.X` is entry X of
 the `policy_kwargs` mapping.
 

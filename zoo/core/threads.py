@@ -8,7 +8,7 @@ any other process, lose the core, and once another process takes a core the spin
 wait on each other: on a 2-core VM with one busy core, A2C trained 5 times slower with 2
 torch threads than with 1. zoo makes them sleep instead (OMP_WAIT_POLICY=PASSIVE, unless
 the variable is set), which removed that collapse and cost nothing when the machine was
-otherwise idle (README "Throughput"). `torch_threads` and `env_threads` override the counts.
+otherwise idle (docs/guide/performance.md). `torch_threads` and `env_threads` override the counts.
 """
 
 from __future__ import annotations

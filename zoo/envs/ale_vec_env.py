@@ -14,7 +14,7 @@ a stack of frames, channel first). This adapter adds what SB3 and zoo expect on 
   `info["episode"]` (`r`, `l` in frames, `t`) and the monitor files are those of SB3's Monitor
   placed below the life-loss and clipping wrappers, i.e. whole games, unclipped.
 
-Known differences from the SB3 stack (see README): after a lost life the game goes on with the
+Known differences from the SB3 stack (docs/guide/envs.md): after a lost life the game goes on with the
 agent's own next action (SB3 plays NOOP, FIRE and UP as hidden steps), FIRE at a game's start
 is one frame before the no-ops (SB3: after them, then UP), and frames come from ALE's gray
 palette rather than an RGB-to-gray conversion.

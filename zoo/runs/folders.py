@@ -320,7 +320,7 @@ def update_run_status(run: Run, status: str, timesteps: int) -> None:
 def _overwrite_in_place(path: Path, text: str) -> None:
     """On a full disk, or in a folder made read-only, no new file can be made, but a small
     file can be rewritten within the space it already holds: a run that ends so still says
-    `failed` (the README promises it). Only where the atomic write failed."""
+    `failed` (docs/guide/checkpoints.md promises it). Only where the atomic write failed."""
     data = text.encode("utf-8")
     if len(data) > os.stat(path).st_blocks * 512:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
