@@ -5,7 +5,7 @@ accepts, in words), help text, defaults (for every env, Atari games, Atari pixel
 names it had before and, where it has one, its command-line flag. YAML validation, the defaults
 of a resolved config, the flags of `zoo train`, `tune` and `schedule`, their `--help` and
 docs/HYPERPARAMETERS.md all come from here. Algorithm keys take their defaults from the
-algorithm's constructor (SB3's facts, read by `names.constructor_defaults`), then from
+algorithm's constructor (SB3's facts, read by `algorithms.registry.constructor_defaults`), then from
 hyperparams/<algo>.yml.
 """
 
