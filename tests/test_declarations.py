@@ -94,8 +94,9 @@ def test_typed_settings() -> None:
 def test_flags_come_from_the_declarations() -> None:
     train = _subparser(build_parser(), "train")
     args = train.parse_args(
-        ["-n", "50", "--seed", "3", "--n-envs", "2", "--vec-env", "sb3", "--save-freq", "7"]
-    )
+        ["-n", "50", "--seed", "3", "--n-envs", "2", "--vec-env", "sb3", "--save-freq", "7",
+         "--record-every", "100"]
+    )  # fmt: skip
     flags = config_choice(args, TRAIN_OPTIONS).flags
     assert {key: value for _name, key, value in flags} == {
         "n_timesteps": 50,
@@ -104,6 +105,7 @@ def test_flags_come_from_the_declarations() -> None:
         "vec_env": "sb3",
         "save_freq": 7,
         "stop_at_eval_score": None,
+        "record_every": 100,
     }
     assert ("-n/--timesteps", "n_timesteps", 50) in flags
     old = config_choice(train.parse_args(["--stop-at-reward", "60"]), TRAIN_OPTIONS).flags

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
-from zoo.commands.options import GYM_PACKAGES
+from zoo.commands.options import GYM_PACKAGES, hyperparameter_option
 from zoo.schema.keys import SCHEMAS
 from zoo.schema.names import BENCHMARK_SUITES
 
@@ -18,7 +18,9 @@ with the shipped settings (plus --preset, --hyperparams-file, --set as in zoo tr
 the same command skips finished cells and resumes interrupted ones from their newest
 checkpoint. A finished cell plays --eval-games whole games (game i with seed i) with its final
 and its best model. results.csv (one row per cell), aggregates.csv and results.md (mean, median
-and IQM over seeds with 95% bootstrap CIs, from rliable) are written at the end.
+and IQM over seeds with 95% bootstrap CIs, from rliable) are written at the end. With
+--record-every N each cell keeps a video of one whole evaluation game every N agent steps in
+its videos/ folder.
 examples:
   zoo benchmark --algos a2c --envs Breakout --seeds 7
   zoo benchmark --algos a2c dqn --envs Breakout Pong --seeds 0 1 2 --workers 2
@@ -61,6 +63,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
                        help="override one hyperparameter in every cell; repeatable")  # fmt: skip
     bench.add_argument("--hyperparams-file", type=Path, metavar="FILE",
                        help="YAML file of hyperparameters for every cell")  # fmt: skip
+    hyperparameter_option("record_every").add_to(bench)
     bench.add_argument("--name", metavar="NAME",
                        help="the grid's folder under <log-dir>/benchmark (default: algos_envs)")  # fmt: skip
     bench.add_argument("--cells", nargs="+", default=[], metavar="CELL",
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         hyperparams_file=args.hyperparams_file,
         timesteps=args.timesteps,
         gym_packages=tuple(args.gym_packages),
+        record_every=args.record_every,
     )
     grid_dir = args.log_dir / "benchmark" / name
     say = printer(args.quiet)

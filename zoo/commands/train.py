@@ -32,6 +32,7 @@ examples:
   zoo train --algo dqn --env SpaceInvaders-ram --set policy_kwargs.net_arch=[256,256]
   zoo train --algo dqn --env Breakout --preset keras --set exploration.final=0.05
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
+  zoo train --algo dqn --env Breakout --record-every 1000000    # videos/step-001000000.mp4, ...
   zoo train --resume logs/dqn/BreakoutNoFrameskip-v4_1 -n 20000000
   zoo train --algo dqn --env Breakout --init-from logs/dqn/BreakoutNoFrameskip-v4_1 --skip-random-phase
 """
@@ -41,6 +42,7 @@ examples:
 TRAIN_OPTIONS: tuple[Option, ...] = (
     hyperparameter_option("save_freq"),
     hyperparameter_option("stop_at_eval_score"),
+    hyperparameter_option("record_every"),
     Option(
         ("--resume",),
         {

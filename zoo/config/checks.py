@@ -46,6 +46,13 @@ def check_combinations(
         )
     if "n_epochs" in hyperparams:
         _check_minibatches(hyperparams, origins, fail)
+    record_every, n_envs = hyperparams.get("record_every", 0), hyperparams.get("n_envs", 1)
+    if 0 < record_every < n_envs:  # the envs step together: a recording every step at most
+        fail(
+            "record_every",
+            f"{record_every} is below n_envs ({n_envs}), the agent steps of one step of the "
+            f"envs; give 0 (never) or at least {n_envs}",
+        )
     optimizer_kwargs = (hyperparams.get("policy_kwargs") or {}).get("optimizer_kwargs") or {}
     if "lr" in optimizer_kwargs:
         fail("policy_kwargs", "optimizer_kwargs.lr: the step size is learning_rate; set that")

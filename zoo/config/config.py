@@ -62,7 +62,7 @@ class EvaluationSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How a training run logs, saves, stops and uses the CPU."""
+    """How a training run logs, saves, records videos, stops and uses the CPU."""
 
     log_freq: int
     save_freq: int
@@ -71,6 +71,8 @@ class RunSettings:
     stop_at_eval_score: float | None
     stop_at_training_score: float | None
     torch_threads: int | None
+    record_every: int
+    record_format: str
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class Grid:
     hyperparams_file: Path | None = None
     timesteps: int | None = None
     gym_packages: tuple[str, ...] = ()  # imported again in each cell's process
+    record_every: int | None = None  # --record-every: videos in each cell's folder
 
     def identity(self) -> dict[str, Any]:
         """What makes two grids the same grid (the contents of the file, not its path)."""
@@ -65,7 +66,7 @@ class Grid:
                 raise UserError(
                     f"cannot read --hyperparams-file {self.hyperparams_file}: {error.strerror}"
                 ) from None
-        return {
+        identity: dict[str, Any] = {
             "algos": list(self.algos),
             "envs": list(self.envs),
             "seeds": list(self.seeds),
@@ -74,6 +75,9 @@ class Grid:
             "hyperparams_file_sha256": file_hash,
             "timesteps": self.timesteps,
         }
+        if self.record_every is not None:  # only then: grids from before it keep their identity
+            identity["record_every"] = self.record_every
+        return identity
 
     def config(self, algo: str, env: str, seed: int) -> Config:
         return build_config(
@@ -81,7 +85,11 @@ class Grid:
             env,
             hyperparams_file=self.hyperparams_file,
             overrides=self.overrides,
-            flags=[("-n/--timesteps", "n_timesteps", self.timesteps), ("--seeds", "seed", seed)],
+            flags=[
+                ("-n/--timesteps", "n_timesteps", self.timesteps),
+                ("--seeds", "seed", seed),
+                ("--record-every", "record_every", self.record_every),
+            ],
             preset=self.preset,
         )
 

@@ -7,7 +7,6 @@ unclipped score. Videos hold the colour screen a person sees, one frame per agen
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,16 +20,15 @@ from stable_baselines3.common.utils import set_random_seed
 from zoo.algorithms.model_loading import TRAINED_ON, algorithm_of, load_algorithm
 from zoo.algorithms.registry import ALGORITHMS
 from zoo.config.config import Config, build_config
-from zoo.core.atomic import partial_name
 from zoo.core.errors import UserError
 from zoo.envs.stack import make_eval_env
 from zoo.runs import rl_zoo3_runs
 from zoo.runs.checkpoints import newest_checkpoint
 from zoo.runs.evaluation import play_evaluation_games
 from zoo.runs.folders import Run
+from zoo.runs.videos import VIDEO_SUFFIXES, VideoFile, recording_render_mode, screen
 
 MODEL_CHOICES = ("best", "final", "checkpoint")
-VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 @dataclass(frozen=True)
@@ -172,7 +170,7 @@ def play(
 
     def after_step(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
         if video is not None:
-            video.append(_screen(env))
+            video.append(screen(env))
         episode = local_vars["info"].get("episode")
         if episode is not None:
             game = int(local_vars["episode_counts"][0]) + 1
@@ -200,82 +198,7 @@ def play(
 def _render_mode(config: Config, render: bool, record: Path | None) -> str | None:
     if render and (config.env.is_atari or record is None):
         return "human"
-    if record is not None and not config.env.is_atari:
-        return "rgb_array"  # other envs draw their frames only when asked to
-    return None
-
-
-def _screen(env: Any) -> np.ndarray:
-    """The colour screen of the (single) game as a person sees it, not the network input."""
-    game = env.envs[0].unwrapped
-    if hasattr(game, "ale"):
-        return np.asarray(game.ale.getScreenRGB())
-    return np.asarray(game.render())
-
-
-class VideoFile:
-    """A video written under a temporary name and renamed over `path` once complete: a
-    failed recording leaves no broken file and keeps a video that was already there."""
-
-    def __init__(self, path: Path, fps: int) -> None:
-        self.path = path
-        self.partial = partial_name(path)
-        self.frames = 0
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # The encoders open their file only at the first frame or at the end: a folder
-            # that cannot be written fails here, before any game is played.
-            self.partial.touch()
-            self.writer = _video_writer(self.partial, fps)
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                self.partial.unlink(missing_ok=True)
-            raise UserError(f"--record {path}: cannot write there ({_reason(error)})") from None
-
-    def append(self, frame: np.ndarray) -> None:
-        try:
-            self.writer.append_data(frame)
-        except OSError as error:
-            self.discard()
-            raise self._failed(error) from None
-        self.frames += 1
-
-    def finish(self) -> None:
-        try:
-            self.writer.close()
-            os.replace(self.partial, self.path)
-        except OSError as error:
-            self.discard()
-            raise self._failed(error) from None
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.writer.close()
-        with contextlib.suppress(OSError):
-            self.partial.unlink(missing_ok=True)
-
-    def _failed(self, error: OSError) -> UserError:
-        kept = " (the video already there is kept)" if self.path.is_file() else ""
-        return UserError(f"--record {self.path}: writing the video failed ({_reason(error)}){kept}")
-
-
-def _reason(error: OSError) -> str:
-    text = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
-    if "Broken pipe" in text:  # imageio's word for an ffmpeg that stopped
-        return "the ffmpeg encoder stopped: is the disk full or the folder read-only?"
-    return text
-
-
-def _video_writer(path: Path, fps: int) -> Any:
-    import imageio.v2 as imageio
-
-    if path.suffix.lower() == ".gif":
-        return imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
-    # imageio-ffmpeg brings its own ffmpeg binary; 210x160 needs no resizing for H.264.
-    # ffmpeg stays quiet: a failure is reported in one line here.
-    return imageio.get_writer(
-        path, fps=fps, macro_block_size=2, quality=7, ffmpeg_log_level="quiet"
-    )
+    return recording_render_mode(config.env) if record is not None else None
 
 
 def summary(scores: list[float]) -> str:

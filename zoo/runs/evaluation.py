@@ -50,6 +50,9 @@ COLUMNS = (
 )
 # The columns that readers of the file (report, plot) need.
 READ_COLUMNS = ("step", "mean", "std", "scores")
+# Evaluation games get seeds of their own, away from the training envs': game i of the
+# evaluation at step N has seed seed + EVAL_SEED_OFFSET + N + i.
+EVAL_SEED_OFFSET = 1_000_003
 # Games of one evaluation played side by side: one env each and one network call for all.
 MAX_PARALLEL_GAMES = 32
 

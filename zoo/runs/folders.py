@@ -37,6 +37,7 @@ CONFIG_FILE = "config.yml"
 RUN_FILE = "run.yml"
 FINAL_MODEL = "final_model.zip"
 CHECKPOINTS_DIR = "checkpoints"
+VIDEOS_DIR = "videos"  # record_every's videos
 LOCK_FILE = ".lock"
 
 
@@ -78,6 +79,10 @@ class Run:
     @property
     def checkpoints_dir(self) -> Path:
         return self.path / CHECKPOINTS_DIR
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.path / VIDEOS_DIR
 
     @property
     def lock_file(self) -> Path:

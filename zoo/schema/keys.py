@@ -134,6 +134,16 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
         f"cap on one evaluation game, in emulator frames ({MAX_GAME_FRAMES} = 30 minutes)",
         default=MAX_GAME_FRAMES,
     ),
+    "record_every": Field(
+        integer(low=0),
+        "agent steps between videos of one whole evaluation game, in the run's "
+        "videos/ folder (0: never)",
+        default=0,
+        flag=Flag(("--record-every",), metavar="N"),
+    ),
+    "record_format": Field(
+        choice(("mp4", "gif")), "file format of the record_every videos", default="mp4"
+    ),
     "stop_at_eval_score": Field(
         number(optional=True),
         "stop once an evaluation's mean full-game score reaches this (null: never)",

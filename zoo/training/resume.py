@@ -95,7 +95,7 @@ def _prepare_resume(
 
 def remove_partial_files(run: Run) -> None:
     """Files a killed process left under their temporary names (never complete)."""
-    for folder in (run.path, run.checkpoints_dir, run.monitor_dir):
+    for folder in (run.path, run.checkpoints_dir, run.monitor_dir, run.videos_dir):
         for leftover in folder.glob(".*.partial*"):
             leftover.unlink(missing_ok=True)
 

@@ -39,7 +39,12 @@ from zoo.runs.checkpoints import (
     restore_rng_states,
     save_checkpoint,
 )
-from zoo.runs.evaluation import EvaluationCallback, EvaluationLog, EvaluationResult
+from zoo.runs.evaluation import (
+    EVAL_SEED_OFFSET,
+    EvaluationCallback,
+    EvaluationLog,
+    EvaluationResult,
+)
 from zoo.runs.folders import (
     Run,
     mark_resumed,
@@ -48,6 +53,7 @@ from zoo.runs.folders import (
     update_run_status,
 )
 from zoo.runs.logger import run_logger
+from zoo.runs.videos import check_recordable
 from zoo.training.callbacks import (
     EpisodeScalarsCallback,
     PeriodicCheckpointCallback,
@@ -63,9 +69,7 @@ from zoo.training.model_setup import (
     resolve_device,
     starting_model,
 )
-
-# Evaluation games get seeds of their own, away from the training envs'.
-_EVAL_SEED_OFFSET = 1_000_003
+from zoo.training.recording import RecordingCallback, recording_callback
 
 
 def _to_stderr(message: str) -> None:
@@ -121,6 +125,8 @@ def _train(
     note = minibatch_note(config.hyperparams)
     if note is not None:
         options.warn(note)
+    if config.run.record_every > 0:
+        check_recordable(config.env, config.env_settings())  # before anything is built
     apply_torch_threads(config.run.torch_threads)
     with _setting_up(run):
         env = make_vec_env_for(
@@ -136,7 +142,11 @@ def _train(
             model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
             check_replay_buffer_room(model, config, run, options.say, start.resumed)
             evaluation = _evaluation_callback(config, run, options, start)
-            callbacks = _callbacks(config, run, model, options, total, evaluation, extra_callbacks)
+            recorder = recording_callback(config, run, start.step if start.resumed else None,
+                                          options.say, options.warn)  # fmt: skip
+            callbacks = _callbacks(
+                config, run, model, options, total, [evaluation, recorder], extra_callbacks
+            )
             if start.checkpoint is not None:
                 restore_rng_states(start.checkpoint.training_state().get("rng", {}))
             if start.resumed:  # recorded once all is set up: a refused resume leaves no trace
@@ -237,8 +247,8 @@ def _learn(
     try:
         with stop_requests(options.warn, before_quitting) as stop:
             for callback in callbacks:
-                if isinstance(callback, EvaluationCallback):
-                    callback.cancel_when = stop  # a stop need not wait for its games
+                if isinstance(callback, (EvaluationCallback, RecordingCallback)):
+                    callback.cancel_when = stop  # a stop need not wait for their games
             model.learn(
                 total_timesteps=total - model.num_timesteps,
                 callback=CallbackList([*callbacks, StopWhenRequested(stop)]),
@@ -274,7 +284,7 @@ def _evaluation_callback(
     if start.resumed:  # best_model.zip is only ever replaced by a better one
         log.keep_until(start.step)
     settings = config.env_settings()
-    seed = config.seed + _EVAL_SEED_OFFSET
+    seed = config.seed + EVAL_SEED_OFFSET
     max_frames = evaluation.max_frames
     return EvaluationCallback(
         make_env=lambda game_seed: make_eval_env(config.env, settings, game_seed, max_frames),
@@ -297,7 +307,7 @@ def _callbacks(
     model: BaseAlgorithm,
     options: TrainOptions,
     total: int,
-    evaluation: EvaluationCallback | None,
+    games: Sequence[BaseCallback | None],  # the evaluation and the recorder, where they exist
     extra: Sequence[BaseCallback],
 ) -> list[BaseCallback]:
     callbacks: list[BaseCallback] = [
@@ -307,8 +317,7 @@ def _callbacks(
             lambda: _save_checkpoint(model, config, run), config.run.save_freq
         ),
     ]
-    if evaluation is not None:
-        callbacks.append(evaluation)
+    callbacks.extend(callback for callback in games if callback is not None)
     stop_score = config.run.stop_at_training_score
     if stop_score is not None:
         callbacks.append(StopOnMeanScoreCallback(stop_score))
