@@ -3,16 +3,24 @@
     python benchmarks/throughput.py --env Breakout --algo a2c dqn --steps 20000
 
 For each algo, each backend (`--backends`, default `stock sb3 ale`; `NAME:N` sets its
-n_envs) runs back to back in this one process: first random actions on the env alone
+n_envs; `NAME+compile` trains with `compile: true`, the others with `compile: false`) runs
+back to back in this one process: first random actions on the env alone
 (`--env-steps`), then training with the shipped hyperparameters for the game (`--set`
 changes any of them, for every backend alike). `stock` is SB3 as it runs on its own: its
 AtariWrapper stack in a DummyVecEnv, convolution weights in PyTorch's default layout and
 SB3's per-tensor Adam; `sb3` is the same env stack with zoo's network settings
 (channels-last convolutions, fused Adam); `ale` adds ale-py's C++ vector env. Only the
-steps after an untimed warm-up are timed; for DQN and QR-DQN the warm-up is
-learning_starts, lowered to `--warmup` so gradient steps are timed, and epsilon stays at the
-schedule's final value, as over most of a run (at epsilon 1 no action needs the network).
+steps after an untimed warm-up are timed; for DQN and QR-DQN learning_starts is lowered to
+half of `--warmup`, so gradient steps are timed (and a compiled update has compiled in the
+warm-up's second half), and epsilon stays at the schedule's final value, as over most of a run (at epsilon 1 no action needs the network).
 `--device cuda` trains the networks on the GPU (the envs stay on the CPU).
+
+`rl_zoo3` is the peer itself: rl-baselines3-zoo's ExperimentManager builds its model and env
+from its own hyperparams/<algo>.yml (the `atari` section for a game), and the model trains
+here as the others do (no callbacks, the same warm-up and epsilon). With it in the list, every
+zoo backend trains rl_zoo3's settings too, read from that same file, so the ratio compares the
+two toolkits on one configuration. It needs `pip install rl_zoo3` (not a zoo dependency).
+Every backend gets the same PyTorch thread count (`--set torch_threads=N`, else zoo's choice).
 `--repeat N` runs the backends in turn N times and reports the median and the range: other
 processes on a small machine move single numbers a lot. Ratios are of medians, against the
 first backend. `--profile N` prints the N functions with the most time of each training
@@ -34,17 +42,25 @@ import pstats
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import ale_py
 import numpy as np
 import stable_baselines3
 import torch as th
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.config.config import Config, build_config
 from zoo.core.errors import UserError
 from zoo.core.threads import apply_torch_threads, cores
 from zoo.envs.stack import make_vec_env_for
 from zoo.training.model_setup import build_model, resolve_device
+
+# benchmarks/ is a folder of scripts, not a package: a helper module sits beside them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rl_zoo3_peer import hyperparams_file, rl_zoo3_run, section_keys
 
 OFF_POLICY = ("dqn", "qrdqn")
 
@@ -57,26 +73,41 @@ class Backend:
 
     name: str
     n_envs: int | None  # None: the config's
+    compiled: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Backend:
-        name, _, n_envs = text.partition(":")
-        if name not in ("stock", "ale", "sb3", "dummy", "subproc"):
-            raise UserError(f"unknown backend {name!r}: use stock, ale, sb3, dummy or subproc")
+        spec, plus, modifier = text.partition("+")
+        if plus and modifier != "compile":
+            raise UserError(f"{text!r}: the only modifier after '+' is compile")
+        name, _, n_envs = spec.partition(":")
+        if name not in BACKEND_NAMES:
+            raise UserError(f"unknown backend {name!r}: use {', '.join(BACKEND_NAMES)}")
         if n_envs and not (n_envs.isdigit() and int(n_envs) > 0):
             raise UserError(f"{text!r}: the number after ':' is the envs, a positive integer")
-        return cls(name, int(n_envs) if n_envs else None)
+        if name in ("stock", "rl_zoo3") and (plus or n_envs):
+            raise UserError(f"{text!r}: {name} runs as it comes, with no ':N' or '+compile'")
+        return cls(name, int(n_envs) if n_envs else None, compiled=bool(plus))
 
     @property
     def label(self) -> str:
-        return "sb3" if self.name == "dummy" else self.name
+        return ("sb3" if self.name == "dummy" else self.name) + (
+            "+compile" if self.compiled else ""
+        )
 
-    def overrides(self) -> list[str]:
+    def overrides(self, algo: str) -> list[str]:
+        if self.name == "rl_zoo3":  # its own settings; the zoo config only names the game
+            return []
         extra = [f"vec_env={'dummy' if self.name == 'stock' else self.name}"]
+        if algo in OFF_POLICY:
+            extra.append(f"compile={'true' if self.compiled else 'false'}")
         if self.n_envs is not None:
             extra.append(f"n_envs={self.n_envs}")
         stock = ["channels_last=false", "fused_adam=false"]  # SB3's layout and per-tensor Adam
         return extra + (stock if self.name == "stock" else [])
+
+
+BACKEND_NAMES = ("stock", "ale", "sb3", "dummy", "subproc", "rl_zoo3")
 
 
 @dataclass
@@ -88,58 +119,60 @@ class Measurements:
 
 
 def config_for(algo: str, env: str, backend: Backend, args: argparse.Namespace) -> Config:
-    overrides = ["seed=0", *backend.overrides()]
+    overrides = ["seed=0", *backend.overrides(algo)]
     if algo in OFF_POLICY:
-        overrides.append(f"learning_starts={args.warmup}")
-    config = build_config(algo, env, overrides=[*overrides, *args.set])
+        overrides.append(f"learning_starts={learning_starts(args)}")
+
+    def built(*extra: str) -> Config:
+        extras = [*overrides, *args.set, *extra]
+        return build_config(algo, env, args.hyperparams_file, extras, preset=args.preset)
+
+    config = built()
     if algo in OFF_POLICY and not any(text.startswith("exploration") for text in args.set):
-        final = config.exploration_schedule()
-        assert final is not None
-        epsilon = final.value(config.n_timesteps)
-        config = build_config(
-            algo, env, overrides=[*overrides, *args.set, f"exploration={epsilon}"]
-        )
+        config = built(f"exploration={final_epsilon(config)}")
     return config
 
 
-def env_rate(config: Config, steps: int) -> float:
+def learning_starts(args: argparse.Namespace) -> int:
+    """Half the warm-up: its second half makes gradient steps, so a compiled update has
+    compiled before the timing starts."""
+    return args.warmup // 2
+
+
+def final_epsilon(config: Config) -> float:
+    schedule = config.exploration_schedule()
+    assert schedule is not None
+    return schedule.value(config.n_timesteps)
+
+
+def env_rate(env: VecEnv, steps: int) -> float:
     """Agent steps per second of the env alone, with uniformly random actions."""
-    settings = config.env_settings()
-    env = make_vec_env_for(config.env, settings, config.seed)
-    try:
-        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-        calls = max(1, steps // settings.n_envs)
-        actions = np.random.default_rng(0).integers(n_actions, size=(calls, settings.n_envs))
-        env.reset()
-        for action in actions[: max(1, calls // 10)]:  # warm-up
-            env.step(action)
-        start = time.perf_counter()
-        for action in actions:
-            env.step(action)
-        return calls * settings.n_envs / (time.perf_counter() - start)
-    finally:
-        env.close()
+    n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+    calls = max(1, steps // env.num_envs)
+    actions = np.random.default_rng(0).integers(n_actions, size=(calls, env.num_envs))
+    env.reset()
+    for action in actions[: max(1, calls // 10)]:  # warm-up
+        env.step(action)
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    return calls * env.num_envs / (time.perf_counter() - start)
 
 
-def train_rate(config: Config, args: argparse.Namespace) -> float:
+def train_rate(model: BaseAlgorithm, args: argparse.Namespace) -> float:
     """Agent steps per second of training, after `args.warmup` untimed steps."""
     steps, warmup, profile = args.steps, args.warmup, args.profile
-    env = make_vec_env_for(config.env, config.env_settings(), config.seed)
-    try:
-        model = build_model(config, env, args.device)
-        model.learn(total_timesteps=warmup)
-        profiler = cProfile.Profile() if profile else None
-        start_steps, start = model.num_timesteps, time.perf_counter()
-        if profiler is not None:
-            profiler.enable()
-        model.learn(total_timesteps=steps, reset_num_timesteps=False)
-        elapsed = time.perf_counter() - start
-        if profiler is not None:
-            profiler.disable()
-            print_profile(profiler, profile)
-        return (model.num_timesteps - start_steps) / elapsed
-    finally:
-        env.close()
+    model.learn(total_timesteps=warmup)
+    profiler = cProfile.Profile() if profile else None
+    start_steps, start = model.num_timesteps, time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    model.learn(total_timesteps=steps, reset_num_timesteps=False)
+    elapsed = time.perf_counter() - start
+    if profiler is not None:
+        profiler.disable()
+        print_profile(profiler, profile)
+    return (model.num_timesteps - start_steps) / elapsed
 
 
 def print_profile(profiler: cProfile.Profile, lines: int) -> None:
@@ -151,13 +184,51 @@ def print_profile(profiler: cProfile.Profile, lines: int) -> None:
 
 def measure(algo: str, backend: Backend, args: argparse.Namespace, into: Measurements) -> None:
     config = config_for(algo, args.env, backend, args)
-    threads = apply_torch_threads(config.run.torch_threads)
+    threads = apply_torch_threads(config.run.torch_threads)  # the same for every backend
     settings = config.env_settings()
+    if backend.name == "rl_zoo3":
+        print(f"# {algo} rl_zoo3: its own env and model, torch threads {threads}", flush=True)
+        with rl_zoo3_run(
+            algo, config.env.name, config.seed, args.device, rl_zoo3_settings(algo, config, args)
+        ) as (model, env):
+            into.n_envs = env.num_envs
+            if args.env_steps > 0:
+                into.env_rates.append(env_rate(env, args.env_steps))
+            if args.steps > 0:
+                into.train_rates.append(train_rate(model, args))
+        return
     print(f"# {algo} {into.label}: n_envs {settings.n_envs}, torch threads {threads}", flush=True)
     if args.env_steps > 0:
-        into.env_rates.append(env_rate(config, args.env_steps))
+        env = make_vec_env_for(config.env, settings, config.seed)
+        try:
+            into.env_rates.append(env_rate(env, args.env_steps))
+        finally:
+            env.close()
     if args.steps > 0:
-        into.train_rates.append(train_rate(config, args))
+        env = make_vec_env_for(config.env, settings, config.seed)
+        try:
+            into.train_rates.append(train_rate(build_model(config, env, args.device), args))
+        finally:
+            env.close()
+
+
+def rl_zoo3_settings(algo: str, config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """What changes in rl_zoo3's section, as for zoo's backends: the warm-up, the final
+    epsilon from the start, and every --set of a key that section has."""
+    allowed = section_keys(algo)
+    settings: dict[str, Any] = {}
+    for text in args.set:
+        key, _, value = text.partition("=")
+        if key in allowed:
+            settings[key] = yaml.safe_load(value)
+    if algo in OFF_POLICY:
+        epsilon = final_epsilon(config)
+        settings.update(
+            learning_starts=learning_starts(args),
+            exploration_initial_eps=epsilon,
+            exploration_final_eps=epsilon,
+        )
+    return settings
 
 
 def summary(rates: list[float]) -> str:
@@ -170,6 +241,11 @@ def summary(rates: list[float]) -> str:
 
 def ratio(rates: list[float], base: list[float]) -> str:
     return f"{np.median(rates) / np.median(base):.2f}x" if rates and base else "-"
+
+
+def hours_for_10m(rates: list[float]) -> str:
+    """The time 10M agent steps take at the median training rate."""
+    return f"{10_000_000 / np.median(rates) / 3600:.1f} h" if rates else "-"
 
 
 def machine(device: str) -> str:
@@ -201,6 +277,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed training steps first")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the backends")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--preset", help="a preset of hyperparams/presets.yml for every backend")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="top N of cProfile")
     parser.add_argument(
         "--device",
@@ -211,6 +288,12 @@ def main() -> None:
     args = parser.parse_args()
     args.device = resolve_device(args.device)  # one clear line where no GPU is visible
     backends = [Backend.parse(text) for text in args.backends]
+    args.hyperparams_file = None
+    if any(backend.name == "rl_zoo3" for backend in backends):
+        if len(args.algo) != 1:
+            raise UserError("with the rl_zoo3 backend give one --algo: its file is per algorithm")
+        args.hyperparams_file = hyperparams_file(args.algo[0])
+        print(f"every backend trains rl_zoo3's settings: {args.hyperparams_file}")
     print(f"machine: {machine(args.device)}")
     print(f"env: {args.env}, timed agent steps: env {args.env_steps:,}, training {args.steps:,}")
     rows = []
@@ -229,12 +312,14 @@ def main() -> None:
             rows.append(
                 f"| {algo} | {result.label} | {result.n_envs} | {summary(result.env_rates)} | "
                 f"{ratio(result.env_rates, base.env_rates)} | {summary(result.train_rates)} | "
-                f"{ratio(result.train_rates, base.train_rates)} |"
+                f"{ratio(result.train_rates, base.train_rates)} | "
+                f"{hours_for_10m(result.train_rates)} |"
             )
     print(
-        "| algo | backend | n_envs | env steps/s | env ratio | training steps/s | training ratio |"
+        "| algo | backend | n_envs | env steps/s | env ratio | training steps/s | training ratio "
+        "| 10M steps |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -65,6 +65,12 @@ def test_the_table_gives_per_game_means_and_rliable_aggregates_beside_the_publis
     assert "100,000 agent steps, then 100 whole games" in text
 
 
+def test_the_table_names_the_settings_a_run_had_beyond_the_preset() -> None:
+    rows = [_row("Pong", 0, -20.0), {**_row("Pong", 1, -12.0), "settings": "vec_env=sb3"}]
+    text = atari100k.table(rows)
+    assert "- Pong seed 1: `vec_env=sb3`" in text and "Pong seed 0" not in text
+
+
 def test_a_kept_row_is_never_replaced_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     row = {**_row("Pong", 0, -5.0), **{key: "" for key in atari100k.ROW_FIELDS[7:]}}
     first = atari100k.write_row(row, tmp_path)
@@ -91,6 +97,7 @@ def test_the_suite_trains_evaluates_keeps_one_row_per_cell_and_tabulates(
         [row] = list(csv.DictReader(file))
     assert row["steps"] == "110" and row["episodes"] == "2" and row["eval_epsilon"] == "0.001"
     assert row["game_seeds"] == "0-1" and -21 <= float(row["mean"]) <= 21
+    assert row["settings"] == "learning_starts=100 buffer_size=300"  # the grid's --set
     table = (tmp_path / "rows" / "atari100k.md").read_text()
     assert "| Pong | 1 |" in table
     again = zoo(*args, timeout=600)  # finished: nothing trained, the row not kept twice

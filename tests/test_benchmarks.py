@@ -50,7 +50,9 @@ def run_script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> i
 @pytest.mark.parametrize(
     ("backend", "message"),
     [
-        ("gpu", "unknown backend 'gpu': use stock, ale, sb3, dummy or subproc"),
+        ("gpu", "unknown backend 'gpu': use stock, ale, sb3, dummy, subproc, rl_zoo3"),
+        ("ale+fast", "'ale+fast': the only modifier after '+' is compile"),
+        ("stock+compile", "'stock+compile': stock runs as it comes, with no ':N' or '+compile'"),
         ("ale:0x", "'ale:0x': the number after ':' is the envs, a positive integer"),
         ("ale:0", "'ale:0': the number after ':' is the envs, a positive integer"),
     ],

@@ -166,8 +166,10 @@ def test_the_loss_is_importance_weighted_and_errors_become_priorities(algo: str)
             current, targets = model._quantiles_and_targets(batch)
             losses = errors = quantile_huber_losses(current, targets)
     np.random.seed(5)
-    loss = model._prioritized_loss(32)
-    assert loss.item() == pytest.approx((weights[:, 0] * losses).mean().item(), rel=1e-5)
+    model.learning_starts = 100  # the 150 stored transitions may now be learned from
+    model.train(gradient_steps=1, batch_size=32)  # draws the same batch, then one update
+    loss = model.logger.name_to_value["train/loss"]
+    assert loss == pytest.approx((weights[:, 0] * losses).mean().item(), rel=1e-5)
     # The last of a leaf drawn twice is the one the tree keeps.
     last = {leaf: index for index, leaf in enumerate(leaves)}
     leaf_list = np.array(list(last))

@@ -6,6 +6,10 @@ hidden layers (`net_arch`) and the output layer. A Dueling head splits where the
 a value stream and an advantage stream, each with its own `net_arch` hidden layers, combined as
 Q = V + A - mean(A) (Wang et al. 2016). The policies are ordinary SB3 policy classes, so a saved
 zip loads with plain `DQN.load` / `QRDQN.load` once `zoo` is importable.
+
+The networks scale pixels as SB3 does (`obs.float() / 255` for image spaces), with the
+decision taken once when they are built: SB3 takes it at every forward pass by comparing the
+space's bounds in numpy, which torch.compile cannot trace without breaking the graph.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.qrdqn.policies import QRDQNPolicy, QuantileNetwork
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     FlattenExtractor,
     NatureCNN,
     create_mlp,
 )
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.type_aliases import Schedule as ProgressSchedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
@@ -84,12 +90,46 @@ def default_net_arch(features_extractor_class: type[BaseFeaturesExtractor]) -> l
     return [64, 64]
 
 
+class BoxPreprocessingDecidedOnce:
+    """Network mixin: the preprocessing of a Box observation space (SB3's `preprocess_obs`:
+    float, divided by 255 for images) decided when the network is built."""
+
+    observation_space: spaces.Space
+    normalize_images: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.box_scale: float | None = None  # None: not a Box, SB3 preprocesses
+        if isinstance(self.observation_space, spaces.Box):
+            scaled = self.normalize_images and is_image_space(self.observation_space)
+            self.box_scale = 255.0 if scaled else 1.0
+
+    def extract_features(
+        self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor
+    ) -> th.Tensor:
+        if self.box_scale is None or not isinstance(obs, th.Tensor):
+            return super().extract_features(obs, features_extractor)  # type: ignore[misc]
+        observations = obs.float()
+        if self.box_scale != 1.0:
+            observations = observations / self.box_scale
+        features: th.Tensor = features_extractor(observations)
+        return features
+
+
+class ZooQNetwork(BoxPreprocessingDecidedOnce, QNetwork):
+    pass
+
+
+class ZooQuantileNetwork(BoxPreprocessingDecidedOnce, QuantileNetwork):
+    pass
+
+
 def dueling_combine(value: th.Tensor, advantage: th.Tensor, action_dim: int) -> th.Tensor:
     """Q = V + A - mean over actions of A; `action_dim` names the actions axis of `advantage`."""
     return value + advantage - advantage.mean(dim=action_dim, keepdim=True)
 
 
-class DuelingQNetwork(QNetwork):
+class DuelingQNetwork(ZooQNetwork):
     """QNetwork whose `q_net` is the advantage stream, plus a value stream of the same shape."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -103,7 +143,7 @@ class DuelingQNetwork(QNetwork):
         return dueling_combine(self.value_net(features), self.q_net(features), action_dim=1)
 
 
-class DuelingQuantileNetwork(QuantileNetwork):
+class DuelingQuantileNetwork(ZooQuantileNetwork):
     """Dueling over quantiles: each quantile of Q is V's quantile + A's - mean of A's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -184,9 +224,8 @@ class QPolicy(DuelingOption, DQNPolicy):
     """DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
 
     def make_q_net(self) -> QNetwork:
-        if not self.dueling:
-            return super().make_q_net()
-        return DuelingQNetwork(**self._head_arguments()).to(self.device)
+        network = DuelingQNetwork if self.dueling else ZooQNetwork
+        return network(**self._head_arguments()).to(self.device)
 
 
 class CnnQPolicy(PixelDefault, QPolicy):
@@ -197,9 +236,8 @@ class QuantilePolicy(DuelingOption, QRDQNPolicy):
     """QR-DQN policy with an optional Dueling head; Atari trunks bring their own hidden layers."""
 
     def make_quantile_net(self) -> QuantileNetwork:
-        if not self.dueling:
-            return super().make_quantile_net()
-        return DuelingQuantileNetwork(**self._head_arguments()).to(self.device)
+        network = DuelingQuantileNetwork if self.dueling else ZooQuantileNetwork
+        return network(**self._head_arguments()).to(self.device)
 
 
 class CnnQuantilePolicy(PixelDefault, QuantilePolicy):

@@ -14,13 +14,21 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from zoo.algorithms.augmentation import AUGMENTATIONS
+from zoo.algorithms.compiled_update import (
+    AUTO,
+    LearningRateTensors,
+    compile_failure,
+    compiled,
+    is_compile_error,
+    wants_compiling,
+)
 from zoo.algorithms.q_networks import NETWORKS, variant_policy_kwargs
+from zoo.core.errors import UserError
 from zoo.replay.frame_buffer import FrameReplayBuffer
 from zoo.replay.prioritized import PrioritizedFrameReplayBuffer
 from zoo.schema.names import FRAME_STORES
@@ -41,6 +49,10 @@ REPLAY_BUFFER_CLASSES: Mapping[str, type[FrameReplayBuffer] | None] = {
     "frames": FrameReplayBuffer,
     "sb3": None,
 }
+
+# On CUDA, losses are read back for logging once per this many updates: reading one is a
+# host-device synchronisation. On the CPU each phase's losses are read at once.
+LOSS_READ_INTERVAL_CUDA = 100
 
 
 def next_q_values(
@@ -112,8 +124,10 @@ class TemporalDifferenceTraining:
     random_warmup: bool = True
     prioritized_replay: bool = False
     augmentation: str | None = None
+    compile: bool | str = AUTO
     online_as_target: bool = False  # this gradient step's target network is the online one
     observation_space: Any
+    device: th.device
     priority_beta_schedule: Schedule | None
     num_timesteps: int
     _n_updates: int
@@ -134,8 +148,12 @@ class TemporalDifferenceTraining:
         frame_store: str = "host",
         priority_beta_schedule: Schedule | None = None,
         augmentation: str | None = None,
+        compile: bool | str = AUTO,
         **kwargs: Any,
     ) -> None:
+        if compile not in (True, False, AUTO):
+            raise ValueError(f"compile is true, false or {AUTO!r}, not {compile!r}")
+        self.compile = compile
         if augmentation is not None and augmentation not in AUGMENTATIONS:
             raise ValueError(
                 f"unknown augmentation {augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"
@@ -187,6 +205,13 @@ class TemporalDifferenceTraining:
             )
 
     def _setup_model(self) -> None:
+        self._set_up_replay_and_networks()
+        self._compiled_parts: tuple[Callable[..., Any], Callable[[], None]] | None = None
+        self._learning_rates: LearningRateTensors | None = None
+        self._unread_losses: list[th.Tensor] = []
+        self.compiles_update = self._decide_compiling()
+
+    def _set_up_replay_and_networks(self) -> None:
         buffer_class = self.replay_buffer_class
         if buffer_class is None or not issubclass(buffer_class, FrameReplayBuffer):
             super()._setup_model()  # type: ignore[misc]
@@ -197,6 +222,34 @@ class TemporalDifferenceTraining:
             # has just been given them.
             warnings.filterwarnings("ignore", message=r".*is ignored because a custom")
             super()._setup_model()  # type: ignore[misc]
+
+    def _decide_compiling(self) -> bool:
+        """Whether the update is compiled here; `compile: true` where torch.compile cannot
+        work is refused in one line, `auto` then stays eager with a warning."""
+        if not wants_compiling(self.compile, self.device):
+            return False
+        failure = compile_failure(self.device.type)
+        if failure is None:
+            return True
+        if self.compile is True:
+            raise UserError(
+                f"compile: true, but torch.compile cannot compile on {self.device.type} here "
+                f"({failure}); set compile: false (or auto)"
+            )
+        warnings.warn(
+            f"the TD update stays eager: torch.compile fails here ({failure})", stacklevel=2
+        )
+        return False
+
+    def _excluded_save_params(self) -> list[str]:
+        # Compiled code and tensors of this process, rebuilt after loading.
+        return [
+            *super()._excluded_save_params(),  # type: ignore[misc]
+            "_compiled_parts",
+            "_learning_rates",
+            "_unread_losses",
+            "compiles_update",
+        ]
 
     def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
         raise NotImplementedError
@@ -227,26 +280,94 @@ class TemporalDifferenceTraining:
             return  # a run resumed without its replay buffer refills it first
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        update = self._update_function()
         prioritized = isinstance(self.replay_buffer, PrioritizedFrameReplayBuffer)
-        losses = []
         for step in range(gradient_steps):
             # Only the first step of a phase can find the target just copied from the online
             # network (after a step it has moved).
             self.online_as_target = step == 0 and self.target_holds_online_weights()
             if prioritized:
-                loss = self._prioritized_loss(batch_size)
+                beta = self.priority_beta()
+                self.logger.record("train/priority_beta", beta)
+                batch, leaves, weights = self.replay_buffer.sample_prioritized(
+                    batch_size, beta, env=self._vec_normalize_env
+                )
+                loss, errors = update(self.augmented(batch), weights)
+                self.replay_buffer.update_priorities(leaves, errors)
             else:
                 batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-                loss = self.td_loss(self.augmented(batch))
-            losses.append(loss.item())
-            self.policy.optimizer.zero_grad()
-            loss.backward()
-            if self.max_grad_norm is not None:
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            self.policy.optimizer.step()
+                loss, _ = update(self.augmented(batch), None)
+            self._unread_losses.append(loss)
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/loss", float(np.mean(losses)))
+        self._record_losses()
+
+    def gradient_step(
+        self, batch: ReplayBufferSamples, weights: th.Tensor | None
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        """One update from `batch`: its loss (importance-weighted by `weights` when given),
+        the backward pass, clipping and the optimizer step. Returns the loss and, with
+        weights, each transition's error for its new priority. Compiled, the loss (with its
+        backward graph) and the optimizer step are each one compiled function: the backward
+        pass between them is where a compiled graph ends."""
+        batch_loss, optimizer_step = self._compiled_parts or (self.batch_loss, self.optimizer_step)
+        loss, errors = batch_loss(batch, weights)
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        optimizer_step()
+        return loss.detach(), errors
+
+    def batch_loss(
+        self, batch: ReplayBufferSamples, weights: th.Tensor | None
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        if weights is None:
+            return self.td_loss(batch), None
+        losses, errors = self.td_losses(batch)
+        return (weights[:, 0] * losses).mean(), errors
+
+    def optimizer_step(self) -> None:
+        if self.max_grad_norm is not None:
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+
+    def _update_function(self) -> Callable[..., tuple[th.Tensor, th.Tensor | None]]:
+        """`gradient_step`, eager or with its compiled parts (built on first use, with
+        learning-rate tensors refilled from what the schedule has just set)."""
+        if not self.compiles_update:
+            return self.gradient_step
+        optimizer = self.policy.optimizer
+        if self._compiled_parts is None:
+            self._learning_rates = LearningRateTensors(optimizer, self.device)
+            self._compiled_parts = (
+                compiled(self.batch_loss, self.device),
+                compiled(self.optimizer_step, self.device),
+            )
+        assert self._learning_rates is not None
+        self._learning_rates.refill(optimizer)
+        return self._compiled_or_refused
+
+    def _compiled_or_refused(
+        self, batch: ReplayBufferSamples, weights: th.Tensor | None
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        try:
+            return self.gradient_step(batch, weights)
+        except Exception as error:
+            if not is_compile_error(error):
+                raise
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise UserError(
+                f"torch.compile failed on the TD update ({reason or type(error).__name__}); "
+                "set compile: false"
+            ) from None
+
+    def _record_losses(self) -> None:
+        """Log the mean loss of the updates not yet read: at every phase on the CPU, every
+        LOSS_READ_INTERVAL_CUDA updates on CUDA."""
+        unread = self._unread_losses
+        if self.device.type == "cuda" and len(unread) < LOSS_READ_INTERVAL_CUDA:
+            return
+        self.logger.record("train/loss", float(th.stack(unread).mean()))
+        unread.clear()
 
     def online_and_target(self) -> tuple[th.nn.Module, th.nn.Module]:
         raise NotImplementedError
@@ -279,15 +400,3 @@ class TemporalDifferenceTraining:
     def priority_beta(self) -> float:
         schedule = self.priority_beta_schedule
         return DEFAULT_PRIORITY_BETA if schedule is None else schedule.value(self.num_timesteps)
-
-    def _prioritized_loss(self, batch_size: int) -> th.Tensor:
-        """The importance-weighted loss of a batch drawn by priority; the batch's
-        priorities become its new errors."""
-        beta = self.priority_beta()
-        self.logger.record("train/priority_beta", beta)
-        batch, leaves, weights = self.replay_buffer.sample_prioritized(
-            batch_size, beta, env=self._vec_normalize_env
-        )
-        losses, errors = self.td_losses(self.augmented(batch))
-        self.replay_buffer.update_priorities(leaves, errors)
-        return (weights[:, 0] * losses).mean()

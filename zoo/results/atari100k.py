@@ -33,6 +33,8 @@ AGGREGATE_METRICS = ("iqm", "median", "mean", "optimality_gap")
 ALL_GAMES = "all 26"  # the `game` of a published aggregate row
 BOOTSTRAP_REPS = 20_000
 BOOTSTRAP_SEED = 0
+# --set keys that change how fast a run goes, not what it learns: left out of a row's settings.
+THREAD_KEYS = ("torch_threads", "env_threads")
 ROW_FIELDS = (
     "agent",
     "game",
@@ -55,6 +57,7 @@ ROW_FIELDS = (
     "stable-baselines3",
     "ale-py",
     "date",
+    "settings",  # the grid's --set values beyond the preset (rows kept before it: none noted)
 )
 
 
@@ -111,7 +114,7 @@ def suite_games(wanted: Sequence[str]) -> tuple[str, ...]:
 
 
 def cell_row(agent: str, game: str, cell_info: Mapping[str, Any], run_info: Mapping[str, Any],
-             eval_epsilon: float) -> dict[str, Any] | None:  # fmt: skip
+             eval_epsilon: float, settings: Sequence[str] = ()) -> dict[str, Any] | None:  # fmt: skip
     """The result row of one evaluated cell (its final model), or None before its evaluation."""
     evaluation = cell_info.get("final_evaluation")
     if not isinstance(evaluation, dict) or "final" not in evaluation:
@@ -138,6 +141,7 @@ def cell_row(agent: str, game: str, cell_info: Mapping[str, Any], run_info: Mapp
         "steps_per_second": f"{steps / float(seconds):.1f}" if seconds and steps else "",
         **{key: machine.get(key, "") for key in ROW_FIELDS[14:20]},
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "settings": " ".join(settings),
     }
 
 
@@ -152,12 +156,17 @@ def grid_rows(grid_dir: Path) -> Iterator[tuple[dict[str, Any], Callable[[Path],
 
     grid = read_yaml_file(grid_dir / GRID_FILE, what="benchmark grid file")
     agent = str(grid.get("grid", {}).get("preset") or DEFAULT_PRESET)
+    settings = [
+        str(text)
+        for text in grid.get("grid", {}).get("set") or []
+        if str(text).partition("=")[0] not in THREAD_KEYS
+    ]
     for run_file in sorted(grid_dir.glob("*/run.yml")):
         run = Run(run_file.parent)
         info = read_cell_info(run.path)
         row = cell_row(
             agent, game_of(str(run.read_info().get("env"))), info, run.read_info(),
-            run_config(run).evaluation.epsilon,
+            run_config(run).evaluation.epsilon, settings,
         )  # fmt: skip
         if row is None:
             continue
@@ -296,6 +305,10 @@ def _agent_table(agent: str, rows: Sequence[Mapping[str, str]], published: Publi
             + " | ".join(others)
             + " |"
         )
+    noted = [row for row in rows if row.get("settings")]
+    if noted:
+        lines += ["", "Settings beyond the preset (`--set`):", ""]
+        lines += [f"- {row['game']} seed {row['seed']}: `{row['settings']}`" for row in noted]
     lines += _aggregate_lines(games, runs, published)
     return lines
 

@@ -215,6 +215,17 @@ def _boolean(value: Any) -> bool:
 boolean = Check(_boolean, "true or false")
 
 
+def boolean_or(word: str) -> Check:
+    """true, false or `word` (e.g. auto: zoo decides)."""
+
+    def check(value: Any) -> bool | str:
+        if isinstance(value, bool) or value == word:
+            return value
+        raise FieldError(f"expected true, false or {word}, got {_describe(value)}")
+
+    return Check(check, f"true, false or {word}")
+
+
 def choice(options: tuple[str, ...] | Mapping[str, Any], optional: bool = False) -> Check:
     names = tuple(options)
 

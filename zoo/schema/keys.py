@@ -23,6 +23,7 @@ from zoo.schema.fields import (
     Flag,
     Schema,
     boolean,
+    boolean_or,
     choice,
     integer,
     nested,
@@ -256,6 +257,11 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         "border repeated) or random_shift_intensity (Dopamine's DrQ(eps): shift, then scale by "
         "1 + 0.05 x clipped noise); null: none",
     ),
+    "compile": Field(
+        boolean_or("auto"),
+        "run each gradient step (forward, loss, backward, optimizer step) as one torch.compile'd "
+        "function, CUDA graphs on a GPU; auto: on CUDA, not on the CPU (measured no faster there)",
+    ),
 }
 
 
@@ -282,7 +288,10 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
 
 # Keys of the replay-based algorithms that an on-policy one refuses with a reason.
 _ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
-    {"augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)"}
+    {
+        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)",
+        "compile": "it compiles the TD update of dqn and qrdqn",
+    }
 )
 
 SCHEMAS: Mapping[str, Schema] = {
