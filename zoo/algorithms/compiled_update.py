@@ -12,7 +12,7 @@ again at every new value.
 
 `compile: auto` compiles where it measured faster. On the 2-core CPU VMs the compiled update
 was no faster than the eager one (the convolutions, already oneDNN kernels, take the time;
-`benchmarks/throughput.py --compile false true`), so `auto` is eager on the CPU. On CUDA it
+`benchmarks/throughput.py --backends ale ale+compile`), so `auto` is eager on the CPU. On CUDA it
 compiles: that is where launch overhead dominates (zoo's GPU profile in the performance guide);
 `benchmarks/gpu_check.sh` measures both.
 """
