@@ -65,8 +65,19 @@ def _probe(values: th.Tensor) -> th.Tensor:
     return values * 2 + 1
 
 
+class _ProfilerSpanNotice(logging.Filter):
+    """Drops torch.compile's notice that the optimizer step's profiler span is not traced:
+    it is printed at every start and says nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Profiler record function")
+
+
 def compiled(update: UpdateFunction, device: th.device) -> UpdateFunction:
     """`update` compiled with static shapes; as CUDA graphs on CUDA."""
+    notices = logging.getLogger("torch._dynamo.variables.ctx_manager")
+    if not any(isinstance(one, _ProfilerSpanNotice) for one in notices.filters):
+        notices.addFilter(_ProfilerSpanNotice())
     mode = "reduce-overhead" if device.type == "cuda" else None
     return th.compile(update, mode=mode, dynamic=False)  # type: ignore[return-value]
 
