@@ -329,6 +329,8 @@ def test_readme_test_command_matches_ci() -> None:
     assert "bash scripts/train.sh" in readme.split("## Install and train")[1].split("##")[0]
     # PyTorch's CPU build first, so that the package's torch range pulls no CUDA build.
     install = scripts["install"]
-    assert install.index("pip install torch==2.13.0") < install.index('pip install -e ".[dev]"')
+    assert install.index("pip install torch==2.13.0") < install.index(
+        'pip install -e ".[dev,mlflow,wandb]"'
+    )
     assert "bash scripts/install.sh" in scripts["test"] and "python -m pytest" in scripts["test"]
     assert "bash scripts/install.sh" in scripts["train"] and "zoo train" in scripts["train"]

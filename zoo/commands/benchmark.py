@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
-from zoo.commands.options import GYM_PACKAGES, hyperparameter_option
+from zoo.commands.options import (
+    GYM_PACKAGES,
+    TRACK_OPTIONS,
+    hyperparameter_option,
+    tracking_choice,
+)
 from zoo.schema.keys import SCHEMAS
 from zoo.schema.names import BENCHMARK_SUITES
 
@@ -81,6 +86,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
                        help="default: logs")  # fmt: skip
     bench.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
     GYM_PACKAGES.add_to(bench)
+    for option in TRACK_OPTIONS:
+        option.add_to(bench)  # each cell is a tracked run, grouped by the grid
     return bench
 
 
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if any(seed < 0 for seed in args.seeds):
         raise UserError("--seeds must be >= 0")
     algos, envs, preset, eval_games = _grid_choice(args)
+    tracking = tracking_choice(args) if not args.report else None  # before any folder
     name = args.name or (f"{args.suite}_{preset}" if args.suite else default_grid_name(algos, envs))
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"--name {name!r}: give a plain folder name")
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         timesteps=args.timesteps,
         gym_packages=tuple(args.gym_packages),
         record_every=args.record_every,
+        tracking=tracking.in_group(f"benchmark/{name}") if tracking else None,
     )
     grid_dir = args.log_dir / "benchmark" / name
     say = printer(args.quiet)

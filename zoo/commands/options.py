@@ -11,10 +11,13 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.config.choice import ConfigChoice
 from zoo.schema.keys import SCHEMAS, TOOLKIT_FIELDS
+
+if TYPE_CHECKING:
+    from zoo.runs.tracking import Tracking
 
 
 @dataclass(frozen=True)
@@ -140,3 +143,37 @@ def config_choice(args: argparse.Namespace, extra: Sequence[Option] = ()) -> Con
             if (key := option.key) is not None
         ),
     )
+
+
+TRACK_OPTIONS: tuple[Option, ...] = (
+    Option(
+        ("--track",),
+        {
+            "choices": ["mlflow", "wandb"],
+            "help": "also send params, metrics, evaluations and the final files to MLflow or "
+            "W&B (extras: pip install zoo[mlflow] / zoo[wandb]; W&B offline: WANDB_MODE=offline)",
+        },
+        with_resume=True,
+    ),
+    Option(
+        ("--track-uri",),
+        {
+            "metavar": "URI",
+            "help": "with --track: MLflow's store or server (default: ./mlruns), "
+            "or the W&B server's address",
+        },
+        with_resume=True,
+    ),
+)
+
+
+def tracking_choice(args: argparse.Namespace) -> Tracking | None:
+    """The tracking --track/--track-uri ask for, or None; checked before any folder is made."""
+    from zoo.core.errors import UserError
+    from zoo.runs.tracking import check_tracking
+
+    if args.track is None:
+        if args.track_uri is not None:
+            raise UserError("--track-uri goes with --track mlflow or --track wandb")
+        return None
+    return check_tracking(args.track, args.track_uri)

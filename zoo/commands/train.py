@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
 from zoo.commands.options import (
     CONFIG_OPTIONS,
+    TRACK_OPTIONS,
     Option,
     add_config_options,
     config_choice,
     hyperparameter_option,
+    tracking_choice,
 )
 from zoo.schema.help import hyperparameter_epilog
 
@@ -34,6 +36,7 @@ examples:
   zoo train --algo dqn --env Breakout --hyperparams-file logs/dqn/BreakoutNoFrameskip-v4_1/config.yml
   zoo train --algo dqn --env Breakout --record-every 1000000    # videos/step-001000000.mp4, ...
   zoo train --resume logs/dqn/BreakoutNoFrameskip-v4_1 -n 20000000
+  zoo train --algo dqn --env Breakout --track mlflow    # also into ./mlruns (pip install zoo[mlflow])
   zoo train --algo dqn --env Breakout --init-from logs/dqn/BreakoutNoFrameskip-v4_1 --skip-random-phase
 """
 
@@ -70,6 +73,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
             "(no uniform random play before learning_starts, no exploration random_steps)",
         },
     ),
+    *TRACK_OPTIONS,
 )
 
 
@@ -113,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         start_run,
         training_lock,
     )
+    from zoo.runs.tracking import resumed_tracking
     from zoo.training.memory_admission import admit_replay_buffer
     from zoo.training.model_setup import StartPoint, resolve_device
     from zoo.training.resume import (
@@ -124,12 +129,14 @@ def run(args: argparse.Namespace) -> int:
     from zoo.training.train import TrainOptions, progress_stream, train
 
     say = printer(args.quiet)
+    tracking = tracking_choice(args)  # before any folder is made
     device = resolve_device(args.device)
     options = TrainOptions(
         device=device,
         progress_stream=progress_stream(args.quiet),
         say=say,
         command=tuple(sys.argv[1:]),
+        tracking=tracking,
     )
     if args.resume is not None:
         refuse_with_resume(args)
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("-n/--timesteps must be at least 1 (the run's new total)")
         run = open_run(args.resume)
         refuse_foreign_run(run)
+        resumed_tracking(run.path, tracking)  # its tracked run can be continued
         # Nothing in the folder is touched before the lock is held: a second resume of a
         # run in training must leave it alone.
         with training_lock(run):

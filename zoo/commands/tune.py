@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from zoo.commands.common import Parser, Subparsers, log_dir
-from zoo.commands.options import add_config_options, config_choice
+from zoo.commands.options import (
+    TRACK_OPTIONS,
+    add_config_options,
+    config_choice,
+    tracking_choice,
+)
 from zoo.core.errors import EXIT_INTERRUPTED
 from zoo.schema.help import hyperparameter_epilog
 
@@ -99,6 +104,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         help="PostgreSQL: a trial with no heartbeat for this long failed and runs again (default 90)",
     )
     tune.add_argument("--quiet", action="store_true", help="no progress lines")
+    for option in TRACK_OPTIONS:
+        option.add_to(tune)  # each trial is a tracked run, grouped by the study
     return tune
 
 
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--seed must be >= 0")
     if not args.report and (args.trials is None or args.trial_steps is None):
         raise UserError("tune needs --trials N and --trial-steps S (or --report)")
+    tracking = tracking_choice(args) if not args.report else None  # before any folder
     settings = TuneSettings(
         config=config_choice(args),
         # --report runs no trial: any count passes the checks there.
@@ -140,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         argv=tuple(sys.argv[2:]),
         gym_packages=tuple(args.gym_packages),
+        tracking=tracking,
     )
     if not args.report:
         storage, _ = prepare_study(settings)

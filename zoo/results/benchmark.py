@@ -32,6 +32,7 @@ from zoo.runs.folders import RUN_FILE
 
 if TYPE_CHECKING:
     from zoo.runs.folders import Run
+    from zoo.runs.tracking import Tracking
     from zoo.training.model_setup import StartPoint
     from zoo.training.train import TrainOptions
 
@@ -55,6 +56,7 @@ class Grid:
     timesteps: int | None = None
     gym_packages: tuple[str, ...] = ()  # imported again in each cell's process
     record_every: int | None = None  # --record-every: videos in each cell's folder
+    tracking: Tracking | None = None  # --track: each cell is a tracked run (not the identity)
 
     def identity(self) -> dict[str, Any]:
         """What makes two grids the same grid (the contents of the file, not its path)."""
@@ -224,7 +226,12 @@ class CellOutcome:
 
 
 def run_cell(
-    cell: Cell, eval_games: int, device: str, argv: Sequence[str], quiet: bool
+    cell: Cell,
+    eval_games: int,
+    device: str,
+    argv: Sequence[str],
+    quiet: bool,
+    tracking: Tracking | None = None,
 ) -> CellOutcome:
     """Train the cell to its total (fresh, resumed or not at all), then evaluate it."""
     from zoo.runs.folders import Run, training_lock
@@ -236,6 +243,7 @@ def run_cell(
         progress_stream=progress_stream(quiet),
         say=say,
         command=("benchmark", *argv),
+        tracking=tracking,
     )
     try:
         cell.path.mkdir(parents=True, exist_ok=True)

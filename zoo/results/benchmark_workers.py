@@ -181,4 +181,4 @@ def _run_named_cell(
     # A worker process rebuilds its cell: a Config (read-only mappings) does not pickle.
     import_gym_packages(grid.gym_packages)
     (cell,) = select_cells(grid_cells(grid, grid_dir), [name])
-    return run_cell(cell, eval_games, device, argv, quiet)
+    return run_cell(cell, eval_games, device, argv, quiet, grid.tracking)

@@ -31,6 +31,7 @@ from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError
 from zoo.core.interrupts import StopRequest
 from zoo.core.textfiles import read_text_file
+from zoo.runs.tracking import track_scalars
 
 EVALUATIONS_FILE = "evaluations.csv"
 BEST_MODEL = "best_model.zip"
@@ -402,14 +403,19 @@ class EvaluationCallback(BaseCallback):
             raise EvaluationCancelled
 
     def _write_scalars(self, result: EvaluationResult) -> None:
+        scores = np.asarray(result.scores)
+        scalars = {
+            "eval/mean_score": float(scores.mean()),
+            "eval/std_score": float(scores.std()),
+            "eval/max_score": float(scores.max()),
+            "eval/mean_length": float(np.mean(result.lengths)),
+        }
+        track_scalars(self.logger, scalars, result.step)
         writer = tensorboard_writer(self.logger)
         if writer is None:
             return
-        scores = np.asarray(result.scores)
-        writer.add_scalar("eval/mean_score", scores.mean(), result.step)
-        writer.add_scalar("eval/std_score", scores.std(), result.step)
-        writer.add_scalar("eval/max_score", scores.max(), result.step)
-        writer.add_scalar("eval/mean_length", float(np.mean(result.lengths)), result.step)
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, result.step)
         writer.flush()
 
 

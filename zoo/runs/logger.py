@@ -11,11 +11,18 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
-from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import (
+    CSVOutputFormat,
+    KVWriter,
+    Logger,
+    TensorBoardOutputFormat,
+)
 from torch.utils.tensorboard import SummaryWriter
 
 from zoo.core.atomic import atomic_write_text
+from zoo.runs.tracking import TrackingFormat
 
 PROGRESS_FILE = "progress.csv"
 _STEP_COLUMN = "time/total_timesteps"
@@ -67,9 +74,11 @@ def _row_step(header: list[str], row: list[str]) -> float:
         return float("inf")
 
 
-def run_logger(folder: Path, resume_step: int | None = None) -> Logger:
-    """Logger writing TensorBoard and progress.csv into `folder`, continuing at `resume_step`."""
+def run_logger(folder: Path, resume_step: int | None = None, tracker: Any = None) -> Logger:
+    """Logger writing TensorBoard and progress.csv into `folder`, continuing at `resume_step`,
+    and sending the same metrics to `tracker` (--track) where there is one."""
     progress = folder / PROGRESS_FILE
+    formats: list[KVWriter]
     if resume_step is None:
         formats = [TensorBoardOutputFormat(str(folder)), CSVOutputFormat(str(progress))]
     else:
@@ -77,4 +86,6 @@ def run_logger(folder: Path, resume_step: int | None = None) -> Logger:
             ContinuedTensorBoardFormat(str(folder), purge_step=resume_step),
             ContinuedCSVFormat(str(progress), last_step=resume_step),
         ]
+    if tracker is not None:
+        formats.append(TrackingFormat(tracker))
     return Logger(folder=str(folder), output_formats=formats)

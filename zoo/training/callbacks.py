@@ -12,6 +12,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from tqdm import tqdm
 
+from zoo.runs.tracking import track_scalars
+
 
 class ProgressBarCallback(BaseCallback):
     """Steps done/total, steps per second, ETA and the mean score of the last 100 games."""
@@ -102,13 +104,15 @@ class EpisodeScalarsCallback(BaseCallback):
             self._running[index] = 0.0
         if self._finished:
             self.logger.record("rollout/life_reward_mean", float(np.mean(self._finished)))
-        if self._writer is None:
-            return True
         for info in self.locals.get("infos", []):
             episode = info.get("episode")
-            if episode is not None:
-                self._writer.add_scalar("episode/score", episode["r"], self.num_timesteps)
-                self._writer.add_scalar("episode/length", episode["l"], self.num_timesteps)
+            if episode is None:
+                continue
+            scalars = {"episode/score": float(episode["r"]), "episode/length": float(episode["l"])}
+            track_scalars(self.logger, scalars, self.num_timesteps)
+            if self._writer is not None:
+                for tag, value in scalars.items():
+                    self._writer.add_scalar(tag, value, self.num_timesteps)
         return True
 
 

@@ -53,6 +53,8 @@ from zoo.runs.folders import (
     update_run_status,
 )
 from zoo.runs.logger import run_logger
+from zoo.runs.trackers import Tracker, open_tracker
+from zoo.runs.tracking import Tracking
 from zoo.runs.videos import check_recordable
 from zoo.training.callbacks import (
     EpisodeScalarsCallback,
@@ -86,6 +88,8 @@ class TrainOptions:
     on_evaluation: Callable[[BaseAlgorithm, EvaluationResult], bool] | None = None
     # The command line, recorded in run.yml when a resume starts training.
     command: tuple[str, ...] = ()
+    # --track: where metrics, params and the final files also go (a resume finds its own).
+    tracking: Tracking | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +140,14 @@ def _train(
             str(run.monitor_dir),
             append_monitor=start.resumed,
         )
+    tracker: Tracker | None = None
     try:
+        tracker = open_tracker(options.tracking, run.path, f"{run.path.parent.name}/{run.path.name}",
+                               config.to_dict(), start.resumed, options.warn)  # fmt: skip
         with _setting_up(run):
             model = starting_model(config, env, start, options.device, options.warn)
-            model.set_logger(run_logger(run.path, start.step + 1 if start.resumed else None))
+            resume_step = start.step + 1 if start.resumed else None
+            model.set_logger(run_logger(run.path, resume_step, tracker))
             check_replay_buffer_room(model, config, run, options.say, start.resumed)
             evaluation = _evaluation_callback(config, run, options, start)
             recorder = recording_callback(config, run, start.step if start.resumed else None,
@@ -166,6 +174,10 @@ def _train(
                 status = "interrupted" if interrupted else "finished"
                 update_run_status(run, status, model.num_timesteps)
             model.logger.close()
+            if tracker is not None:
+                tracker.log_files([run.final_model, run.config_file, run.videos_dir])
+                tracker.finish(status)
+                tracker = None
         except OSError as error:  # a full disk, a folder made read-only mid-run
             raise _write_failure(run, error) from None
         except Exception:  # whatever else ends the run: run.yml must not say `running`
@@ -178,6 +190,8 @@ def _train(
             stopped_by=_stop_reason(callbacks, evaluation),
         )
     finally:
+        if tracker is not None:  # training did not reach its end
+            tracker.finish("failed")
         _close_quietly(env)
 
 

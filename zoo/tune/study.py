@@ -34,6 +34,7 @@ from zoo.core.errors import UserError
 from zoo.envs.gym_packages import import_gym_packages
 from zoo.runs.evaluation import EvaluationResult
 from zoo.runs.folders import Run, write_run_files
+from zoo.runs.tracking import Tracking
 from zoo.training.train import TrainOptions, train
 from zoo.tune.sampler import TrialSeededSampler
 from zoo.tune.search_space import SearchSpace, load_search_space
@@ -77,6 +78,7 @@ class TuneSettings:
     quiet: bool = False
     argv: tuple[str, ...] = ()
     gym_packages: tuple[str, ...] = ()  # imported again in each worker process
+    tracking: Tracking | None = None  # --track: each trial is a tracked run
 
     @property
     def algo(self) -> str:
@@ -386,7 +388,12 @@ def run_trial(
     run = _trial_run(settings, config, trial.number)
     trial.set_user_attr("run_dir", str(run.path))
     reporter = TrialReporter(trial, settings.pruner)
-    options = TrainOptions(device=settings.device, on_evaluation=reporter)
+    tracking = settings.tracking
+    options = TrainOptions(
+        device=settings.device,
+        on_evaluation=reporter,
+        tracking=tracking.in_group(f"tune/{settings.study_name}") if tracking else None,
+    )
     try:
         with heartbeat(storage, trial):
             result = train(config, run, options)
