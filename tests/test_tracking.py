@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,18 @@ def _wandb_records(run_file: Path) -> list[Any]:
     return records
 
 
+def _finished_records(run_file: Path, seconds: float = 30) -> list[Any]:
+    """The run file's records once it holds the run's exit record (W&B's service writes the
+    file in a process of its own)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records = _wandb_records(run_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, f"{run_file} has no exit record"
+        time.sleep(0.5)
+
+
 def _history_rows(records: list[Any]) -> list[dict[str, Any]]:
     """Each W&B history row, by metric name (W&B keeps `a/b` as a key or as a nested key)."""
     return [
@@ -213,7 +226,7 @@ def test_wandb_offline_run_holds_the_metrics(
     run_dir = tmp_path / "logs" / "a2c" / "CartPole-v1_1"
     run_id = yaml.safe_load((run_dir / "tracking.yml").read_text())["run_id"]
     (run_file,) = (tmp_path / "wb" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
-    records = _wandb_records(run_file)
+    records = _finished_records(run_file)
     (opened,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert opened.display_name == "a2c/CartPole-v1_1" and opened.project == "zoo"
     config = {item.key: json.loads(item.value_json) for item in opened.config.update}
@@ -234,9 +247,9 @@ def test_wandb_offline_run_holds_the_metrics(
     assert in_process("train", "--resume", str(run_dir), "-n", "600", "--quiet").returncode == 0
     folders = sorted((tmp_path / "wb" / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(folders) == 2
-    rows = _history_rows(_wandb_records(folders[-1] / f"run-{run_id}.wandb"))
+    rows = _history_rows(_finished_records(folders[-1] / f"run-{run_id}.wandb"))
     steps = [row["global_step"] for row in rows if "eval/mean_score" in row]
-    assert steps == [600]
+    assert steps == [600], rows
 
 
 @pytest.mark.slow
