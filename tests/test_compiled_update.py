@@ -147,6 +147,8 @@ def test_a_compiled_run_saves_loads_and_resumes_exactly(
     models = [load_model(d / "final_model.zip", device="cpu") for d in (run_dir, twin_dir)]
     assert [m.num_timesteps for m in models] == [300, 300]
     assert [m.compile for m in models] == [True, True]
+    # Loaded, nothing is compiled (or probed) until an update: watching needs no compiler.
+    assert [m.compiles_update for m in models] == [None, None]
     assert models[0]._n_updates == models[1]._n_updates == 200
     for mine, theirs in zip(_parameters(models[0]), _parameters(models[1]), strict=True):
         assert th.equal(mine, theirs)

@@ -125,6 +125,7 @@ class TemporalDifferenceTraining:
     prioritized_replay: bool = False
     augmentation: str | None = None
     compile: bool | str = AUTO
+    compiles_update: bool | None = None
     online_as_target: bool = False  # this gradient step's target network is the online one
     observation_space: Any
     device: th.device
@@ -198,6 +199,8 @@ class TemporalDifferenceTraining:
             kwargs.get("policy_kwargs"), dueling, network
         )
         super().__init__(*args, **kwargs)
+        if kwargs.get("_init_setup_model", True):
+            self.compiles_update = self._decide_compiling()
         if augmentation is not None and len(self.observation_space.shape) != 3:
             raise ValueError(
                 f"augmentation {augmentation!r} shifts images; the observations here have shape "
@@ -209,7 +212,9 @@ class TemporalDifferenceTraining:
         self._compiled_parts: tuple[Callable[..., Any], Callable[[], None]] | None = None
         self._learning_rates: LearningRateTensors | None = None
         self._unread_losses: list[th.Tensor] = []
-        self.compiles_update = self._decide_compiling()
+        # None: decided at the first update (a loaded model), so watching a model trained
+        # with compile: true needs no compiler; a new model decides when built.
+        self.compiles_update = None
 
     def _set_up_replay_and_networks(self) -> None:
         buffer_class = self.replay_buffer_class
@@ -333,6 +338,8 @@ class TemporalDifferenceTraining:
     def _update_function(self) -> Callable[..., tuple[th.Tensor, th.Tensor | None]]:
         """`gradient_step`, eager or with its compiled parts (built on first use, with
         learning-rate tensors refilled from what the schedule has just set)."""
+        if self.compiles_update is None:
+            self.compiles_update = self._decide_compiling()
         if not self.compiles_update:
             return self.gradient_step
         optimizer = self.policy.optimizer
