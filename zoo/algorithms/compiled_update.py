@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import torch as th
 
+from zoo.core.errors import first_line
+
 # Setting of `compile` -> whether to compile, for `auto`, by device type.
 AUTO = "auto"
 COMPILED_BY_DEFAULT_ON: frozenset[str] = frozenset({"cuda"})
@@ -54,8 +56,7 @@ def compile_failure(device_type: str) -> str | None:
             probe = th.compile(_probe, dynamic=False)
             probe(th.ones(4, device=device_type))
     except Exception as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        return lines[0] if lines else type(error).__name__
+        return first_line(error)
     finally:
         inductor_log.setLevel(level)
     return None

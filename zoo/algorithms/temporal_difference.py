@@ -28,7 +28,7 @@ from zoo.algorithms.compiled_update import (
     wants_compiling,
 )
 from zoo.algorithms.q_networks import NETWORKS, variant_policy_kwargs
-from zoo.core.errors import UserError
+from zoo.core.errors import UserError, first_line
 from zoo.replay.frame_buffer import FrameReplayBuffer
 from zoo.replay.prioritized import PrioritizedFrameReplayBuffer
 from zoo.schema.names import FRAME_STORES
@@ -361,10 +361,8 @@ class TemporalDifferenceTraining:
         except Exception as error:
             if not is_compile_error(error):
                 raise
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise UserError(
-                f"torch.compile failed on the TD update ({reason or type(error).__name__}); "
-                "set compile: false"
+                f"torch.compile failed on the TD update ({first_line(error)}); set compile: false"
             ) from None
 
     def _record_losses(self) -> None:

@@ -18,6 +18,13 @@ class UserError(Exception):
 MAX_MESSAGE_CHARS = 600
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none
+    (a library's multi-line error told in one line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def one_line(message: str) -> str:
     """The message on one line, at most MAX_MESSAGE_CHARS long."""
     flat = " ".join(message.split())

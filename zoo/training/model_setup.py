@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from zoo.algorithms import registry
 from zoo.algorithms.model_loading import TRAINED_ON, load_algorithm, reason_of
 from zoo.config.config import Config
-from zoo.core.errors import UserError
+from zoo.core.errors import UserError, first_line
 from zoo.envs.stack import make_env
 from zoo.runs.checkpoints import Checkpoint, check_room_for_replay_buffers, replay_buffer_bytes
 from zoo.runs.folders import Run
@@ -90,9 +90,8 @@ def build_model(config: Config, env: VecEnv, device: str) -> BaseAlgorithm:
             **config.algorithm_kwargs(),
         )
     except _CONSTRUCTION_ERRORS as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"cannot build the {config.algo} model with these settings: {reason}; "
+            f"cannot build the {config.algo} model with these settings: {first_line(error)}; "
             "change the hyperparameter it names (buffer_size, policy_kwargs, ...)"
         ) from None
     setattr(model, TRAINED_ON, config.env.name)  # saved in the zip: enjoy names the game
