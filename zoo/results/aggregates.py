@@ -13,6 +13,11 @@ BOOTSTRAP_SEED = 0  # the same scores give the same intervals every time
 AGGREGATES = ("mean", "median", "iqm")
 
 
+def human_normalized_fraction(score: float, random: float, human: float) -> float:
+    """Of the way from random play (0) to the human score (1)."""
+    return (score - random) / (human - random)
+
+
 def interval_estimates(
     scores: Sequence[float], reps: int = BOOTSTRAP_REPS
 ) -> dict[str, tuple[float, float, float]]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from zoo.core.atomic import atomic_write_text
 from zoo.core.errors import UserError
+from zoo.results.aggregates import BOOTSTRAP_REPS, BOOTSTRAP_SEED, human_normalized_fraction
 
 DEFAULT_PRESET = "drq_eps"
 EVAL_EPISODES = 100  # Dopamine: MaxEpisodeEvalRunner.num_eval_episodes
@@ -31,8 +32,6 @@ SCORES_FILE = "atari100k_scores.csv"
 PUBLISHED_AGENTS = ("DER", "OTRainbow", "DrQ", "DrQ(eps)", "SPR")
 AGGREGATE_METRICS = ("iqm", "median", "mean", "optimality_gap")
 ALL_GAMES = "all 26"  # the `game` of a published aggregate row
-BOOTSTRAP_REPS = 20_000
-BOOTSTRAP_SEED = 0
 # --set keys that change how fast a run goes, not what it learns: left out of a row's settings.
 THREAD_KEYS = ("torch_threads", "env_threads")
 ROW_FIELDS = (
@@ -74,8 +73,9 @@ class Published:
 
     def normalized(self, game: str, score: float) -> float:
         """Human-normalized score as a fraction (1 = human), Dopamine's random/human table."""
-        random, human = self.means["Random"][game], self.means["Human"][game]
-        return (score - random) / (human - random)
+        return human_normalized_fraction(
+            score, self.means["Random"][game], self.means["Human"][game]
+        )
 
 
 def published_scores() -> Published:

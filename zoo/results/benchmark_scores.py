@@ -109,7 +109,7 @@ def score_set(records: Sequence[RunRecord]) -> ScoreSet:
     """The runs as matrices: the tasks every config ran, the same number of runs (the first
     by seed) on each task of a config, human-normalized where the games allow it."""
     from zoo.envs.stack import game_of
-    from zoo.results.report import human_normalized
+    from zoo.results.aggregates import human_normalized_fraction
 
     configs = list(dict.fromkeys(record.config for record in records))
     envs = list(dict.fromkeys(record.task for record in records))
@@ -126,7 +126,7 @@ def score_set(records: Sequence[RunRecord]) -> ScoreSet:
     def scale(env: str, score: float) -> float:
         if not normalized:
             return score
-        return human_normalized(score, *references[game_of(env)]) / 100  # 1 = human
+        return human_normalized_fraction(score, *references[game_of(env)])
 
     runs: dict[str, dict[str, list[RunRecord]]] = {config: {} for config in configs}
     for record in sorted(records, key=lambda record: record.seed):

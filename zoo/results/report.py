@@ -18,6 +18,7 @@ import numpy as np
 from zoo.core.errors import UserError
 from zoo.core.textfiles import read_text_file
 from zoo.envs.stack import game_of
+from zoo.results.aggregates import human_normalized_fraction
 from zoo.runs import rl_zoo3_runs
 from zoo.runs.evaluation import EvaluationLog
 from zoo.runs.folders import Run
@@ -47,7 +48,7 @@ class RunScore:
 
 def human_normalized(score: float, random: float, human: float) -> float:
     """Percent of the way from random play (0) to the human score (100)."""
-    return 100.0 * (score - random) / (human - random)
+    return 100.0 * human_normalized_fraction(score, random, human)
 
 
 def reference_table(path: Path | None = None) -> dict[str, dict[str, float | None]]:
