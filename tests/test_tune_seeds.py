@@ -227,8 +227,8 @@ def test_seeds_per_trial_out_of_range_is_one_line_and_creates_nothing(
 def test_a_killed_workers_trial_of_two_seeds_runs_again(tmp_path: Path) -> None:
     args = [
         sys.executable, "-m", "zoo", "tune", "--algo", "dqn", "--env", "CartPole-v1",
-        "--set", "eval_episodes=1", "--set", "gradient_steps=16", "--trials", "2",
-        "--trial-steps", "1000", "--evals-per-trial", "2", "--pruner", "none", "--study", "k",
+        "--set", "eval_episodes=1", "--set", "gradient_steps=64", "--trials", "2",
+        "--trial-steps", "2000", "--evals-per-trial", "2", "--pruner", "none", "--study", "k",
         "--seeds-per-trial", "2",
     ]  # fmt: skip
     pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
@@ -254,7 +254,8 @@ def test_a_killed_workers_trial_of_two_seeds_runs_again(tmp_path: Path) -> None:
     (retried,) = [t for t in complete if t.user_attrs.get("retry_of") == killed]
     assert by_number[killed].params.items() <= retried.params.items()
     assert [len(r["evaluations"]) for r in retried.user_attrs["seed_runs"]] == [2, 2]
-    assert sorted(p.name for p in Path(retried.user_attrs["run_dir"]).iterdir()) == [
+    trial_dir = tmp_path / retried.user_attrs["run_dir"]
+    assert sorted(p.name for p in trial_dir.iterdir()) == [
         "seed_0",
         "seed_1",
     ]
@@ -286,8 +287,13 @@ def _running_trial_and_its_seed_runs(journal: Path, pid: int) -> tuple[int, list
 
 
 @pytest.mark.slow
-def test_each_seed_run_is_a_tracked_run_of_the_study(in_process: Zoo, tmp_path: Path) -> None:
+def test_each_seed_run_is_a_tracked_run_of_the_study(
+    in_process: Zoo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
+
+    # the runs' own processes allow MLflow's file store for themselves; this reader too
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
     store = tmp_path / "store"
     tuned = in_process(
