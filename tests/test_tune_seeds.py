@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -47,6 +49,7 @@ from zoo.tune.trial_runs import (
     trial_objective,
 )
 
+PG_URL = os.environ.get("ZOO_TEST_POSTGRES_URL")
 CARTPOLE = ConfigChoice("dqn", "CartPole-v1", overrides=("eval_episodes=2",))
 Zoo = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -224,62 +227,87 @@ def test_seeds_per_trial_out_of_range_is_one_line_and_creates_nothing(
 
 
 @pytest.mark.slow
-def test_a_killed_workers_trial_of_two_seeds_runs_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_a_killed_workers_trial_of_two_seeds_runs_again(tmp_path: Path, storage: str) -> None:
+    name = f"k-{uuid.uuid4().hex[:8]}"
     args = [
         sys.executable, "-m", "zoo", "tune", "--algo", "dqn", "--env", "CartPole-v1",
         "--set", "eval_episodes=1", "--set", "gradient_steps=64", "--trials", "2",
-        "--trial-steps", "2000", "--evals-per-trial", "2", "--pruner", "none", "--study", "k",
+        "--trial-steps", "2000", "--evals-per-trial", "2", "--pruner", "none", "--study", name,
         "--seeds-per-trial", "2",
     ]  # fmt: skip
+    if storage == "postgresql":
+        if PG_URL is None:
+            pytest.skip("ZOO_TEST_POSTGRES_URL is not set")
+        args += ["--storage", PG_URL, "--heartbeat-interval", "1", "--grace-period", "3"]
+    open_study = _study_opener(tmp_path, name, storage)
     pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     victim = subprocess.Popen([*args, "--seed", "1"], cwd=tmp_path, **pipes)
-    journal = tmp_path / "logs" / "tune" / "k" / "journal.log"
     try:
-        killed, seed_runs = _running_trial_and_its_seed_runs(journal, victim.pid)
+        killed, seed_runs = _running_trial_and_its_seed_runs(open_study, victim.pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         _, alive = psutil.wait_procs(seed_runs, timeout=60)
         assert alive == [], "the runs of a killed worker's trial must stop"
         survivor = subprocess.run([*args, "--seed", "2"], cwd=tmp_path, timeout=600, **pipes)
         assert survivor.returncode == 0, survivor.stderr
-        assert f"trial {killed}: its worker stopped answering" in survivor.stdout + survivor.stderr
+        assert f"trial {killed}: its worker stopped answering" in survivor.stdout
+        study = open_study()
+        by_number = {t.number: t for t in study.trials}
+        assert by_number[killed].state == TrialState.FAIL
+        complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        assert len(complete) == 2
+        (retried,) = [
+            t
+            for t in complete
+            if killed in (t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial"))
+        ]
+        assert by_number[killed].params.items() <= retried.params.items()
+        assert [len(r["evaluations"]) for r in retried.user_attrs["seed_runs"]] == [2, 2]
+        trial_dir = tmp_path / retried.user_attrs["run_dir"]
+        assert sorted(p.name for p in trial_dir.iterdir()) == ["seed_0", "seed_1"]
     finally:
         if victim.poll() is None:
             victim.kill()
-    study = _journal_study(journal, "k")
-    by_number = {t.number: t for t in study.trials}
-    assert by_number[killed].state == TrialState.FAIL
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2
-    (retried,) = [t for t in complete if t.user_attrs.get("retry_of") == killed]
-    assert by_number[killed].params.items() <= retried.params.items()
-    assert [len(r["evaluations"]) for r in retried.user_attrs["seed_runs"]] == [2, 2]
-    trial_dir = tmp_path / retried.user_attrs["run_dir"]
-    assert sorted(p.name for p in trial_dir.iterdir()) == [
-        "seed_0",
-        "seed_1",
-    ]
+        if storage == "postgresql":
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=_pg_storage())
 
 
-def _journal_study(journal: Path, name: str) -> optuna.Study:
+def _pg_storage() -> optuna.storages.BaseStorage:
+    assert PG_URL is not None
+    return optuna.storages.RDBStorage(PG_URL.replace("://", "+psycopg://", 1))
+
+
+def _study_opener(tmp_path: Path, name: str, storage: str) -> Callable[[], optuna.Study]:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return optuna.load_study(
-        study_name=name, storage=JournalStorage(JournalFileBackend(str(journal)))
-    )
+    journal = tmp_path / "logs" / "tune" / name / "journal.log"
+
+    def open_study() -> optuna.Study:
+        if storage == "postgresql":
+            return optuna.load_study(study_name=name, storage=_pg_storage())
+        if not journal.is_file():
+            raise KeyError(name)
+        return optuna.load_study(
+            study_name=name, storage=JournalStorage(JournalFileBackend(str(journal)))
+        )
+
+    return open_study
 
 
-def _running_trial_and_its_seed_runs(journal: Path, pid: int) -> tuple[int, list[psutil.Process]]:
-    """A trial the worker `pid` runs, once both its seed runs train."""
+def _running_trial_and_its_seed_runs(
+    open_study: Callable[[], optuna.Study], pid: int
+) -> tuple[int, list[psutil.Process]]:
+    """A trial the worker `pid` runs, once both its seed runs have started."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         children = [
             c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())
         ]
-        if journal.is_file() and len(children) == 2:
+        if len(children) == 2:
             with contextlib.suppress(KeyError):
-                study = _journal_study(journal, "k")
-                for trial in study.get_trials(states=(TrialState.RUNNING,)):
+                for trial in open_study().get_trials(states=(TrialState.RUNNING,)):
                     if trial.user_attrs.get("worker", {}).get("pid") == pid:
                         return trial.number, children
         time.sleep(0.2)
