@@ -93,7 +93,8 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         "--trial-objective",
         choices=["mean", "iqm", "min"],
         default="mean",
-        help="how the K runs' scores make a trial's value (default: mean)",
+        help="how the K runs' scores make a trial's value (default: mean; iqm needs K >= 4 "
+        "to trim anything)",
     )
     tune.add_argument(
         "--search-space",

@@ -115,7 +115,10 @@ def run_trial_seeds(
         run.path.mkdir()
         config = settings.base_config(layers)
         write_run_files(run, config, settings.device, ("tune", *settings.argv))
-        specs.append(SeedRunSpec(settings, layers, run.path, tracking, threads, config.seed))
+        spec = SeedRunSpec(
+            settings, layers, run.path, tracking, threads, config.seed, config.to_dict()
+        )
+        specs.append(spec)
     lockstep = Lockstep(trial, start_seed_runs(specs), at_once, settings.pruner)
     try:
         lockstep.run()
@@ -160,6 +163,7 @@ class SeedRunSpec:
     tracking: Tracking | None
     torch_threads: int
     seed: int
+    written: dict[str, Any]  # the config as config.yml holds it
 
 
 @dataclass
@@ -362,7 +366,10 @@ def _seed_run_process(spec: SeedRunSpec, connection: Connection, worker_pid: int
             on_evaluation=_EvaluationListener(connection),
             tracking=spec.tracking,
         )
-        result = train(spec.settings.base_config(spec.layers), Run(spec.path), options)
+        config = spec.settings.base_config(spec.layers)
+        if config.to_dict() != spec.written:  # a YAML file edited since the worker read it
+            raise UserError(f"{spec.path}: the config built here differs from its config.yml")
+        result = train(config, Run(spec.path), options)
         connection.send(("done", result.timesteps, result.interrupted))
     except KeyboardInterrupt:  # a Ctrl-C before training started: nothing to save
         with contextlib.suppress(OSError):
