@@ -63,8 +63,9 @@ WORKER_WATCH_SECONDS = 1.0
 END_WAIT_SECONDS = 60.0
 
 
-def run_seeds(trial_seed: int, k: int) -> list[int]:
-    return [trial_seed + j * SEED_STRIDE for j in range(k)]
+def seed_of_run(trial_seed: int, run: int) -> int:
+    """Run 0 keeps the trial's seed; no two runs of the first SEED_STRIDE trials share one."""
+    return trial_seed + run * SEED_STRIDE
 
 
 def check_seed_settings(settings: TuneSettings) -> None:
@@ -93,7 +94,7 @@ def trial_layers(
     base_seed = settings.seed if settings.seed is not None else 0
     controlled = {
         "n_timesteps": settings.trial_steps,
-        "seed": base_seed + number + run * SEED_STRIDE,
+        "seed": seed_of_run(base_seed + number, run),
         "eval_freq": settings.eval_freq(),
         "save_freq": 0,
         "keep_checkpoints": 1,
