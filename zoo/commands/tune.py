@@ -21,9 +21,17 @@ each trial is a short zoo train run (same config, envs, callbacks) in
 <log-dir>/tune/<study>/trials/; its evaluations go to Optuna for pruning and the objective is
 the mean of its later half of evaluations (full games). The search space is
 hyperparams/search_spaces.yml, entry by entry overridden by --search-space FILE.
+--seeds-per-trial K: each trial trains K runs (trials/trial_NNNN/seed_0 ... seed_<K-1>; run j
+has the trial's seed + j*10000), each in a process of its own, moved in lockstep: every run
+waits at each evaluation until all have evaluated, then the pruner sees the mean over the
+seeds and a pruned trial stops all its runs at that step. As many runs train at a time as
+the worker has cores (cores / --workers), the others take turns between evaluations; all K
+replay buffers are in memory at once. The objective: --trial-objective (mean, iqm or min)
+of the runs' scores, each the mean of that run's later half of evaluations.
 examples:
   zoo tune --algo dqn --env Breakout --trials 50 --trial-steps 200000
   zoo tune --algo a2c --env Pong --trials 40 --trial-steps 500000 --workers 2
+  zoo tune --algo dqn --env Breakout --trials 30 --trial-steps 200000 --seeds-per-trial 3
   zoo tune --algo dqn --env Breakout --trials 200 --trial-steps 200000 \\
       --storage postgresql://user@dbhost/optuna --study breakout-dqn   # on every machine
   zoo tune --algo dqn --env Breakout --report
@@ -73,6 +81,20 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         default=1,
         metavar="K",
         help="worker processes on this machine (default 1)",
+    )
+    tune.add_argument(
+        "--seeds-per-trial",
+        type=int,
+        default=1,
+        metavar="K",
+        help="runs with distinct seeds per trial, in lockstep (default 1; see below)",
+    )
+    tune.add_argument(
+        "--trial-objective",
+        choices=["mean", "iqm", "min"],
+        default="mean",
+        help="how the K runs' scores make a trial's value (default: mean; iqm needs K >= 4 "
+        "to trim anything)",
     )
     tune.add_argument(
         "--search-space",
@@ -149,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         argv=tuple(sys.argv[2:]),
         gym_packages=tuple(args.gym_packages),
         tracking=tracking,
+        seeds_per_trial=args.seeds_per_trial,
+        trial_objective=args.trial_objective,
     )
     if not args.report:
         storage, _ = prepare_study(settings)

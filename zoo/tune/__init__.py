@@ -1,6 +1,7 @@
 """`zoo tune`: Optuna studies of short `zoo train` runs.
 
-study: the settings, the workers and one trial; search_space: what a trial draws;
+study: the settings, the workers and one trial; trial_runs: a trial of several seeds
+(--seeds-per-trial), its runs in lockstep; search_space: what a trial draws;
 sampler: one random stream per trial; storage: where a study lives and how workers share
 it; report: trials.csv, plots and best.yml.
 """

@@ -19,6 +19,7 @@ from zoo.config.layers import Layer
 from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError
 from zoo.core.yamlio import dump_yaml
+from zoo.tune.trial_runs import SEED_RUNS_ATTR, TRIAL_OBJECTIVE_ATTR
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yml"
@@ -56,6 +57,10 @@ def trials_csv(trials: list[FrozenTrial]) -> str:
     params = sorted({name for t in trials for name in t.params})
     head = ["number", "state", "value", "seconds", "timesteps", "evaluations", "reason"]
     head += ["retry_of", "run_dir", *params]
+    # --seeds-per-trial: each run's seed and score; a one-seed study's table is unchanged.
+    with_seeds = any(SEED_RUNS_ATTR in t.user_attrs for t in trials)
+    if with_seeds:
+        head.append("seed_scores")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(head)
@@ -72,8 +77,19 @@ def trials_csv(trials: list[FrozenTrial]) -> str:
         row = [t.number, t.state.name, "" if t.value is None else t.value, seconds]
         row += [attrs.get("timesteps", ""), evaluations, reason, retry_of, attrs.get("run_dir", "")]
         row += [t.params.get(name, "") for name in params]
+        if with_seeds:
+            row.append(_seed_scores(t, " "))
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def _seed_scores(trial: FrozenTrial, separator: str) -> str:
+    """`seed:score` for each run of the trial ('-' for a run that never evaluated)."""
+    runs = trial.user_attrs.get(SEED_RUNS_ATTR) or []
+    return separator.join(
+        f"{run['seed']}:{'-' if run.get('score') is None else format(run['score'], 'g')}"
+        for run in runs
+    )
 
 
 def best_config(study: optuna.Study, best: FrozenTrial, algo: str, env: str) -> Config:
@@ -100,10 +116,22 @@ def _best_yaml(best: FrozenTrial, config: Config) -> str:
         f"# Best trial {best.number} of the study: objective {best.value:g} (mean of its later "
         "evaluations, full games).\n"
         f"# Drawn: {drawn}\n"
-        f"# Lengths drawn as fractions of the run are scaled to n_timesteps "
+        + _seed_header(best)
+        + f"# Lengths drawn as fractions of the run are scaled to n_timesteps "
         f"({config.n_timesteps:,}).\n"
     )
     return header + dump_yaml(data)
+
+
+def _seed_header(best: FrozenTrial) -> str:
+    runs = best.user_attrs.get(SEED_RUNS_ATTR)
+    if not runs:
+        return ""
+    how = best.user_attrs.get(TRIAL_OBJECTIVE_ATTR) or "mean"
+    return (
+        f"# {len(runs)} seeds per trial, objective = {how} of their scores (each the mean of "
+        f"its later evaluations); seed:score {_seed_scores(best, ', ')}\n"
+    )
 
 
 def _plots(study: optuna.Study, out_dir: Path) -> list[str]:

@@ -4,6 +4,7 @@ Each trial draws hyperparameters from the search space, merges them into the sam
 config `zoo train` builds, trains through the same `train` (envs, callbacks, evaluation on
 full games) in its own run folder, and reports every evaluation mean to Optuna so the pruner
 can stop it early. The objective is the mean of the later half of the trial's evaluations.
+With --seeds-per-trial K, a trial is K such runs moved in lockstep (zoo/tune/trial_runs.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ from zoo.tune.storage import (
     record_first_heartbeat,
     worker_identity,
 )
+from zoo.tune.trial_runs import (
+    check_seed_settings,
+    later_half_mean,
+    run_trial_seeds,
+    seeds_identity,
+    trial_layers,
+)
 
 FAILURE_ATTR = "failure"
 PRUNED_ATTR = "pruned_reason"
@@ -79,6 +87,8 @@ class TuneSettings:
     argv: tuple[str, ...] = ()
     gym_packages: tuple[str, ...] = ()  # imported again in each worker process
     tracking: Tracking | None = None  # --track: each trial is a tracked run
+    seeds_per_trial: int = 1
+    trial_objective: str = "mean"  # how the runs' scores of a trial make its value
 
     @property
     def algo(self) -> str:
@@ -134,10 +144,7 @@ class TrialReporter:
 
     def objective(self) -> float | None:
         """The mean of the later half of the evaluations: one evaluation is too noisy."""
-        if not self.evaluations:
-            return None
-        later = self.evaluations[len(self.evaluations) // 2 :]
-        return sum(mean for _, mean in later) / len(later)
+        return later_half_mean(self.evaluations)
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,7 @@ def check_settings(settings: TuneSettings) -> None:
         raise UserError("--evals-per-trial must be between 1 and --trial-steps")
     if not 1 <= settings.workers <= 256:
         raise UserError("--workers must be between 1 and 256")
+    check_seed_settings(settings)
     if settings.timeout is not None and settings.timeout <= 0:
         raise UserError("--timeout must be > 0 seconds")
     if settings.heartbeat_interval < 1 or settings.grace_period <= settings.heartbeat_interval:
@@ -220,13 +228,14 @@ def prepare_study(settings: TuneSettings) -> tuple[StudyStorage, SearchSpace]:
         "trial_steps": settings.trial_steps,
         "evals_per_trial": settings.evals_per_trial,
         "search_space": _digest(space),
+        **seeds_identity(settings),
     }
     known = study.user_attrs.get(STUDY_ATTR)
     if known is None:
         study.set_user_attr(STUDY_ATTR, identity)
         study.set_user_attr("base_config", base.to_dict())
     elif known != identity:
-        differs = ", ".join(k for k in identity if known.get(k) != identity[k])
+        differs = ", ".join(k for k in {**known, **identity} if known.get(k) != identity.get(k))
         raise UserError(
             f"study {settings.study_name!r} in {storage.shown} was made with other settings "
             f"({differs}); use the same ones or another --study"
@@ -240,17 +249,7 @@ def _digest(space: SearchSpace) -> str:
 
 
 def trial_config(settings: TuneSettings, values: dict[str, Any], number: int) -> Config:
-    base_seed = settings.seed if settings.seed is not None else 0
-    controlled = {
-        "n_timesteps": settings.trial_steps,
-        "seed": base_seed + number,
-        "eval_freq": settings.eval_freq(),
-        "save_freq": 0,
-        "keep_checkpoints": 1,
-    }
-    return settings.base_config(
-        extra=[Layer(f"search space, trial {number}", values), Layer("zoo tune", controlled)]
-    )
+    return settings.base_config(extra=trial_layers(settings, values, number))
 
 
 def run_workers(settings: TuneSettings) -> None:
@@ -385,6 +384,12 @@ def run_trial(
     trial.set_user_attr(
         "full_run_values", space.from_params(trial.params, base_steps, for_trial=False)
     )
+    if settings.seeds_per_trial > 1:  # K runs in trial_NNNN/seed_<j> (zoo/tune/trial_runs.py)
+        folder = _trial_folder(settings, trial.number)
+        trial.set_user_attr("run_dir", str(folder))
+        with heartbeat(storage, trial):
+            ended = run_trial_seeds(trial, settings, values, folder)
+        return end(ended.state, ended.value, ended.reason, interrupted=ended.interrupted)
     run = _trial_run(settings, config, trial.number)
     trial.set_user_attr("run_dir", str(run.path))
     reporter = TrialReporter(trial, settings.pruner)
@@ -417,6 +422,12 @@ def run_trial(
 
 
 def _trial_run(settings: TuneSettings, config: Config, number: int) -> Run:
+    run = Run(_trial_folder(settings, number))
+    write_run_files(run, config, settings.device, ("tune", *settings.argv))
+    return run
+
+
+def _trial_folder(settings: TuneSettings, number: int) -> Path:
     path = settings.study_dir / "trials" / f"trial_{number:04d}"
     try:
         path.mkdir(parents=True, exist_ok=False)
@@ -425,9 +436,7 @@ def _trial_run(settings: TuneSettings, config: Config, number: int) -> Run:
         # only if it shares the disk; keep both.
         path = path.with_name(f"{path.name}_{os.getpid()}")
         path.mkdir(parents=True)
-    run = Run(path)
-    write_run_files(run, config, settings.device, ("tune", *settings.argv))
-    return run
+    return path
 
 
 def _outcome_line(outcome: TrialOutcome, trial: optuna.Trial) -> str:
