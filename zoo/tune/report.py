@@ -113,14 +113,21 @@ def _best_yaml(best: FrozenTrial, config: Config) -> str:
     data.pop("seed", None)
     drawn = ", ".join(f"{k}={v}" for k, v in best.params.items())
     header = (
-        f"# Best trial {best.number} of the study: objective {best.value:g} (mean of its later "
-        "evaluations, full games).\n"
+        f"# Best trial {best.number} of the study: objective {best.value:g} "
+        f"({_objective_words(best)}, full games).\n"
         f"# Drawn: {drawn}\n"
         + _seed_header(best)
         + f"# Lengths drawn as fractions of the run are scaled to n_timesteps "
         f"({config.n_timesteps:,}).\n"
     )
     return header + dump_yaml(data)
+
+
+def _objective_words(best: FrozenTrial) -> str:
+    runs = best.user_attrs.get(SEED_RUNS_ATTR)
+    if not runs:
+        return "mean of its later evaluations"
+    return f"{best.user_attrs.get(TRIAL_OBJECTIVE_ATTR) or 'mean'} over its {len(runs)} seed runs"
 
 
 def _seed_header(best: FrozenTrial) -> str:
