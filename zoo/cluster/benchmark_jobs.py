@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cluster import slurm
-from zoo.cluster.jobs import SlurmOptions, array_id, sbatch_parameters, sbatch_script, submit_array
+from zoo.cluster.jobs import (
+    SlurmOptions,
+    array_id,
+    sbatch_parameters,
+    sbatch_script,
+    submit_array,
+    task_resources,
+)
 from zoo.cluster.requeue import claimed, requeue_after_stop
 from zoo.core.atomic import atomic_write_text
 from zoo.core.errors import UserError, one_line
@@ -61,14 +68,15 @@ def run_cell_task(task: CellTask) -> str:
         except Exception as error:
             failures = int(read_cell_info(folder).get("slurm_failures") or 0) + 1
             message = one_line(f"{type(error).__name__}: {error}")
-            update_cell_info(folder, slurm_failures=failures, error=message)
+            update_cell_info(folder, slurm_failures=failures, last_failure=message)
             retry = not isinstance(error, UserError)  # a setting stays wrong when run again
             if retry and requeue_after_stop(task.max_requeues, failures) == "requeued":
                 print(f"zoo: [{task.cell}] failed ({message}); requeued", flush=True)
                 return "requeued"
+            update_cell_info(folder, error=message)  # gave up: results.csv says why
             raise
         if outcome.state != "interrupted":
-            update_cell_info(folder, slurm_failures=0, error=None)
+            update_cell_info(folder, slurm_failures=0, last_failure=None, error=None)
             return outcome.state
         failures = (
             0
@@ -113,15 +121,10 @@ def is_finished(cell: Cell, eval_games: int) -> bool:
 def cell_resources(
     cells: Sequence[Cell], device: str, options: SlurmOptions, most_cpus: int
 ) -> tuple[int, int]:
-    """(CPUs, GPUs) of each task: the options', else one CPU per env of the widest cell (at
-    most what a node of the partition has) and a GPU for --device cuda, or for --device auto
-    where a cell's policy is a CNN (on an MLP policy SB3 itself advises the CPU)."""
+    """(CPUs, GPUs) of each task, for the widest cell (see task_resources)."""
     widest = max((cell.config.n_envs for cell in cells), default=1)
-    cpus = options.cpus if options.cpus is not None else max(1, min(widest, most_cpus or widest))
-    if options.gpus is not None:
-        return cpus, options.gpus
     pixels = any("Cnn" in cell.config.policy for cell in cells)
-    return cpus, int(device == "cuda" or (device == "auto" and pixels))
+    return task_resources(widest, pixels, device, options, most_cpus)
 
 
 def submit_benchmark(

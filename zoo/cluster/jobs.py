@@ -62,6 +62,18 @@ class SlurmOptions:
             raise UserError("--slurm-max-requeues must be >= 0")
 
 
+def task_resources(
+    n_envs: int, cnn_policy: bool, device: str, options: SlurmOptions, most_cpus: int
+) -> tuple[int, int]:
+    """(CPUs, GPUs) of a task: the options', else one CPU per env (at most what a node of
+    the partition has) and a GPU for --device cuda, or for --device auto with a CNN policy
+    (on an MLP policy SB3 itself advises the CPU)."""
+    cpus = options.cpus if options.cpus is not None else max(1, min(n_envs, most_cpus or n_envs))
+    if options.gpus is not None:
+        return cpus, options.gpus
+    return cpus, int(device == "cuda" or (device == "auto" and cnn_policy))
+
+
 def sbatch_parameters(
     options: SlurmOptions, job_name: str, cpus: int, gpus: int, tasks: int
 ) -> dict[str, Any]:
