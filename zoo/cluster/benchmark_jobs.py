@@ -10,7 +10,6 @@ results.csv is written from the cells' folders by `--report`, whenever it is run
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,13 +117,11 @@ def is_finished(cell: Cell, eval_games: int) -> bool:
     )
 
 
-def cell_resources(
-    cells: Sequence[Cell], device: str, options: SlurmOptions, most_cpus: int
-) -> tuple[int, int]:
+def cell_resources(cells: Sequence[Cell], device: str, options: SlurmOptions) -> tuple[int, int]:
     """(CPUs, GPUs) of each task, for the widest cell (see task_resources)."""
     widest = max((cell.config.n_envs for cell in cells), default=1)
     pixels = any("Cnn" in cell.config.policy for cell in cells)
-    return task_resources(widest, pixels, device, options, most_cpus)
+    return task_resources(widest, pixels, device, options)
 
 
 def submit_benchmark(
@@ -141,10 +138,8 @@ def submit_benchmark(
     cell is finished or in flight). With `options.dry_run`, print the script instead."""
     grid_dir = grid_dir.resolve()
     folder = grid_dir / "slurm"
-    partition, most_cpus = options.partition, 0
-    if not options.dry_run or shutil.which("sinfo"):  # a dry run needs no Slurm here
-        partition, most_cpus = slurm.check_partition(options.partition)
-    cpus, gpus = cell_resources(cells, device, options, most_cpus)
+    partition = options.partition
+    cpus, gpus = cell_resources(cells, device, options)
     known = read_jobs(folder)
     in_flight = slurm.alive(known[cell.name] for cell in cells if cell.name in known)
     flying = [cell.name for cell in cells if known.get(cell.name) in in_flight]

@@ -36,6 +36,7 @@ class SlurmOptions:
     signal_delay: int = DEFAULT_SIGNAL_DELAY
     max_requeues: int = DEFAULT_MAX_REQUEUES
     dry_run: bool = False
+    node_cpus: int = 0  # the most CPUs a node of the partition has (0: not asked)
 
     def check(self) -> None:
         if self.time is not None and not re.fullmatch(
@@ -63,12 +64,16 @@ class SlurmOptions:
 
 
 def task_resources(
-    n_envs: int, cnn_policy: bool, device: str, options: SlurmOptions, most_cpus: int
+    n_envs: int, cnn_policy: bool, device: str, options: SlurmOptions
 ) -> tuple[int, int]:
     """(CPUs, GPUs) of a task: the options', else one CPU per env (at most what a node of
     the partition has) and a GPU for --device cuda, or for --device auto with a CNN policy
     (on an MLP policy SB3 itself advises the CPU)."""
-    cpus = options.cpus if options.cpus is not None else max(1, min(n_envs, most_cpus or n_envs))
+    cpus = (
+        options.cpus
+        if options.cpus is not None
+        else max(1, min(n_envs, options.node_cpus or n_envs))
+    )
     if options.gpus is not None:
         return cpus, options.gpus
     return cpus, int(device == "cuda" or (device == "auto" and cnn_policy))

@@ -37,7 +37,10 @@ def requeue_after_stop(max_requeues: int, failures: int) -> str:
         return "left to Slurm"
     if failures > max_requeues:
         return "gave up"
-    slurm.requeue(job)
+    try:
+        slurm.requeue(job)
+    except UserError:  # Slurm ended or requeued it meanwhile
+        return "left to Slurm"
     return "requeued"
 
 

@@ -11,7 +11,6 @@ marked failed and runs again) and its job is requeued, at most --slurm-max-reque
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable, Sequence
 
 from zoo.cluster import slurm
@@ -64,13 +63,9 @@ def submit_tune(
     from zoo.tune.study import check_settings, prepare_study
 
     settings = dataclasses.replace(settings, log_dir=settings.log_dir.resolve())
-    partition, most_cpus = options.partition, 0
-    if not options.dry_run or shutil.which("sinfo"):
-        partition, most_cpus = slurm.check_partition(options.partition)
+    partition = options.partition
     config = settings.base_config()
-    cpus, gpus = task_resources(
-        config.n_envs, "Cnn" in config.policy, settings.device, options, most_cpus
-    )
+    cpus, gpus = task_resources(config.n_envs, "Cnn" in config.policy, settings.device, options)
     parameters = sbatch_parameters(
         options, f"zoo-tune-{settings.study_name}", cpus, gpus, tasks=workers
     )

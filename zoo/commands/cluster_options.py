@@ -4,7 +4,9 @@ anything is written or submitted."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +69,9 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     slurm.require_submitit()
     if not options.dry_run:
         slurm.require_slurm()
+    if not options.dry_run or shutil.which("sinfo"):  # a dry run needs no Slurm here
+        partition, node_cpus = slurm.check_partition(options.partition)
+        options = dataclasses.replace(options, partition=partition, node_cpus=node_cpus)
     log_dir: Path = args.log_dir
     if not log_dir.is_dir():
         raise UserError(
