@@ -172,7 +172,7 @@ def test_a_stopped_cell_is_requeued_and_resumes_at_its_checkpoint(
     --signal=B:TERM@... sends it) and a requeue by hand (scontrol requeue): each time the
     cell saves a checkpoint where it stopped, and its task goes on from exactly that step."""
     (tmp_path / "shared").mkdir()
-    one = ["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "5", "-n", "60000",
+    one = ["benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "5", "-n", "100000",
            "--set", "save_freq=2000", "--eval-games", "1", "--device", "cpu", "--name", "long",
            "--log-dir", "shared", "--slurm", "--slurm-cpus", "1"]  # fmt: skip
     submitted = zoo_here(one, tmp_path)
@@ -198,7 +198,7 @@ def test_a_stopped_cell_is_requeued_and_resumes_at_its_checkpoint(
     wait_for_job(job)
     run = yaml.safe_load((cell / "run.yml").read_text())
     assert [entry["from_step"] for entry in run["resumes"]] == [first_stop, second_stop]
-    assert run["status"] == "finished" and run["timesteps"] == 60000
+    assert run["status"] == "finished" and run["timesteps"] == 100000
     assert f"Resuming {cell} at step {first_stop:,}" in log.read_text()
     info = yaml.safe_load((cell / "benchmark.yml").read_text())
     assert info["slurm_restarts"] == 2 and info["final_evaluation"]["games"] == 1

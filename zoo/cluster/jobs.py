@@ -1,10 +1,10 @@
 """A submission's Slurm options and the submitit executor that carries them.
 
 The task runs as the batch script's own process (`exec python -m submitit.core._submit`,
-no srun): Slurm's warning signal before the time limit is asked for as `B:TERM@delay`, so
-it reaches exactly that process once, where zoo's own SIGTERM handling (a checkpoint at the
-rollout boundary) takes it. With srun in between, a job's end sent SIGTERM twice (srun
-forwards the one it gets), and zoo's second signal quits without a checkpoint.
+no srun), and Slurm's warning before the time limit is asked for as `B:TERM@delay`: it
+reaches that process alone, where zoo's SIGTERM handling (a checkpoint at the rollout
+boundary) takes it. Sent to a job step instead, it reaches every process of the step, and
+the helper processes of an env (SubprocVecEnv's workers) die of it mid-rollout.
 """
 
 from __future__ import annotations
