@@ -41,11 +41,19 @@ needs_slurm = pytest.mark.skipif(
 )
 
 
+def need_submitit() -> None:
+    """submitit (zoo[slurm]) or a skip; with ZOO_TEST_SLURM set its absence fails."""
+    if REQUIRED:
+        import submitit  # noqa: F401
+    else:
+        pytest.importorskip("submitit", reason="pip install zoo[slurm] for the Slurm tests")
+
+
 @pytest.fixture
 def cluster() -> None:
     """Fails (does not skip) when the cluster that ZOO_TEST_SLURM promises is not there."""
     assert _controller_answers(), "no Slurm controller answers: run scripts/slurm-test-cluster.sh"
-    pytest.importorskip("submitit") if not REQUIRED else __import__("submitit")
+    need_submitit()
 
 
 def zoo_here(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -278,7 +286,7 @@ def _one_line_exit_2(result: subprocess.CompletedProcess[str], message: str) -> 
 
 
 def test_no_slurm_on_the_path(tmp_path: Path) -> None:
-    pytest.importorskip("submitit")
+    need_submitit()
     (tmp_path / "shared").mkdir()
     bare = tmp_path / "bin"
     bare.mkdir()
@@ -304,7 +312,7 @@ def test_no_slurm_on_the_path(tmp_path: Path) -> None:
     ],
 )
 def test_bad_slurm_options(in_process: Zoo, tmp_path: Path, extra: list[str], message: str) -> None:
-    pytest.importorskip("submitit")
+    need_submitit()
     (tmp_path / "shared").mkdir()
     result = in_process(*SMALL, *extra)
     _one_line_exit_2(result, message)
@@ -325,7 +333,7 @@ def test_without_submitit_one_line_says_what_to_install(
 
 
 def test_a_dry_run_prints_the_script_and_writes_nothing(in_process: Zoo, tmp_path: Path) -> None:
-    pytest.importorskip("submitit")
+    need_submitit()
     (tmp_path / "shared").mkdir()
     result = in_process("benchmark", "--algos", "a2c", "dqn", "--envs", "CartPole-v1",
                         "--seeds", "0", "1", "--log-dir", "shared", "--slurm", "--slurm-dry-run",
@@ -342,7 +350,7 @@ def test_a_dry_run_prints_the_script_and_writes_nothing(in_process: Zoo, tmp_pat
 
 
 def test_dry_run_cpus_default_to_the_configs_n_envs(in_process: Zoo, tmp_path: Path) -> None:
-    pytest.importorskip("submitit")
+    need_submitit()
     (tmp_path / "shared").mkdir()
     result = in_process("benchmark", "--algos", "a2c", "--envs", "CartPole-v1", "--set",
                         "n_envs=1", "--log-dir", "shared", "--slurm", "--slurm-dry-run")  # fmt: skip
@@ -356,3 +364,54 @@ def test_an_unknown_partition(cluster: None, in_process: Zoo, tmp_path: Path) ->
     result = in_process(*SMALL, "--log-dir", "shared", "--slurm", "--slurm-partition", "nope")
     _one_line_exit_2(result, "--slurm-partition nope: no such partition; this cluster has debug")
     assert list((tmp_path / "shared").iterdir()) == []
+
+
+# --- the task's decisions, without a cluster -------------------------------------------------
+
+
+def test_a_claim_held_by_a_live_job_stops_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.cluster import requeue, slurm
+    from zoo.core.errors import UserError
+
+    monkeypatch.setenv("SLURM_JOB_ID", "200")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    (cell / requeue.CLAIM_FILE).write_text("100_3\n")
+    monkeypatch.setattr(slurm, "alive", lambda jobs: set(jobs) & {"100_3"})
+    with (
+        pytest.raises(UserError, match="cell x is being trained by Slurm job 100_3"),
+        requeue.claimed(cell, "cell x"),
+    ):
+        pass
+    assert (cell / requeue.CLAIM_FILE).read_text() == "100_3\n"  # left alone
+
+    monkeypatch.setattr(slurm, "alive", lambda jobs: set())  # that job is gone: taken over
+    with requeue.claimed(cell, "cell x"):
+        assert (cell / requeue.CLAIM_FILE).read_text() == "200\n"
+    assert not (cell / requeue.CLAIM_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("state", "failures", "expected", "requeued"),
+    [
+        ("RUNNING", 1, "requeued", True),  # Slurm's warning, or scancel --signal=TERM
+        ("RUNNING", 4, "gave up", False),  # past --slurm-max-requeues 3
+        ("PENDING", 1, "left to Slurm", False),  # scontrol requeue, preemption: Slurm's own
+        ("CANCELLED", 1, "left to Slurm", False),  # scancel: stays cancelled
+    ],
+)
+def test_a_stopped_task_requeues_only_a_running_job(
+    monkeypatch: pytest.MonkeyPatch, state: str, failures: int, expected: str, requeued: bool
+) -> None:
+    from zoo.cluster import requeue, slurm
+
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    calls: list[str] = []
+    monkeypatch.setattr(slurm, "job_states", lambda jobs: {"7_2": state})
+    monkeypatch.setattr(slurm, "requeue", calls.append)
+    assert requeue.requeue_after_stop(max_requeues=3, failures=failures) == expected
+    assert calls == (["7_2"] if requeued else [])
