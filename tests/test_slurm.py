@@ -415,3 +415,22 @@ def test_a_stopped_task_requeues_only_a_running_job(
     monkeypatch.setattr(slurm, "requeue", calls.append)
     assert requeue.requeue_after_stop(max_requeues=3, failures=failures) == expected
     assert calls == (["7_2"] if requeued else [])
+
+
+def test_a_filesystem_without_file_locks_trains_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lustre without its flock mount option answers flock with ENOSYS: a note, not a crash."""
+    import errno
+    import fcntl
+
+    from zoo.runs.folders import Run, training_lock
+
+    def no_locks(handle: object, operation: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (tmp_path / "run").mkdir()
+    with training_lock(Run(tmp_path / "run")):
+        pass
+    assert "takes no file locks (Function not implemented)" in capsys.readouterr().err
