@@ -76,10 +76,20 @@ def job_of(output: str) -> str:
     return found.group(1)
 
 
-def squeue(job: str) -> list[tuple[str, str, str]]:
-    """(task, state, reason) of each task of `job` Slurm has not finished."""
+def squeue(job: str, every_state: bool = False) -> list[tuple[str, str, str]]:
+    """(task, state, reason) of each task of `job` Slurm has not finished (or, with
+    `every_state`, of each it still remembers: the test cluster keeps them 10 minutes)."""
     out = subprocess.run(
-        ["squeue", "-h", "-r", "-j", job, "-o", "%i %T %r"],
+        [
+            "squeue",
+            "-h",
+            "-r",
+            "-j",
+            job,
+            "-o",
+            "%i %T %r",
+            *(["-t", "all"] if every_state else []),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -93,12 +103,21 @@ def hurry_requeued(job: str) -> None:
             subprocess.run(["scontrol", "update", f"jobid={task}", "StartTime=now"], check=False)
 
 
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+
+
 def wait_for_job(job: str, timeout: float = 600) -> None:
+    """Until every task of `job` has ended for good, twice in a row a second apart (a task
+    between its end and its requeue is briefly in no queue at all)."""
     deadline = time.monotonic() + timeout
-    while squeue(job):
+    settled = 0
+    while settled < 2:
         assert time.monotonic() < deadline, f"job {job} still queued: {squeue(job)}"
+        tasks = squeue(job, every_state=True)
+        ended = bool(tasks) and all(state in ENDED for _, state, _ in tasks)
+        settled = settled + 1 if ended else 0
         hurry_requeued(job)
-        time.sleep(0.5)
+        time.sleep(0.5 if not ended else 1.0)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 300, what: str = "") -> None:
@@ -128,6 +147,7 @@ def test_a_grid_on_slurm_gives_the_rows_of_a_local_run(cluster: None, tmp_path: 
     assert submitted.returncode == 0, submitted.stderr
     job = job_of(submitted.stdout)
     assert "4 cell(s)" in submitted.stdout and f"squeue -j {job}" in submitted.stdout
+    assert f"/small/slurm/{job}_<task>/{job}_<task>_0_log.out" in submitted.stdout
     assert "--report" in submitted.stdout
     assert len(squeue(job)) >= 1  # returned at once: the tasks are queued or running
 
@@ -188,6 +208,7 @@ def test_a_stopped_cell_is_requeued_and_resumes_at_its_checkpoint(
     job = job_of(submitted.stdout)
     cell = tmp_path / "shared/benchmark/long/a2c_CartPole-v1_seed5"
     log = tmp_path / f"shared/benchmark/long/slurm/{job}/{job}_0_log.out"
+    assert f"each cell's log: {log}" in submitted.stdout
 
     wait_until(lambda: _newest_checkpoint(cell) >= 4000, what="a first checkpoint")
     subprocess.run(["scancel", "--batch", "--signal=TERM", job], check=True)
@@ -267,9 +288,11 @@ def test_two_tune_workers_as_jobs_finish_one_study(cluster: None, tmp_path: Path
         (tmp_path / f"shared/tune/two/slurm/{job}_{task}/{job}_{task}_0_log.out").read_text()
         for task in (0, 1)
     ]
-    assert all(re.search(r"trial \d+ complete", log) for log in logs), logs  # both took trials
+    # Both ran on the one study; together they ran each of its four trials once (how they split
+    # them depends on when Slurm started each: a late one may find the study done).
+    assert all("Job completed successfully" in log for log in logs), logs
     numbers = sorted(int(n) for log in logs for n in re.findall(r"trial (\d+) complete", log))
-    assert numbers == [0, 1, 2, 3]  # the study's four, each once
+    assert numbers == [0, 1, 2, 3], logs
     report = zoo_here([*tune, "--report"], tmp_path)
     assert report.returncode == 0, report.stderr
 

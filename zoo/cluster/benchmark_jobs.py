@@ -18,6 +18,7 @@ from zoo.cluster import slurm
 from zoo.cluster.jobs import (
     SlurmOptions,
     array_id,
+    log_file,
     sbatch_parameters,
     sbatch_script,
     submit_array,
@@ -169,9 +170,7 @@ def submit_benchmark(
     say(
         f"Submitted job {job}: {len(jobs)} cell(s) on {where}, {cpus} CPU(s) and {gpus} GPU(s) each"
     )
-    say(
-        f"Follow it: squeue -j {job}    each cell's log: {folder}/{job}_<task>/{job}_<task>_0_log.out"
-    )
+    say(f"Follow it: squeue -j {job}    each cell's log: {log_file(folder, jobs)}")
     return jobs
 
 

@@ -142,5 +142,11 @@ def submit_array(
     return [str(job.job_id) for job in jobs]
 
 
+def log_file(folder: Path, job_ids: Sequence[str]) -> str:
+    """Where submitit writes a task's output: <folder>/<task>/<task>_0_log.out."""
+    task = job_ids[0] if len(job_ids) == 1 else f"{array_id(job_ids)}_<task>"
+    return f"{folder}/{task}/{task}_0_log.out"
+
+
 def array_id(job_ids: Sequence[str]) -> str:
     return job_ids[0].split("_")[0] if job_ids else "?"

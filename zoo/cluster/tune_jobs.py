@@ -17,6 +17,7 @@ from zoo.cluster import slurm
 from zoo.cluster.jobs import (
     SlurmOptions,
     array_id,
+    log_file,
     sbatch_parameters,
     sbatch_script,
     submit_array,
@@ -87,7 +88,5 @@ def submit_tune(
         f"{settings.trial_steps:,} steps; submitted job {job}, {len(jobs)} worker(s) on {where}, "
         f"{cpus} CPU(s) and {gpus} GPU(s) each"
     )
-    say(
-        f"Follow it: squeue -j {job}    each worker's log: {folder}/{job}_<task>/{job}_<task>_0_log.out"
-    )
+    say(f"Follow it: squeue -j {job}    each worker's log: {log_file(folder, jobs)}")
     return jobs
