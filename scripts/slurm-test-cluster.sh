@@ -14,9 +14,12 @@ MARK="# written by zoo's scripts/slurm-test-cluster.sh"
 STATE=/var/lib/zoo-slurm
 LOGS=/var/log/zoo-slurm
 
+# Up: the controller answers, this machine's slurmd answers (the controller notices a dead one
+# only minutes later) and the node takes jobs.
 cluster_up() {
     scontrol ping 2>/dev/null | grep -q "is UP" &&
-        sinfo -h -o "%t" 2>/dev/null | grep -qE "^(idle|mix|alloc)"
+        scontrol show slurmd >/dev/null 2>&1 &&
+        sinfo -h -o "%t" 2>/dev/null | grep -qxE "(idle|mix|alloc)"
 }
 
 if [ "${1:-}" = "--status" ]; then
