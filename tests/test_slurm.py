@@ -297,6 +297,30 @@ def test_two_tune_workers_as_jobs_finish_one_study(cluster: None, tmp_path: Path
     assert report.returncode == 0, report.stderr
 
 
+@needs_slurm
+@pytest.mark.slow
+def test_a_stopped_tune_worker_is_requeued_and_finishes_the_study(
+    cluster: None, tmp_path: Path
+) -> None:
+    (tmp_path / "shared").mkdir()
+    tune = ["tune", "--algo", "a2c", "--env", "CartPole-v1", "--trials", "2", "--trial-steps",
+            "60000", "--evals-per-trial", "2", "--device", "cpu", "--study", "stop",
+            "--log-dir", "shared"]  # fmt: skip
+    submitted = zoo_here([*tune, "--slurm", "1", "--slurm-cpus", "1"], tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    job = job_of(submitted.stdout)
+    log = tmp_path / f"shared/tune/stop/slurm/{job}/{job}_0_log.out"
+    trials = tmp_path / "shared/tune/stop/trials"
+    wait_until(lambda: any(trials.glob("*/run.yml")), what="a first trial")
+    time.sleep(2)
+    subprocess.run(["scancel", "--batch", "--signal=TERM", job], check=True)
+    wait_until(lambda: log.is_file() and "stopped: requeued" in log.read_text(), what="a requeue")
+    wait_for_job(job)
+    text = log.read_text()
+    assert text.count("Starting with JobEnvironment") == 2, text  # the requeued worker went on
+    assert len(re.findall(r"trial \d+ complete", text)) == 2, text  # the study has its two
+
+
 # --- bad input: one line, exit code 2, nothing submitted --------------------------------------
 
 SMALL = ["benchmark", "--algos", "dqn", "--envs", "CartPole-v1", "--device", "cpu"]
