@@ -355,7 +355,7 @@ def test_no_slurm_on_the_path(tmp_path: Path) -> None:
             "--slurm-partition goes with --slurm",
         ),
         (["--log-dir", "shared", "--slurm", "--slurm-time", "soon"], "--slurm-time 'soon'"),
-        (["--log-dir", "shared", "--slurm", "--workers", "2"], "--report and --workers are for"),
+        (["--log-dir", "shared", "--slurm", "--workers", "2"], "drop it for --report"),
     ],
 )
 def test_bad_slurm_options(in_process: Zoo, tmp_path: Path, extra: list[str], message: str) -> None:
@@ -366,6 +366,27 @@ def test_bad_slurm_options(in_process: Zoo, tmp_path: Path, extra: list[str], me
     assert not (tmp_path / "nowhere").exists() and list((tmp_path / "shared").iterdir()) == []
 
 
+TUNE = ["tune", "--algo", "a2c", "--env", "CartPole-v1", "--trials", "2", "--trial-steps", "100"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--log-dir", "nowhere", "--slurm", "2"], "--log-dir nowhere does not exist"),
+        (["--log-dir", "shared", "--slurm", "0"], "--slurm N: give between 1 and 256 workers"),
+        (["--log-dir", "shared", "--slurm", "2", "--workers", "2"], "drop it for --report"),
+        (["--log-dir", "shared", "--slurm-mem", "8G"], "--slurm-mem goes with --slurm N"),
+    ],
+)
+def test_bad_tune_slurm_options(
+    in_process: Zoo, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    need_submitit()
+    (tmp_path / "shared").mkdir()
+    _one_line_exit_2(in_process(*TUNE, *extra), message)
+    assert list((tmp_path / "shared").iterdir()) == []
+
+
 def test_without_submitit_one_line_says_what_to_install(
     in_process: Zoo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -373,8 +394,7 @@ def test_without_submitit_one_line_says_what_to_install(
     (tmp_path / "shared").mkdir()
     result = in_process(*SMALL, "--log-dir", "shared", "--slurm")
     _one_line_exit_2(result, "pip install zoo[slurm]")
-    tune = in_process("tune", "--algo", "a2c", "--env", "CartPole-v1", "--trials", "2",
-                      "--trial-steps", "100", "--log-dir", "shared", "--slurm", "2")  # fmt: skip
+    tune = in_process(*TUNE, "--log-dir", "shared", "--slurm", "2")
     _one_line_exit_2(tune, "pip install zoo[slurm]")
     assert list((tmp_path / "shared").iterdir()) == []
 

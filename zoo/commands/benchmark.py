@@ -197,7 +197,10 @@ def _slurm_choice(args: argparse.Namespace) -> SlurmOptions | None:
             raise UserError(f"{given} goes with --slurm")
         return None
     if args.report or args.workers != 1:
-        raise UserError("--slurm submits the grid; --report and --workers are for this machine")
+        raise UserError(
+            "--slurm submits the grid's cells as Slurm jobs; drop it for --report (the results "
+            "of what has finished) or --workers (cells side by side on this machine)"
+        )
     return slurm_options(args)
 
 

@@ -212,7 +212,10 @@ def _slurm_choice(args: argparse.Namespace) -> SlurmOptions | None:
     if not 1 <= args.slurm <= 256:
         raise UserError("--slurm N: give between 1 and 256 workers")
     if args.report or args.workers != 1:
-        raise UserError("--slurm N starts N workers as jobs; --report and --workers are for here")
+        raise UserError(
+            "--slurm N starts N workers as Slurm jobs; drop it for --report, and --workers "
+            "(processes on this machine) with it"
+        )
     return slurm_options(args)
 
 
