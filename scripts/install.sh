@@ -10,4 +10,4 @@ fi
 # PyTorch first, pinned to the CPU build zoo is tested with, so that pip does not pull a
 # multi-GB CUDA build to satisfy the package's torch requirement.
 pip install torch==2.13.0
-pip install -e ".[dev,mlflow,wandb]"  # the trackers too: tests/test_tracking.py uses them
+pip install -e ".[dev,mlflow,wandb,slurm]"  # the trackers (tests/test_tracking.py) and Slurm (tests/test_slurm.py)

@@ -330,7 +330,7 @@ def test_readme_test_command_matches_ci() -> None:
     # PyTorch's CPU build first, so that the package's torch range pulls no CUDA build.
     install = scripts["install"]
     assert install.index("pip install torch==2.13.0") < install.index(
-        'pip install -e ".[dev,mlflow,wandb]"'
+        'pip install -e ".[dev,mlflow,wandb,slurm]"'
     )
     assert "bash scripts/install.sh" in scripts["test"] and "python -m pytest" in scripts["test"]
     assert "bash scripts/install.sh" in scripts["train"] and "zoo train" in scripts["train"]

@@ -27,6 +27,7 @@ LAYERS = (
     "training",
     "results",
     "tune",
+    "cluster",
     "commands",
 )
 MAX_MODULE_LINES = 460

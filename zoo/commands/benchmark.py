@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from zoo.commands.cluster_options import SLURM_EPILOG, add_slurm_options
 from zoo.commands.common import Parser, Subparsers, log_dir, printer
 from zoo.commands.options import (
     GYM_PACKAGES,
@@ -14,6 +17,10 @@ from zoo.commands.options import (
 )
 from zoo.schema.keys import SCHEMAS
 from zoo.schema.names import BENCHMARK_SUITES
+
+if TYPE_CHECKING:
+    from zoo.cluster.jobs import SlurmOptions
+    from zoo.results.benchmark import Cell, Grid
 
 DEFAULT_EVAL_GAMES = 30
 
@@ -37,6 +44,13 @@ the atari100k suite: dqn with --preset (default drq_eps) on the 26 Atari-100k ga
 evaluated cell's result row is kept in --rows DIR (one CSV file each, never replaced), and
 atari100k.md tabulates every row beside the published DER, OTRainbow, DrQ, DrQ(eps) and SPR.
 """
+BENCHMARK_EPILOG += (
+    SLURM_EPILOG
+    + """  zoo benchmark --algos dqn --envs Pong Breakout --seeds 0 1 2 --log-dir /shared/logs --slurm \\
+      --slurm-partition gpu --slurm-time 12:00:00      # one array task per cell
+  zoo benchmark --algos dqn --envs Pong Breakout --seeds 0 1 2 --log-dir /shared/logs --report
+"""
+)
 
 
 def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
@@ -88,6 +102,9 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
     GYM_PACKAGES.add_to(bench)
     for option in TRACK_OPTIONS:
         option.add_to(bench)  # each cell is a tracked run, grouped by the grid
+    bench.add_argument("--slurm", action="store_true",
+                       help="submit the cells left to train as a Slurm job array and return")  # fmt: skip
+    add_slurm_options(bench, array=True)
     return bench
 
 
@@ -111,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if any(seed < 0 for seed in args.seeds):
         raise UserError("--seeds must be >= 0")
     algos, envs, preset, eval_games = _grid_choice(args)
+    slurm = _slurm_choice(args)  # checked before any folder is made
     tracking = tracking_choice(args) if not args.report else None  # before any folder
     name = args.name or (f"{args.suite}_{preset}" if args.suite else default_grid_name(algos, envs))
     if not name or "/" in name or name.startswith("."):
@@ -139,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cells = select_cells(grid_cells(grid, grid_dir), args.cells)
     interrupted = 0
+    if slurm is not None:
+        return _submit(args, grid, grid_dir, cells, eval_games, slurm, say)
     if not args.report:
         device = resolve_device(args.device)
         claim_grid_dir(grid, grid_dir)
@@ -164,6 +184,56 @@ def run(args: argparse.Namespace) -> int:
     if interrupted in (130, 143):  # a cell that died or failed said so in its own line
         say(f"Interrupted: run the same command again to continue ({grid_dir})")
     return interrupted
+
+
+def _slurm_choice(args: argparse.Namespace) -> SlurmOptions | None:
+    """The Slurm options of --slurm (checked), or None; --slurm-* options need --slurm."""
+    from zoo.commands.cluster_options import given_slurm_option, slurm_options
+    from zoo.core.errors import UserError
+
+    if not args.slurm:
+        given = given_slurm_option(args)
+        if given:
+            raise UserError(f"{given} goes with --slurm")
+        return None
+    if args.report or args.workers != 1:
+        raise UserError(
+            "--slurm submits the grid's cells as Slurm jobs; drop it for --report (the results "
+            "of what has finished) or --workers (cells side by side on this machine)"
+        )
+    return slurm_options(args)
+
+
+def _submit(
+    args: argparse.Namespace,
+    grid: Grid,
+    grid_dir: Path,
+    cells: list[Cell],
+    eval_games: int,
+    slurm: SlurmOptions,
+    say: Callable[[str], None],
+) -> int:
+    """Submit the cells left to train; write the results of those already finished."""
+    import sys
+
+    from zoo.cluster.benchmark_jobs import submit_benchmark
+    from zoo.commands.cluster_options import warn_if_not_shared, without_slurm_options
+    from zoo.results.benchmark import claim_grid_dir
+    from zoo.results.benchmark_report import write_results
+
+    if not slurm.dry_run:
+        warn_if_not_shared(args.log_dir, slurm.partition)
+        claim_grid_dir(grid, grid_dir)
+    argv = sys.argv[2:]
+    jobs = submit_benchmark(grid, grid_dir, cells, eval_games, args.device, slurm, argv, say)
+    if slurm.dry_run:
+        return 0
+    for path in write_results(grid_dir, grid.name):
+        say(f"Wrote {path} (the cells finished so far)")
+    again = without_slurm_options(["zoo", "benchmark", *argv], slurm_takes_value=False)
+    if jobs:
+        say(f"Gather the results: {again} --report    (or run this command again)")
+    return 0
 
 
 def _grid_choice(args: argparse.Namespace) -> tuple[list[str], list[str], str | None, int]:

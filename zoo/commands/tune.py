@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from zoo.commands.cluster_options import SLURM_EPILOG, add_slurm_options
 from zoo.commands.common import Parser, Subparsers, log_dir
 from zoo.commands.options import (
     TRACK_OPTIONS,
@@ -15,6 +17,9 @@ from zoo.commands.options import (
 )
 from zoo.core.errors import EXIT_INTERRUPTED
 from zoo.schema.help import hyperparameter_epilog
+
+if TYPE_CHECKING:
+    from zoo.cluster.jobs import SlurmOptions
 
 TUNE_EPILOG = """\
 each trial is a short zoo train run (same config, envs, callbacks) in
@@ -43,7 +48,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
         "tune",
         help="search the epsilon schedule, n-step and learning-rate decay with Optuna",
         description="Tune hyperparameters with an Optuna study of short training runs.",
-        epilog=TUNE_EPILOG + hyperparameter_epilog(),
+        epilog=TUNE_EPILOG + SLURM_EPILOG + hyperparameter_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(tune)
@@ -128,6 +133,9 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true", help="no progress lines")
     for option in TRACK_OPTIONS:
         option.add_to(tune)  # each trial is a tracked run, grouped by the study
+    tune.add_argument("--slurm", type=int, metavar="N",
+                      help="start N workers as Slurm jobs on the study's storage and return")  # fmt: skip
+    add_slurm_options(tune, array=False)
     return tune
 
 
@@ -148,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--seed must be >= 0")
     if not args.report and (args.trials is None or args.trial_steps is None):
         raise UserError("tune needs --trials N and --trial-steps S (or --report)")
+    slurm = _slurm_choice(args)  # checked before anything is created
     tracking = tracking_choice(args) if not args.report else None  # before any folder
     settings = TuneSettings(
         config=config_choice(args),
@@ -161,10 +170,10 @@ def run(args: argparse.Namespace) -> int:
         evals_per_trial=args.evals_per_trial if not args.report else 1,
         seed=args.seed,
         timeout=args.timeout,
-        workers=args.workers,
+        workers=args.slurm or args.workers,
         search_space=args.search_space,
         log_dir=args.log_dir,
-        device=resolve_device(args.device),
+        device=args.device if slurm else resolve_device(args.device),  # --slurm: on the node
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
         quiet=args.quiet,
@@ -174,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
         seeds_per_trial=args.seeds_per_trial,
         trial_objective=args.trial_objective,
     )
+    if slurm is not None:
+        from zoo.cluster.tune_jobs import submit_tune
+
+        if submit_tune(settings, args.slurm, slurm, settings.say):
+            print(f"The report, when you like: {_without_slurm()} --report")
+        return 0
     if not args.report:
         storage, _ = prepare_study(settings)
         settings.say(
@@ -206,3 +221,29 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"Dashboard: optuna-dashboard {storage.shown}")
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _slurm_choice(args: argparse.Namespace) -> SlurmOptions | None:
+    """--slurm N's options (checked), or None; the --slurm-* options need --slurm."""
+    from zoo.commands.cluster_options import given_slurm_option, slurm_options
+    from zoo.core.errors import UserError
+
+    if args.slurm is None:
+        given = given_slurm_option(args)
+        if given:
+            raise UserError(f"{given} goes with --slurm N")
+        return None
+    if not 1 <= args.slurm <= 256:
+        raise UserError("--slurm N: give between 1 and 256 workers")
+    if args.report or args.workers != 1:
+        raise UserError(
+            "--slurm N starts N workers as Slurm jobs; drop it for --report, and --workers "
+            "(processes on this machine) with it"
+        )
+    return slurm_options(args)
+
+
+def _without_slurm() -> str:
+    from zoo.commands.cluster_options import without_slurm_options
+
+    return without_slurm_options(["zoo", *sys.argv[1:]], slurm_takes_value=True)

@@ -41,6 +41,7 @@ class CellResult:
     train_seconds: float | None
     evaluation: dict[str, Any]  # the cell's final_evaluation, {} before it is evaluated
     machine: dict[str, Any]
+    error: str = ""  # why the cell gave up (a Slurm task's last failure), from benchmark.yml
 
     @property
     def shown_actions(self) -> str:
@@ -66,18 +67,20 @@ def collect(grid_dir: Path) -> list[CellResult]:
         cell_info = read_cell_info(run_file.parent)
         seconds = cell_info.get("train_seconds")
         evaluation = cell_info.get("final_evaluation")
+        error = str(cell_info.get("error") or "")
         results.append(
             CellResult(
                 cell=run_file.parent.name,
                 algo=str(info.get("algo")),
                 env=str(info.get("env")),
                 seed=int(info.get("seed") or 0),
-                status=str(info.get("status", "?")),
+                status="failed" if error else str(info.get("status", "?")),
                 steps=int(info.get("timesteps") or 0),
                 total_steps=int(info.get("total_timesteps") or 0),
                 train_seconds=float(seconds) if seconds is not None else None,
                 evaluation=evaluation if isinstance(evaluation, dict) else {},
                 machine=dict(cell_info.get("machine") or {}),
+                error=error,
             )
         )
     return results
@@ -132,6 +135,8 @@ def cell_rows(results: Sequence[CellResult]) -> list[dict[str, Any]]:
                 for key in ("cpu", "cores", "gpu", "torch", "stable-baselines3", "ale-py")
             }
         )
+        if result.error:  # the column appears only in grids where a cell failed
+            row["error"] = result.error
         rows.append(row)
     return rows
 

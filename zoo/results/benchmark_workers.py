@@ -39,7 +39,7 @@ def run_cells(
     if workers <= 1 or len(names) <= 1:
         outcomes = []
         for name in names:
-            outcomes.append(_run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet))
+            outcomes.append(run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet))
             if outcomes[-1].state == "interrupted":
                 break
         return outcomes
@@ -145,7 +145,7 @@ def _cell_process(
     own_stop_signals()  # a spawned process starts with SIGTERM's default: death, unsaved
     stop_when_orphaned(parent)
     try:
-        outcome = _run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet)
+        outcome = run_named_cell(grid, grid_dir, name, eval_games, device, argv, quiet)
     except UserError as error:
         print(f"zoo: error: [{name}] {one_line(str(error))}", file=sys.stderr, flush=True)
         outcome = CellOutcome(name, "failed", exit_code=2)
@@ -169,7 +169,7 @@ def stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def _run_named_cell(
+def run_named_cell(
     grid: Grid,
     grid_dir: Path,
     name: str,

@@ -16,6 +16,7 @@ import os
 import platform
 import shlex
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -238,6 +239,8 @@ def runs_found(log_dir: Path, algo: str, env_name: str) -> str:
     return f"{listed}; train one with: zoo train --algo {algo} --env {env_name}"
 
 
+# What flock raises on a filesystem that keeps no locks (rather than a lock held elsewhere).
+_NO_LOCKS_HERE = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
 # Run folders whose lock this process holds, with how many blocks hold it.
 _HELD_LOCKS: dict[Path, int] = {}
 
@@ -266,6 +269,17 @@ def training_lock(run: Run) -> Iterator[None]:
             raise UserError(
                 f"{run.path} is being trained by another zoo process; wait for it or stop it"
             ) from None
+        except OSError as error:
+            if error.errno not in _NO_LOCKS_HERE:
+                raise UserError(f"cannot lock {run.path}: {error.strerror}") from None
+            # Lustre without its flock mount option, some FUSE filesystems: train unlocked
+            # (a Slurm task holds its own claim, zoo/cluster/requeue.py).
+            print(
+                f"zoo: note: the filesystem of {run.path} takes no file locks "
+                f"({error.strerror}); nothing keeps a second zoo process from training it too",
+                file=sys.stderr,
+                flush=True,
+            )
         _HELD_LOCKS[key] = 1
         try:
             yield
