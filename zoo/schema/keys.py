@@ -210,7 +210,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "exploration_final_eps": Field(number(low=0, high=1), "epsilon after annealing"),
     "exploration": Field(
         schedule(low=0, high=1, exploration=True),
-        "epsilon schedule (replaces the three exploration_* keys)",
+        "epsilon schedule (replaces the three exploration_* keys); 0 with noisy: true",
     ),
     "replay_buffer": Field(
         choice(names.REPLAY_BUFFERS),
@@ -247,6 +247,22 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         boolean, "Double DQN: the online network picks the next action, the target net values it"
     ),
     "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
+    "noisy": Field(
+        boolean,
+        "noisy nets (Fortunato et al. 2018): factorised Gaussian noise on the head's fully "
+        "connected layers, fresh at every training forward pass and action; they explore "
+        "instead of epsilon-greedy, so epsilon is 0 in training and nonzero exploration "
+        "settings are refused",
+    ),
+    "noisy_sigma": Field(
+        number(low=0, low_open=True),
+        "noisy nets: sigma_0, each sigma starts at sigma_0/sqrt(inputs)",
+    ),
+    "noisy_eval": Field(
+        choice(names.NOISY_EVAL_MODES),
+        "noisy nets while evaluating: mean (the noise-free mean weights) or sample (fresh noise "
+        "at every step, as in training)",
+    ),
     "network": Field(
         choice(names.Q_NETWORKS, optional=True),
         "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
