@@ -78,7 +78,7 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """The replay buffer of an off-policy algorithm (dqn, qrdqn)."""
+    """The replay buffer of an off-policy algorithm (dqn, qrdqn, c51)."""
 
     buffer_size: int
     learning_starts: int

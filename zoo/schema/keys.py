@@ -305,8 +305,8 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
 # Keys of the replay-based algorithms that an on-policy one refuses with a reason.
 _ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
     {
-        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)",
-        "compile": "it compiles the TD update of dqn and qrdqn",
+        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn, c51)",
+        "compile": "it compiles the TD update of dqn, qrdqn and c51",
     }
 )
 
@@ -387,6 +387,22 @@ SCHEMAS: Mapping[str, Schema] = {
         },
         not_applicable=MappingProxyType(
             {"loss": "QR-DQN always minimises the quantile Huber loss of its paper"}
+        ),
+    ),
+    "c51": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "n_atoms": Field(integer(low=2, high=1000), "C51: atoms of each return distribution"),
+            "v_min": Field(number(), "C51: the lowest atom (below v_max)"),
+            "v_max": Field(number(), "C51: the highest atom (above v_min)"),
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
+            "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
+        },
+        not_applicable=MappingProxyType(
+            {"loss": "C51 always minimises the cross-entropy to its projected target"}
         ),
     ),
 }
