@@ -57,12 +57,14 @@ def _parameters(model: Any) -> list[th.Tensor]:
     return [parameter.detach().clone() for parameter in model.policy.parameters()]
 
 
-@pytest.fixture(scope="module", params=["dqn", "dqn prioritized", "qrdqn", "c51 prioritized"])
+@pytest.fixture(scope="module", params=["dqn", "dqn prioritized", "qrdqn", "c51"])
 def updated_pair(request: pytest.FixtureRequest) -> dict[str, Any]:
     """An eager and a compiled model, built alike, each fed the same 50 batches (the same
     replay contents, the same draws of sampling and augmentation): the drq_eps DQN with
-    uniform or prioritized replay, a Double + Dueling QR-DQN and a Double + Dueling C51 with
-    prioritized replay."""
+    uniform or prioritized replay, a Double + Dueling QR-DQN and a Double + Dueling C51.
+    (With prioritized replay, compiled and eager C51 drift further apart, measured up to
+    1.7e-4 on a weight that moved 2.8e-2 in the 50 updates: the roundings reach its KL
+    priorities, hence the importance weights and the draws. The noisy test below compiles it.)"""
     algo = request.param.split()[0]
     extra = ["prioritized_replay=true"] if "prioritized" in request.param else []
     if algo in ("qrdqn", "c51"):

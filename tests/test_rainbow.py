@@ -128,6 +128,8 @@ CLI_RUNS = {
     ),
     "rainbow": ("c51", ZooC51, ["--preset", "rainbow", "--set", "learning_starts=200",
                                 "--set", "buffer_size=2000", "--set", "target_update_interval=100"]),
+    "der": ("c51", ZooC51, ["--preset", "der", "--set", "noisy_eval=sample",
+                            "--set", "eval_episodes=1"]),
 }  # fmt: skip
 
 
@@ -141,8 +143,10 @@ def test_breakout_run_enjoy_and_resume(case: str, zoo: Zoo, tmp_path: Path) -> N
     run_dir = tmp_path / "logs" / algo / "BreakoutNoFrameskip-v4_1"
     model = load_model(run_dir / "final_model.zip", device="cpu")
     assert type(model) is algo_class and model.num_timesteps == 300
-    noisy = "noisy=true" in settings or "rainbow" in settings
+    noisy = "noisy=true" in settings or case in ("rainbow", "der")
     assert bool(noisy_layers(model.policy)) is noisy
+    if case == "der":
+        assert model.policy.noisy_eval == "sample" and model.policy.noisy_sigma == 0.1  # type: ignore[attr-defined]
     if algo != "qrdqn":
         assert DQN.load(run_dir / "final_model.zip", device="cpu").policy is not None
 

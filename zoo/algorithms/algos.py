@@ -7,15 +7,16 @@ through their template methods, and C51 on SB3's DQN.
   them from the progress of the current `learn()` call, which restarts on resume. The
   names differ from SB3's own attributes (`lr_schedule`, `exploration_schedule`,
   `clip_range`), which stay SB3's progress schedules.
-- DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
-  the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
-  a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
+- DQN, QR-DQN and C51 gain Double Q-learning targets (the online network picks the next
+  action, the target network values it), a Dueling head, noisy nets (zoo/algorithms/noisy.py),
+  the 2013/2015 DeepMind networks, and for DQN a choice of Huber or MSE loss. SB3's n-step
+  replay composes with all of them.
 - `replay_buffer="frames"` stores pixel frames once (zoo/replay/frame_buffer.py), n-step returns
   included; `"sb3"` keeps SB3's own buffers. `prioritized_replay` draws from the frame buffer
   by priority (zoo/replay/prioritized.py) and weights the losses by importance.
 
 Each class composes the mixins of zoo/algorithms/mixins.py (schedules, fused Adam,
-channels-last weights, exact step budget) and, for DQN and QR-DQN, the TD update of
+channels-last weights, exact step budget) and, for DQN, QR-DQN and C51, the TD update of
 zoo/algorithms/temporal_difference.py, and says only what differs between them: its networks,
 its loss. Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise for the others.
 """

@@ -1,4 +1,4 @@
-"""The temporal-difference update of zoo's DQN-like algorithms (DQN, QR-DQN): a mixin that
+"""The temporal-difference update of zoo's DQN-like algorithms (DQN, QR-DQN, C51): a mixin that
 replaces SB3's gradient phase, the loss choices, the next-state values of Double Q-learning
 (the online network picks the next action, the target network values it) for Q-values and
 quantiles, and prioritized replay's importance-weighted losses.
