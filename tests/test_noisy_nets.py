@@ -164,6 +164,11 @@ def test_noisy_with_epsilon_settings_is_refused(contradiction: str) -> None:
         build_config("dqn", "CartPole-v1", overrides=["noisy=true", contradiction])
 
 
+def test_the_constructor_refuses_noisy_with_epsilon() -> None:
+    with pytest.raises(ValueError, match="noisy nets explore with epsilon 0"):
+        _noisy_model(exploration_final_eps=0.05)
+
+
 def test_noisy_with_epsilon_zero_is_accepted() -> None:
     config = build_config(
         "qrdqn", "CartPole-v1", overrides=["noisy=true", "exploration_final_eps=0"]

@@ -102,7 +102,10 @@ def noisy_policy_settings(
     """The policy's noisy-net settings; noisy nets explore in place of epsilon-greedy
     (Rainbow), so the algorithm's epsilon becomes 0 where `kwargs` gives none."""
     for key in ("exploration_initial_eps", "exploration_final_eps"):
-        kwargs.setdefault(key, 0.0)
+        if kwargs.setdefault(key, 0.0) != 0:
+            raise ValueError(
+                f"noisy nets explore with epsilon 0; {key}={kwargs[key]} contradicts it"
+            )
     return {"noisy": True, "noisy_sigma": noisy_sigma, "noisy_eval": noisy_eval}
 
 
