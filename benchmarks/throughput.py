@@ -10,10 +10,12 @@ changes any of them, for every backend alike). `stock` is SB3 as it runs on its 
 AtariWrapper stack in a DummyVecEnv, convolution weights in PyTorch's default layout and
 SB3's per-tensor Adam; `sb3` is the same env stack with zoo's network settings
 (channels-last convolutions, fused Adam); `ale` adds ale-py's C++ vector env. Only the
-steps after an untimed warm-up are timed; for DQN and QR-DQN learning_starts is lowered to
+steps after an untimed warm-up are timed; for DQN, QR-DQN and C51 learning_starts is lowered to
 half of `--warmup`, so gradient steps are timed (and a compiled update has compiled in the
 warm-up's second half), and epsilon stays at the schedule's final value, as over most of a run (at epsilon 1 no action needs the network).
-`--device cuda` trains the networks on the GPU (the envs stay on the CPU).
+`--device cuda` trains the networks on the GPU (the envs stay on the CPU). `--preset NAME`
+applies a preset to every backend (`--algo c51 --preset rainbow`: Rainbow; with noisy nets
+epsilon is 0 throughout; a 1M-transition preset may need `--set buffer_size=...` to fit).
 
 `rl_zoo3` is the peer itself: rl-baselines3-zoo's ExperimentManager builds its model and env
 from its own hyperparams/<algo>.yml (the `atari` section for a game), and the model trains
@@ -56,13 +58,15 @@ from zoo.config.config import Config, build_config
 from zoo.core.errors import UserError
 from zoo.core.threads import apply_torch_threads, cores
 from zoo.envs.stack import make_vec_env_for
+from zoo.schema.keys import SCHEMAS
 from zoo.training.model_setup import build_model, resolve_device
 
 # benchmarks/ is a folder of scripts, not a package: a helper module sits beside them.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rl_zoo3_peer import hyperparams_file, rl_zoo3_run, section_keys
 
-OFF_POLICY = ("dqn", "qrdqn")
+# The replay-based algos (dqn, qrdqn, c51): their learning_starts and epsilon are set here.
+OFF_POLICY = tuple(algo for algo, schema in SCHEMAS.items() if "buffer_size" in schema.algorithm)
 
 
 @dataclass(frozen=True)

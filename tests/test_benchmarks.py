@@ -20,12 +20,17 @@ from tests.conftest import REPO
     [
         ("a2c", ["--set", "n_envs=2"], 3),  # stock, sb3, ale
         ("dqn", ["--set", "buffer_size=500", "--backends", "stock", "ale:2"], 2),
+        (
+            "c51",
+            ["--preset", "rainbow", "--set", "buffer_size=500", "--backends", "stock", "ale"],
+            2,
+        ),
     ],
 )
 def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> None:
     result = subprocess.run(
         [sys.executable, "benchmarks/throughput.py", "--algo", algo, "--steps", "64",
-         "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013" if algo == "dqn"
+         "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013" if algo != "a2c"
          else "n_steps=4", "--profile", "3", *extra],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

@@ -57,7 +57,7 @@ def test_each_declaration_is_listed_once() -> None:
     ]
     assert len(keys) == len(set(keys))
     n_steps = {algos: spec.help for key, spec, algos in declarations() if key == "n_steps"}
-    assert n_steps[("dqn", "qrdqn")] == "n-step return length"
+    assert n_steps[("dqn", "qrdqn", "c51")] == "n-step return length"
 
 
 def test_defaults_come_from_the_declarations() -> None:

@@ -129,6 +129,10 @@ SOURCE_EVALUATIONS = {
     ("ppo2017", "ppo"): (0.0, 10, 108_000, "sampled"),
     ("drq_eps", "dqn"): (0.001, 100, 108_000, "greedy"),  # Dopamine's atari_100k gin
     ("der_dqn", "dqn"): (0.001, 100, 108_000, "greedy"),
+    ("der", "c51"): (0.001, 100, 108_000, "greedy"),
+    # Rainbow's paper gives no evaluation epsilon: greedy on the noise-free mean weights,
+    # games capped at 30 minutes (108K frames) as the paper's
+    ("rainbow", "c51"): (0.0, 10, 108_000, "greedy"),
 }
 
 

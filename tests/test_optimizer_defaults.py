@@ -27,6 +27,7 @@ from zoo.training.model_setup import build_model
 SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqn": DQN,
     "qrdqn": QRDQN,
+    "c51": DQN,  # zoo's C51 is SB3's DQN with a distributional policy
     "a2c": A2C,
     "ppo": PPO,
 }
@@ -42,7 +43,7 @@ CASES = [
 
 def _config(algo: str, env: str, overrides: list[str], rl_zoo3_file: bool = False) -> Config:
     # a small replay buffer: the optimizer does not depend on its size
-    small = ["buffer_size=1000", "learning_starts=0"] if algo in ("dqn", "qrdqn") else []
+    small = ["buffer_size=1000", "learning_starts=0"] if algo in ("dqn", "qrdqn", "c51") else []
     return build_config(
         algo,
         env,
@@ -102,7 +103,7 @@ def test_the_optimizer_is_the_one_sb3_builds(
 @pytest.mark.parametrize("preset", list(load_presets()))
 def test_every_presets_optimizer_is_the_one_sb3_builds(preset: str, env_for: Any) -> None:
     algo = load_presets()[preset]["algo"]
-    small = ["buffer_size=1000", "learning_starts=0"] if algo in ("dqn", "qrdqn") else []
+    small = ["buffer_size=1000", "learning_starts=0"] if algo in ("dqn", "qrdqn", "c51") else []
     config = build_config(
         algo, "Breakout", preset=preset, overrides=["seed=1", "vec_env=sb3", *small]
     )

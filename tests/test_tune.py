@@ -56,6 +56,7 @@ def _memory_storage(study: optuna.Study) -> StudyStorage:
     [
         ("dqn", "Breakout"),
         ("qrdqn", "Pong"),
+        ("c51", "Breakout"),
         ("a2c", "Breakout"),
         ("dqn", "CartPole-v1"),
         ("ppo", "Breakout"),
@@ -74,7 +75,7 @@ def test_shipped_search_spaces_give_valid_configs(algo: str, env: str) -> None:
         assert config.n_timesteps == 5000
         schedule = config.hyperparams["learning_rate"]
         types.add(schedule["type"] if isinstance(schedule, dict) else "number")
-        if algo in ("dqn", "qrdqn"):
+        if algo in ("dqn", "qrdqn", "c51"):
             exploration = config.hyperparams["exploration"]
             assert exploration["initial"] == 1.0
             assert 0 <= exploration.get("random_steps", 0) <= 500

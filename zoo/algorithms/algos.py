@@ -1,5 +1,5 @@
 """The algorithms `zoo` trains: SB3's DQN, A2C and PPO and sb3-contrib's QR-DQN, extended
-through their template methods.
+through their template methods, and C51 on SB3's DQN.
 
 - Learning rate, epsilon, PPO's clip range and prioritized replay's beta follow zoo schedules
   of the global step, given to the constructor (`lr_step_schedule`, `epsilon_schedule`,
@@ -7,15 +7,16 @@ through their template methods.
   them from the progress of the current `learn()` call, which restarts on resume. The
   names differ from SB3's own attributes (`lr_schedule`, `exploration_schedule`,
   `clip_range`), which stay SB3's progress schedules.
-- DQN and QR-DQN gain Double Q-learning targets (the online network picks the next action,
-  the target network values it), a Dueling head, the 2013/2015 DeepMind networks, and for DQN
-  a choice of Huber or MSE loss. SB3's n-step replay composes with all of them.
+- DQN, QR-DQN and C51 gain Double Q-learning targets (the online network picks the next
+  action, the target network values it), a Dueling head, noisy nets (zoo/algorithms/noisy.py),
+  the 2013/2015 DeepMind networks, and for DQN a choice of Huber or MSE loss. SB3's n-step
+  replay composes with all of them.
 - `replay_buffer="frames"` stores pixel frames once (zoo/replay/frame_buffer.py), n-step returns
   included; `"sb3"` keeps SB3's own buffers. `prioritized_replay` draws from the frame buffer
   by priority (zoo/replay/prioritized.py) and weights the losses by importance.
 
 Each class composes the mixins of zoo/algorithms/mixins.py (schedules, fused Adam,
-channels-last weights, exact step budget) and, for DQN and QR-DQN, the TD update of
+channels-last weights, exact step budget) and, for DQN, QR-DQN and C51, the TD update of
 zoo/algorithms/temporal_difference.py, and says only what differs between them: its networks,
 its loss. Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise for the others.
 """
@@ -23,7 +24,7 @@ its loss. Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch as th
 from sb3_contrib import QRDQN
@@ -32,6 +33,19 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from zoo.algorithms.distributional import (
+    DEFAULT_ATOMS,
+    DEFAULT_V_MAX,
+    DEFAULT_V_MIN,
+    CategoricalPolicy,
+    CategoricalQNetwork,
+    CnnCategoricalPolicy,
+    check_support,
+    cross_entropies,
+    kl_divergences,
+    next_distribution,
+    project_distribution,
+)
 from zoo.algorithms.mixins import (
     ChannelsLastConvolutions,
     ExactStepBudget,
@@ -93,6 +107,64 @@ class ZooDQN(
             targets = batch.rewards + (1 - batch.dones) * self.discounts(batch) * next_values
         current = self.q_net(batch.observations).gather(dim=1, index=batch.actions.long())
         return current, targets
+
+
+class ZooC51(ZooDQN):
+    """C51 (Bellemare et al. 2017) on SB3's DQN: return distributions on `n_atoms` atoms from
+    `v_min` to `v_max`, the projected distributional Bellman target (with n-step returns and
+    Double Q-learning: Rainbow's combination) and the cross-entropy loss; a prioritized
+    replay's priorities are the KL divergences (zoo/algorithms/distributional.py)."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": CategoricalPolicy,
+        "CnnPolicy": CnnCategoricalPolicy,
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        n_atoms: int = DEFAULT_ATOMS,
+        v_min: float = DEFAULT_V_MIN,
+        v_max: float = DEFAULT_V_MAX,
+        **kwargs: Any,
+    ) -> None:
+        check_support(n_atoms, v_min, v_max)
+        self.n_atoms, self.v_min, self.v_max = n_atoms, v_min, v_max
+        support = {"n_atoms": n_atoms, "v_min": v_min, "v_max": v_max}
+        kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), **support}
+        super().__init__(*args, **kwargs)
+
+    def td_loss(self, batch: ReplayBufferSamples) -> th.Tensor:
+        log_probabilities, targets = self._log_probabilities_and_targets(batch)
+        return cross_entropies(log_probabilities, targets).mean()
+
+    def td_losses(self, batch: ReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        log_probabilities, targets = self._log_probabilities_and_targets(batch)
+        priorities = kl_divergences(log_probabilities.detach(), targets)
+        return cross_entropies(log_probabilities, targets), priorities
+
+    def _log_probabilities_and_targets(
+        self, batch: ReplayBufferSamples
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """log p(s, a) of the batch's actions (batch, n_atoms) and the projected targets."""
+        online = cast(CategoricalQNetwork, self.q_net)
+        with th.no_grad():
+            target_net = (
+                online if self.online_as_target else cast(CategoricalQNetwork, self.q_net_target)
+            )
+            next_probabilities = next_distribution(
+                online, target_net, batch.next_observations, self.double_q
+            )
+            targets = project_distribution(
+                next_probabilities,
+                batch.rewards,
+                batch.dones,
+                self.discounts(batch),
+                online.support,
+            )
+        log_probabilities = online.log_probabilities(batch.observations)
+        actions = batch.actions.long()[:, :, None].expand(-1, 1, log_probabilities.shape[-1])
+        return log_probabilities.gather(dim=1, index=actions).squeeze(dim=1), targets
 
 
 class ZooQRDQN(

@@ -4,7 +4,8 @@ Dueling head, for DQN and QR-DQN.
 Each network is a convolutional trunk (a features extractor) followed by fully connected
 hidden layers (`net_arch`) and the output layer. A Dueling head splits where the trunk ends:
 a value stream and an advantage stream, each with its own `net_arch` hidden layers, combined as
-Q = V + A - mean(A) (Wang et al. 2016). The policies are ordinary SB3 policy classes, so a saved
+Q = V + A - mean(A) (Wang et al. 2016). With `noisy`, the head's fully connected layers are
+noisy (zoo/algorithms/noisy.py). The policies are ordinary SB3 policy classes, so a saved
 zip loads with plain `DQN.load` / `QRDQN.load` once `zoo` is importable.
 
 The networks scale pixels as SB3 does (`obs.float() / 255` for image spaces), with the
@@ -14,7 +15,8 @@ space's bounds in numpy, which torch.compile cannot trace without breaking the g
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -32,6 +34,9 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.type_aliases import Schedule as ProgressSchedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
+
+from zoo.algorithms.noisy import DEFAULT_SIGMA0, set_noise, with_noisy_layers
+from zoo.schema.names import NOISY_EVAL_MODES
 
 # (out_channels, kernel_size, stride) of each convolution.
 ConvSpec = tuple[tuple[int, int, int], ...]
@@ -160,10 +165,15 @@ class DuelingQuantileNetwork(ZooQuantileNetwork):
 
 
 class DuelingOption:
-    """Policy mixin: a `dueling` switch saved with the policy, and hidden layers that default
-    to the features extractor's own (512 units for the Nature trunk, none after NatureCNN)."""
+    """Policy mixin: `dueling` and `noisy` switches saved with the policy, and hidden layers
+    that default to the features extractor's own (512 units for the Nature trunk, none after
+    NatureCNN). With `noisy`, the head's linear layers are noisy (zoo/algorithms/noisy.py):
+    noise on in training mode, off in evaluation mode unless `noisy_eval` is "sample"."""
 
     dueling: bool
+    noisy: bool = False  # zips saved before noisy nets have none
+    noisy_sigma: float = DEFAULT_SIGMA0
+    noisy_eval: str = "mean"
 
     def __init__(
         self,
@@ -171,11 +181,19 @@ class DuelingOption:
         action_space: spaces.Discrete,
         lr_schedule: ProgressSchedule,
         dueling: bool = False,
+        noisy: bool = False,
+        noisy_sigma: float = DEFAULT_SIGMA0,
+        noisy_eval: str = "mean",
         net_arch: list[int] | None = None,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         **kwargs: Any,
     ) -> None:
+        if noisy_eval not in NOISY_EVAL_MODES:
+            raise ValueError(
+                f"noisy_eval is one of {', '.join(NOISY_EVAL_MODES)}, not {noisy_eval!r}"
+            )
         self.dueling = dueling
+        self.noisy, self.noisy_sigma, self.noisy_eval = noisy, noisy_sigma, noisy_eval
         if net_arch is None:
             net_arch = default_net_arch(features_extractor_class)
         super().__init__(  # type: ignore[call-arg]
@@ -189,7 +207,33 @@ class DuelingOption:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         parameters: dict[str, Any] = super()._get_constructor_parameters()  # type: ignore[misc]
-        return {**parameters, "dueling": self.dueling}
+        noisy = {"noisy": True, "noisy_sigma": self.noisy_sigma, "noisy_eval": self.noisy_eval}
+        return {**parameters, "dueling": self.dueling, **(noisy if self.noisy else {})}
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)  # type: ignore[misc]
+        if self.noisy:
+            acting = getattr(self, "_acting_noise", False)
+            set_noise(self, mode or acting or self.noisy_eval == "sample")  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def noise_while_acting(self) -> Iterator[None]:
+        """Noise on in every forward pass of the block, whatever the mode (SB3's predict
+        puts the policy in evaluation mode): acting while training explores by its noise."""
+        self._acting_noise = True
+        set_noise(self, True)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            self._acting_noise = False
+            self.set_training_mode(bool(self.training))  # type: ignore[attr-defined]
+
+    def _with_noise_setting(self, network: nn.Module) -> nn.Module:
+        """The network with noisy head layers when `noisy`, noise as in evaluation mode."""
+        if self.noisy:
+            with_noisy_layers(network, self.noisy_sigma)
+            set_noise(network, self.noisy_eval == "sample")
+        return network
 
     def _head_arguments(self) -> dict[str, Any]:
         """The arguments of the Q (or quantile) network, each with a features extractor."""
@@ -225,7 +269,8 @@ class QPolicy(DuelingOption, DQNPolicy):
 
     def make_q_net(self) -> QNetwork:
         network = DuelingQNetwork if self.dueling else ZooQNetwork
-        return network(**self._head_arguments()).to(self.device)
+        built = self._with_noise_setting(network(**self._head_arguments()))
+        return built.to(self.device)  # type: ignore[return-value]
 
 
 class CnnQPolicy(PixelDefault, QPolicy):
@@ -237,7 +282,8 @@ class QuantilePolicy(DuelingOption, QRDQNPolicy):
 
     def make_quantile_net(self) -> QuantileNetwork:
         network = DuelingQuantileNetwork if self.dueling else ZooQuantileNetwork
-        return network(**self._head_arguments()).to(self.device)
+        built = self._with_noise_setting(network(**self._head_arguments()))
+        return built.to(self.device)  # type: ignore[return-value]
 
 
 class CnnQuantilePolicy(PixelDefault, QuantilePolicy):
@@ -245,11 +291,16 @@ class CnnQuantilePolicy(PixelDefault, QuantilePolicy):
 
 
 def variant_policy_kwargs(
-    policy_kwargs: Mapping[str, Any] | None, dueling: bool, network: str | None
+    policy_kwargs: Mapping[str, Any] | None,
+    dueling: bool,
+    network: str | None,
+    noisy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """policy_kwargs with the Dueling switch and the named network's trunk folded in."""
+    """policy_kwargs with the Dueling switch, the noisy-net settings (`noisy`, `noisy_sigma`,
+    `noisy_eval`; None: no noisy layers) and the named network's trunk folded in."""
     merged = dict(policy_kwargs or {})
     merged["dueling"] = dueling
+    merged.update(noisy or {})
     if network is not None:
         if "features_extractor_class" in merged:
             raise ValueError("give either network or policy_kwargs.features_extractor_class")

@@ -13,19 +13,25 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
+from stable_baselines3.dqn.policies import DQNPolicy
 
-from zoo.algorithms.algos import ZooA2C, ZooDQN, ZooPPO, ZooQRDQN
+from zoo.algorithms.algos import ZooA2C, ZooC51, ZooDQN, ZooPPO, ZooQRDQN
+from zoo.algorithms.distributional import CategoricalPolicy
 from zoo.algorithms.optimizers import DeepMindRMSprop
 from zoo.algorithms.ram_extractor import ScaledFlattenExtractor
 
-# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes.
+# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes
+# (C51's with DQN's, zoo importable: its policy is zoo's).
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "dqn": ZooDQN,
     "a2c": ZooA2C,
     "qrdqn": ZooQRDQN,
+    "c51": ZooC51,
     "ppo": ZooPPO,
 }
 
@@ -34,9 +40,18 @@ ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
 ACTION_SPACES: Mapping[str, tuple[type[spaces.Space[Any]], ...]] = {
     "dqn": (spaces.Discrete,),
     "qrdqn": (spaces.Discrete,),
+    "c51": (spaces.Discrete,),
     "a2c": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
     "ppo": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
 }
+
+# The Q-learning algorithm of each policy class (the first that a policy is a subclass of:
+# C51's policy is a DQN policy), by which a saved zip is told apart.
+Q_POLICY_ALGORITHMS: tuple[tuple[type[BasePolicy], type[BaseAlgorithm]], ...] = (
+    (QRDQNPolicy, ZooQRDQN),
+    (CategoricalPolicy, ZooC51),
+    (DQNPolicy, ZooDQN),
+)
 
 OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
     "adam": th.optim.Adam,

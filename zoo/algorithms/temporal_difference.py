@@ -1,4 +1,4 @@
-"""The temporal-difference update of zoo's DQN-like algorithms (DQN, QR-DQN): a mixin that
+"""The temporal-difference update of zoo's DQN-like algorithms (DQN, QR-DQN, C51): a mixin that
 replaces SB3's gradient phase, the loss choices, the next-state values of Double Q-learning
 (the online network picks the next action, the target network values it) for Q-values and
 quantiles, and prioritized replay's importance-weighted losses.
@@ -27,6 +27,7 @@ from zoo.algorithms.compiled_update import (
     is_compile_error,
     wants_compiling,
 )
+from zoo.algorithms.noisy import DEFAULT_SIGMA0
 from zoo.algorithms.q_networks import NETWORKS, variant_policy_kwargs
 from zoo.core.errors import UserError, first_line
 from zoo.replay.frame_buffer import FrameReplayBuffer
@@ -95,6 +96,19 @@ def quantile_huber_losses(current: th.Tensor, targets: th.Tensor) -> th.Tensor:
     return weighted.sum(dim=-2).mean(dim=-1)
 
 
+def noisy_policy_settings(
+    kwargs: dict[str, Any], noisy_sigma: float, noisy_eval: str
+) -> dict[str, Any]:
+    """The policy's noisy-net settings; noisy nets explore in place of epsilon-greedy
+    (Rainbow), so the algorithm's epsilon becomes 0 where `kwargs` gives none."""
+    for key in ("exploration_initial_eps", "exploration_final_eps"):
+        if kwargs.setdefault(key, 0.0) != 0:
+            raise ValueError(
+                f"noisy nets explore with epsilon 0; {key}={kwargs[key]} contradicts it"
+            )
+    return {"noisy": True, "noisy_sigma": noisy_sigma, "noisy_eval": noisy_eval}
+
+
 class TemporalDifferenceTraining:
     """Mixin replacing SB3's gradient phase of DQN-like algorithms by one that asks `td_loss`
     for the loss of a sampled batch; everything around it is as in SB3.
@@ -127,6 +141,7 @@ class TemporalDifferenceTraining:
     compile: bool | str = AUTO
     compiles_update: bool | None = None
     online_as_target: bool = False  # this gradient step's target network is the online one
+    noisy: bool = False  # zips saved before noisy nets have none
     observation_space: Any
     device: th.device
     priority_beta_schedule: Schedule | None
@@ -141,6 +156,9 @@ class TemporalDifferenceTraining:
         double_q: bool = False,
         dueling: bool = False,
         network: str | None = None,
+        noisy: bool = False,
+        noisy_sigma: float = DEFAULT_SIGMA0,
+        noisy_eval: str = "mean",
         random_warmup: bool = True,
         replay_buffer: str = "sb3",
         prioritized_replay: bool = False,
@@ -171,6 +189,8 @@ class TemporalDifferenceTraining:
                 f"unknown frame_store {frame_store!r}; choose one of {', '.join(FRAME_STORES)}"
             )
         self.double_q, self.dueling, self.network = double_q, dueling, network
+        self.noisy = noisy
+        noisy_settings = noisy_policy_settings(kwargs, noisy_sigma, noisy_eval) if noisy else None
         self.random_warmup = random_warmup
         self.priority_beta_schedule = priority_beta_schedule
         buffer_class = REPLAY_BUFFER_CLASSES[replay_buffer]
@@ -196,7 +216,7 @@ class TemporalDifferenceTraining:
                 raise ValueError("give either replay_buffer or replay_buffer_class")
             kwargs["replay_buffer_class"] = buffer_class
         kwargs["policy_kwargs"] = variant_policy_kwargs(
-            kwargs.get("policy_kwargs"), dueling, network
+            kwargs.get("policy_kwargs"), dueling, network, noisy_settings
         )
         super().__init__(*args, **kwargs)
         if kwargs.get("_init_setup_model", True):
@@ -275,6 +295,21 @@ class TemporalDifferenceTraining:
         if not self.random_warmup:
             learning_starts = 0
         return super()._sample_action(learning_starts, *args, **kwargs)  # type: ignore[misc]
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> Any:
+        # Acting while training (not deterministic) draws fresh noise at every step;
+        # evaluation (deterministic) follows the policy's evaluation mode (noisy_eval).
+        act = super().predict  # type: ignore[misc]
+        if not self.noisy or deterministic:
+            return act(observation, state, episode_start, deterministic)
+        with self.policy.noise_while_acting():
+            return act(observation, state, episode_start, deterministic)
 
     def discounts(self, batch: ReplayBufferSamples) -> th.Tensor | float:
         """gamma, or gamma**k per sample from SB3's n-step buffer (k < n when a game ended)."""
@@ -382,8 +417,11 @@ class TemporalDifferenceTraining:
         after each step when tau is 1 and target_update_interval 1, as in drq_eps). Its
         forward pass then gives the online network's values, so the update asks the online
         network once instead of both: comparing the weights costs far less than a forward
-        pass. (The networks hold no noise and no batch statistics, so equal weights give
-        equal values in training and in evaluation mode.)"""
+        pass. (The networks hold no batch statistics, so equal weights give equal values in
+        training and in evaluation mode.) Noisy networks never count: each forward pass
+        draws its own noise, the target's too."""
+        if self.noisy:
+            return False
         online, target = self.online_and_target()
         return all(
             th.equal(mine, theirs)

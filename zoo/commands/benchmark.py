@@ -39,7 +39,7 @@ examples:
   zoo benchmark --algos a2c --envs Breakout --seeds 7 --report
   zoo benchmark --suite atari100k --games Breakout Pong --seeds 0 1 --rows results/atari100k
   zoo benchmark --suite atari100k --report --rows results/atari100k
-the atari100k suite: dqn with --preset (default drq_eps) on the 26 Atari-100k games (or
+the atari100k suite: --preset (default drq_eps, a dqn; der runs c51) on the 26 Atari-100k games (or
 --games), 100k agent steps, then 100 whole games with the preset's evaluation epsilon; each
 evaluated cell's result row is kept in --rows DIR (one CSV file each, never replaced), and
 atari100k.md tabulates every row beside the published DER, OTRainbow, DrQ, DrQ(eps) and SPR.

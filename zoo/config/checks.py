@@ -38,6 +38,7 @@ def check_combinations(
             "(replay_buffer: frames stores each frame once, n-step returns included)",
         )
     _check_network(hyperparams, fail)
+    _check_support(hyperparams, origins, fail)
     if hyperparams.get("augmentation") is not None and hyperparams["policy"] != "CnnPolicy":
         fail(
             "augmentation",
@@ -76,6 +77,18 @@ def check_combinations(
         fail(
             "optimize_memory_usage",
             "SB3's replay buffer needs replay_buffer_kwargs: {handle_timeout_termination: false} with it",
+        )
+
+
+def _check_support(
+    hyperparams: Mapping[str, Any], origins: Mapping[str, str], fail: Callable[[str, str], None]
+) -> None:
+    """C51's atoms run from v_min up to v_max."""
+    if "v_min" in hyperparams and hyperparams["v_min"] >= hyperparams["v_max"]:
+        fail(
+            "v_min",
+            f"{hyperparams['v_min']:g} is not below v_max ({hyperparams['v_max']:g}, from "
+            f"{origins.get('v_max', 'defaults')}); the atoms run from v_min up to v_max",
         )
 
 

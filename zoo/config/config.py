@@ -23,6 +23,7 @@ from typing import Any
 from zoo.algorithms import registry
 from zoo.config import rl_zoo3
 from zoo.config.checks import check_combinations
+from zoo.config.exploration import without_epsilon_for_noisy
 from zoo.config.layers import (
     Layer,
     file_data_layers,
@@ -77,7 +78,7 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """The replay buffer of an off-policy algorithm (dqn, qrdqn)."""
+    """The replay buffer of an off-policy algorithm (dqn, qrdqn, c51)."""
 
     buffer_size: int
     learning_starts: int
@@ -269,6 +270,7 @@ def build_config(
         merged["policy"] = "CnnPolicy"
         origins["policy"] = f"{env.name}'s image observations"
     if "exploration" in schema.algorithm:
+        merged = without_epsilon_for_noisy(merged, origins, positions, shipped)
         merged = _fold_exploration_keys(merged, algo, origins, positions)
     for key in SCHEDULE_KEYS:
         if key in merged:

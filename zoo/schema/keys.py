@@ -210,7 +210,7 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "exploration_final_eps": Field(number(low=0, high=1), "epsilon after annealing"),
     "exploration": Field(
         schedule(low=0, high=1, exploration=True),
-        "epsilon schedule (replaces the three exploration_* keys)",
+        "epsilon schedule (replaces the three exploration_* keys); 0 with noisy: true",
     ),
     "replay_buffer": Field(
         choice(names.REPLAY_BUFFERS),
@@ -247,6 +247,22 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
         boolean, "Double DQN: the online network picks the next action, the target net values it"
     ),
     "dueling": Field(boolean, "Dueling head: value and advantage streams, Q = V + A - mean(A)"),
+    "noisy": Field(
+        boolean,
+        "noisy nets (Fortunato et al. 2018): factorised Gaussian noise on the head's fully "
+        "connected layers, fresh at every training forward pass and action; they explore "
+        "instead of epsilon-greedy, so epsilon is 0 in training and nonzero exploration "
+        "settings are refused",
+    ),
+    "noisy_sigma": Field(
+        number(low=0, low_open=True),
+        "noisy nets: sigma_0, each sigma starts at sigma_0/sqrt(inputs)",
+    ),
+    "noisy_eval": Field(
+        choice(names.NOISY_EVAL_MODES),
+        "noisy nets while evaluating: mean (the noise-free mean weights) or sample (fresh noise "
+        "at every step, as in training)",
+    ),
     "network": Field(
         choice(names.Q_NETWORKS, optional=True),
         "pixel Q-network: nature (2015) or dqn2013; null: the policy's default extractor",
@@ -289,8 +305,8 @@ def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dic
 # Keys of the replay-based algorithms that an on-policy one refuses with a reason.
 _ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
     {
-        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn)",
-        "compile": "it compiles the TD update of dqn and qrdqn",
+        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn, c51)",
+        "compile": "it compiles the TD update of dqn, qrdqn and c51",
     }
 )
 
@@ -371,6 +387,22 @@ SCHEMAS: Mapping[str, Schema] = {
         },
         not_applicable=MappingProxyType(
             {"loss": "QR-DQN always minimises the quantile Huber loss of its paper"}
+        ),
+    ),
+    "c51": Schema(
+        toolkit=TOOLKIT_FIELDS,
+        algorithm={
+            **_Q_LEARNING_FIELDS,
+            "n_atoms": Field(integer(low=2, high=1000), "C51: atoms of each return distribution"),
+            "v_min": Field(number(), "C51: the lowest atom (below v_max)"),
+            "v_max": Field(number(), "C51: the highest atom (above v_min)"),
+            "max_grad_norm": Field(
+                number(low=0, low_open=True, optional=True), "gradient norm clip (null: none)"
+            ),
+            "policy_kwargs": Field(nested(_COMMON_POLICY_KWARGS), "network and optimizer settings"),
+        },
+        not_applicable=MappingProxyType(
+            {"loss": "C51 always minimises the cross-entropy to its projected target"}
         ),
     ),
 }

@@ -21,6 +21,8 @@ FEATURES_EXTRACTORS: tuple[str, ...] = ("nature_cnn", "flatten", "scaled_flatten
 # Q-networks by name (`network:` in YAML) and the TD losses DQN may minimise.
 Q_NETWORKS: tuple[str, ...] = ("nature", "dqn2013")
 LOSSES: tuple[str, ...] = ("huber", "mse")
+# `noisy_eval`: how noisy nets act in evaluation (zoo/algorithms/noisy.py).
+NOISY_EVAL_MODES: tuple[str, ...] = ("mean", "sample")
 # `replay_buffer`: the class that stores transitions; `frame_store`: where frames are kept.
 REPLAY_BUFFERS: tuple[str, ...] = ("frames", "sb3")
 FRAME_STORES: tuple[str, ...] = ("host", "device")
