@@ -168,6 +168,36 @@ def test_mlflow_tracker_sends_a_folder_as_a_folder(tmp_path: Path) -> None:
     assert client.get_run(run_id).data.params == {"a.b": "1"}
 
 
+def test_mlflow_runs_starting_together_share_the_experiment_one_of_them_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed runs of one tune trial start side by side: the one that loses the race to create
+    the study's experiment uses the winner's instead of failing its run."""
+    from mlflow.tracking import MlflowClient
+
+    from zoo.runs.trackers import open_tracker
+    from zoo.runs.tracking import check_tracking
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # for this test's own client
+    tracking = check_tracking("mlflow", str(tmp_path / "store")).in_group("tune/cp")
+    client = MlflowClient(tracking_uri=tracking.uri)
+    winner = client.create_experiment("tune/cp")  # the other run got there first
+    looked: list[str] = []
+
+    def not_yet_there(self: MlflowClient, name: str) -> Any:
+        looked.append(name)  # the first look happened before the other run created it
+        return None if len(looked) == 1 else client.get_experiment(winner)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", not_yet_there)
+    (tmp_path / "run").mkdir()
+    tracker = open_tracker(tracking, tmp_path / "run", "trial_0000/seed_1", {}, False, print)
+    assert tracker is not None
+    tracker.finish("finished")
+    run_id = yaml.safe_load((tmp_path / "run" / "tracking.yml").read_text())["run_id"]
+    assert looked == ["tune/cp", "tune/cp"]
+    assert client.get_run(run_id).info.experiment_id == winner
+
+
 def _wandb_records(run_file: Path) -> list[Any]:
     """The records of a W&B run file: a 7-byte header, then 32 KiB blocks of chunks, each
     with a 7-byte header (CRC, length, type: 1 whole, 2 first, 3 middle, 4 last)."""

@@ -84,17 +84,25 @@ class MlflowTracker(Tracker):
             self.client.update_run(tracking.run_id, status="RUNNING")
             self.run_id = tracking.run_id
             return
-        experiment_name = tracking.group or _EXPERIMENT
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(experiment_name)
-        )
+        experiment_id = self._experiment_id(tracking.group or _EXPERIMENT)
         run = self.client.create_run(
             experiment_id, run_name=name, tags={"zoo.run_dir": str(folder.absolute())}
         )
         self.run_id = str(run.info.run_id)
+
+    def _experiment_id(self, name: str) -> str:
+        """The experiment's id, created if new. Runs starting side by side (a tune trial's
+        seed runs, benchmark cells) may race to create it: the loser reads the winner's."""
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        try:
+            return str(self.client.create_experiment(name))
+        except importlib.import_module("mlflow.exceptions").MlflowException:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
 
     def _log_params(self, params: Mapping[str, str]) -> None:
         items = [
