@@ -20,6 +20,8 @@ from tests.conftest import REPO
     [
         ("a2c", ["--set", "n_envs=2"], 3),  # stock, sb3, ale
         ("dqn", ["--set", "buffer_size=500", "--backends", "stock", "ale:2"], 2),
+        ("ppo_lstm", ["--set", "batch_size=8", "--backends", "stock", "ale:2"], 2),
+        ("trpo", ["--set", "batch_size=8", "--backends", "stock", "ale:2"], 2),
     ],
 )
 def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> None:
