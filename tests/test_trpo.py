@@ -214,3 +214,15 @@ def test_rl_zoo3_file_reads_its_sections() -> None:
     # rl_zoo3's file has no atari section: a game takes its `default` (MlpPolicy, 1M steps)
     breakout = build_config("trpo", "Breakout", hyperparams_file=RL_ZOO3_TRPO).hyperparams
     assert (breakout["policy"], breakout["n_timesteps"]) == ("MlpPolicy", 1_000_000)
+
+
+@pytest.mark.filterwarnings("error:You have specified a mini-batch size")  # sb3-contrib's, replaced
+def test_a_batch_size_that_does_not_divide_the_rollout_is_one_note(in_process: Zoo) -> None:
+    result = in_process("train", "--algo", "trpo", "--env", "CartPole-v1", "--n-envs", "3",
+                        "-n", "1", "--set", "batch_size=1000", "--set", "torch_threads=1",
+                        "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "note: batch_size 1000 does not divide a rollout of n_steps x n_envs = "
+        "1536: each critic pass ends with a minibatch of 536"
+    )

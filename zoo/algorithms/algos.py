@@ -163,12 +163,6 @@ class ZooRecurrentPPO(
     Its LSTM states start at zero with each `learn()` call (sb3-contrib keeps them out of the
     zip), so a resumed run begins its first rollout with fresh states, as a new one does."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        with warnings.catch_warnings():
-            # As for ZooPPO: zoo.config.checks.minibatch_note says it in one line.
-            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
-            super().__init__(*args, **kwargs)
-
 
 class ZooTRPO(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, TRPO):
     """sb3-contrib's TRPO: a natural-gradient policy step within a KL bound (`target_kl`),
@@ -176,5 +170,6 @@ class ZooTRPO(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, TR
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         with warnings.catch_warnings():
+            # As for ZooPPO: zoo.config.checks.minibatch_note says it in one line.
             warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
             super().__init__(*args, **kwargs)

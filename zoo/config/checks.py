@@ -222,16 +222,18 @@ def _check_minibatches(
 
 
 def minibatch_note(hyperparams: Mapping[str, Any]) -> str | None:
-    """PPO with minibatches that do not divide its rollout: each epoch ends with a short one."""
-    if "n_epochs" not in hyperparams:
-        return None
+    """PPO (and ppo_lstm) with minibatches that do not divide its rollout: each epoch ends
+    with a short one; TRPO's critic passes likewise."""
+    if "batch_size" not in hyperparams or "buffer_size" in hyperparams:
+        return None  # A2C takes the whole rollout; DQN's batches come from its replay buffer
     rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
     batch_size = int(hyperparams["batch_size"])
     if rollout % batch_size == 0:
         return None
+    passes = "epoch" if "n_epochs" in hyperparams else "critic pass"
     return (
         f"note: batch_size {batch_size} does not divide a rollout of n_steps x n_envs = "
-        f"{rollout}: each epoch ends with a minibatch of {rollout % batch_size}"
+        f"{rollout}: each {passes} ends with a minibatch of {rollout % batch_size}"
     )
 
 

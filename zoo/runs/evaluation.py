@@ -156,7 +156,7 @@ class GameTable:
             for seat in range(min(self.seats, len(seeds))):
                 seat_next(seat)
             while seated:
-                playing = sorted(seated.items())
+                playing = sorted(seated.items(), key=lambda item: item[0])
                 actions = choose(
                     np.concatenate([place.observation for _, place in playing]),
                     [place.rng for _, place in playing],
