@@ -226,3 +226,16 @@ def test_a_batch_size_that_does_not_divide_the_rollout_is_one_note(in_process: Z
         "note: batch_size 1000 does not divide a rollout of n_steps x n_envs = "
         "1536: each critic pass ends with a minibatch of 536"
     )
+
+
+def test_tune_runs_trials_and_writes_a_best_yml_that_loads(in_process: Zoo, tmp_path: Path) -> None:
+    result = in_process(
+        "tune", "--algo", "trpo", "--env", "CartPole-v1", "--trials", "2", "--trial-steps", "512",
+        "--evals-per-trial", "2", "--seed", "1", "--study", "cp", "--set", "eval_episodes=2",
+        "--set", "torch_threads=1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(" complete in ") == 2, result.stdout
+    best = tmp_path / "logs" / "tune" / "cp" / "best.yml"
+    config = build_config("trpo", "CartPole-v1", hyperparams_file=best)
+    assert config.hyperparams["target_kl"] == yaml.safe_load(best.read_text())["target_kl"]
