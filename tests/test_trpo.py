@@ -239,3 +239,20 @@ def test_tune_runs_trials_and_writes_a_best_yml_that_loads(in_process: Zoo, tmp_
     best = tmp_path / "logs" / "tune" / "cp" / "best.yml"
     config = build_config("trpo", "CartPole-v1", hyperparams_file=best)
     assert config.hyperparams["target_kl"] == yaml.safe_load(best.read_text())["target_kl"]
+
+
+def test_a_plain_sb3_contrib_zip_is_told_from_ppos_and_a2cs(tmp_path: Path) -> None:
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import A2C, PPO
+
+    from zoo.algorithms.algos import ZooA2C, ZooPPO, ZooRecurrentPPO
+    from zoo.algorithms.model_loading import algorithm_of
+
+    expected = {TRPO: ZooTRPO, PPO: ZooPPO, A2C: ZooA2C, RecurrentPPO: ZooRecurrentPPO}
+    for algorithm, zoo_class in expected.items():
+        policy = "MlpLstmPolicy" if algorithm is RecurrentPPO else "MlpPolicy"
+        path = tmp_path / f"{algorithm.__name__}.zip"
+        batch = {} if algorithm is A2C else {"batch_size": 64}
+        algorithm(policy, "CartPole-v1", n_steps=64, device="cpu", **batch).save(path)
+        assert algorithm_of(path) is zoo_class
+        assert isinstance(load_model(path, device="cpu"), zoo_class)
