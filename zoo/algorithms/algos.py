@@ -160,8 +160,9 @@ class ZooRecurrentPPO(
     RecurrentPPO,
 ):
     """sb3-contrib's RecurrentPPO (`ppo_lstm`): PPO with an LSTM after the features extractor.
-    Its LSTM states start at zero with each `learn()` call (sb3-contrib keeps them out of the
-    zip), so a resumed run begins its first rollout with fresh states, as a new one does."""
+    Its LSTM states start at zero when the model is built or loaded (sb3-contrib keeps them
+    out of the zip), so a resumed run begins its first rollout with fresh states, as a new
+    one does; within a run they carry over from one rollout to the next."""
 
 
 class ZooTRPO(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, TRPO):
