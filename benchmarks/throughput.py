@@ -2,6 +2,8 @@
 
     python benchmarks/throughput.py --env Breakout --algo a2c dqn --steps 20000
 
+`--algo` takes every algo of `zoo train` (dqn, a2c, ppo, qrdqn, ppo_lstm, trpo).
+
 For each algo, each backend (`--backends`, default `stock sb3 ale`; `NAME:N` sets its
 n_envs; `NAME+compile` trains with `compile: true`, the others with `compile: false`) runs
 back to back in this one process: first random actions on the env alone
@@ -271,7 +273,7 @@ def machine(device: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", nargs="+", default=["a2c", "dqn"])
+    parser.add_argument("--algo", nargs="+", default=["a2c", "dqn"], choices=list(SCHEMAS))
     parser.add_argument("--env", default="Breakout")
     parser.add_argument(
         "--backends", nargs="+", default=["stock", "sb3", "ale"], metavar="NAME[:N_ENVS]"

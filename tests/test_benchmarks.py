@@ -25,6 +25,8 @@ from tests.conftest import REPO
             ["--preset", "rainbow", "--set", "buffer_size=500", "--backends", "stock", "ale"],
             2,
         ),
+        ("ppo_lstm", ["--set", "batch_size=8", "--backends", "stock", "ale:2"], 2),
+        ("trpo", ["--set", "batch_size=8", "--backends", "stock", "ale:2"], 2),
     ],
 )
 def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch as th
-from sb3_contrib import QRDQN
+from sb3_contrib import QRDQN, TRPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -30,6 +30,8 @@ SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "c51": DQN,  # zoo's C51 is SB3's DQN with a distributional policy
     "a2c": A2C,
     "ppo": PPO,
+    "ppo_lstm": RecurrentPPO,
+    "trpo": TRPO,
 }
 RL_ZOO3_PPO = Path(__file__).resolve().parent / "fixtures" / "rl_zoo3" / "ppo.yml"
 

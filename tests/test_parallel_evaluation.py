@@ -19,8 +19,12 @@ SEEDS = [11, 12, 13, 14, 15]
 MAX_FRAMES = 2500  # short games: the point is that they match, not that they are long
 
 
-def _setup(algo: str, game: str = "Breakout") -> tuple[Config, Callable[[int], VecEnv]]:
-    config = build_config(algo, game, overrides=["seed=3", "vec_env=dummy", "n_envs=1"])
+def _setup(
+    algo: str, game: str = "Breakout", overrides: tuple[str, ...] = ()
+) -> tuple[Config, Callable[[int], VecEnv]]:
+    fits = ["batch_size=128"] if algo == "ppo_lstm" else []  # one env's rollout of 128
+    settings = ["seed=3", "vec_env=dummy", "n_envs=1", *fits, *overrides]
+    config = build_config(algo, game, overrides=settings)
 
     def make_env(seed: int) -> VecEnv:
         return make_eval_env(config.env, config.env_settings(), seed, MAX_FRAMES)
@@ -58,7 +62,35 @@ def test_side_by_side_games_score_as_games_played_alone_on_fresh_envs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("algo", "sampled", "epsilon"), [("dqn", False, 0.3), ("a2c", True, 0.0)])
+@pytest.mark.parametrize("terminal_on_life_loss", [False, True])
+def test_a_recurrent_policys_games_side_by_side_score_as_games_played_alone(
+    terminal_on_life_loss: bool,
+) -> None:
+    # ppo_lstm: each game carries its own LSTM state and starts it afresh at its start (and,
+    # with terminal_on_life_loss, after each lost life), as SB3's evaluate_policy does.
+    config, make_env = _setup(
+        "ppo_lstm", overrides=(f"terminal_on_life_loss={terminal_on_life_loss}",)
+    )
+    env = make_env(0)
+    model = _model(config, env)
+    alone = []
+    for seed in SEEDS:  # the sequential evaluation: SB3's evaluate_policy, one env per game
+        game_env = make_env(seed)
+        alone.append(play_evaluation_games(model, game_env, 1, 0.0, seed))
+        game_env.close()
+    table = GameTable(make_env, seats=len(SEEDS))
+    scores, lengths = table.play(ActionChooser(model, 0.0, sampled=False), SEEDS)
+    env.close()
+    assert scores == [s[0][0] for s in alone]
+    assert lengths == [s[1][0] for s in alone]
+    assert len(set(zip(scores, lengths, strict=True))) > 1  # different seeds, different games
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algo", "sampled", "epsilon"),
+    [("dqn", False, 0.3), ("a2c", True, 0.0), ("ppo_lstm", True, 0.0), ("ppo_lstm", False, 0.2)],
+)
 def test_random_draws_belong_to_each_game_not_to_the_batch(
     algo: str, sampled: bool, epsilon: float
 ) -> None:

@@ -276,7 +276,8 @@ def test_action_spaces_are_those_sb3_takes() -> None:
         for space in (spaces.Box(-1, 1, (2,)), spaces.Discrete(3), spaces.MultiDiscrete([2, 3]),
                       spaces.MultiBinary(3)):  # fmt: skip
             try:
-                algorithm("MlpPolicy", AnyActions(space), _init_setup_model=False)
+                policy = "MlpLstmPolicy" if algo == "ppo_lstm" else "MlpPolicy"
+                algorithm(policy, AnyActions(space), _init_setup_model=False)
                 takes = True
             except AssertionError:
                 takes = False

@@ -1,5 +1,5 @@
-"""The algorithms `zoo` trains: SB3's DQN, A2C and PPO and sb3-contrib's QR-DQN, extended
-through their template methods, and C51 on SB3's DQN.
+"""The algorithms `zoo` trains: SB3's DQN, A2C and PPO and sb3-contrib's QR-DQN, RecurrentPPO
+and TRPO, extended through their template methods, and C51 on SB3's DQN.
 
 - Learning rate, epsilon, PPO's clip range and prioritized replay's beta follow zoo schedules
   of the global step, given to the constructor (`lr_step_schedule`, `epsilon_schedule`,
@@ -27,7 +27,7 @@ import warnings
 from typing import Any, ClassVar, cast
 
 import torch as th
-from sb3_contrib import QRDQN
+from sb3_contrib import QRDQN, TRPO, RecurrentPPO
 from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.policies import BasePolicy
@@ -220,5 +220,29 @@ class ZooPPO(
         with warnings.catch_warnings():
             # A batch size that does not divide the rollout: training says so in one line
             # (zoo.config.checks.minibatch_note) instead of SB3's warning with its source line.
+            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
+            super().__init__(*args, **kwargs)
+
+
+class ZooRecurrentPPO(
+    ChannelsLastConvolutions,
+    FusedAdam,
+    StepScheduledClipRange,
+    StepScheduledLearningRate,
+    RecurrentPPO,
+):
+    """sb3-contrib's RecurrentPPO (`ppo_lstm`): PPO with an LSTM after the features extractor.
+    Its LSTM states start at zero when the model is built or loaded (sb3-contrib keeps them
+    out of the zip), so a resumed run begins its first rollout with fresh states, as a new
+    one does; within a run they carry over from one rollout to the next."""
+
+
+class ZooTRPO(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, TRPO):
+    """sb3-contrib's TRPO: a natural-gradient policy step within a KL bound (`target_kl`),
+    the critic fitted apart by Adam at `learning_rate`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # As for ZooPPO: zoo.config.checks.minibatch_note says it in one line.
             warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
             super().__init__(*args, **kwargs)

@@ -41,13 +41,11 @@ from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
 from stable_baselines3.common import buffers
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.algorithms import registry
-from zoo.algorithms.algos import ZooA2C, ZooPPO
 from zoo.algorithms.q_networks import NETWORKS
 from zoo.algorithms.temporal_difference import REPLAY_BUFFER_CLASSES
 from zoo.core.errors import UserError
@@ -406,13 +404,13 @@ def algorithm_of(path: Path) -> type[BaseAlgorithm]:
     data = read_data(path)
     policy_class = decoded_entry(path, data, "policy_class") if "policy_class" in data else None
     if isinstance(policy_class, type):
-        for policies, algorithm in registry.Q_POLICY_ALGORITHMS:
-            if issubclass(policy_class, policies):
-                return algorithm
-        if issubclass(policy_class, ActorCriticPolicy):
-            # A2C and PPO share the policy class; only PPO saves a clip range.
-            return ZooPPO if "clip_range" in data else ZooA2C
-    raise UserError(f"{path}: holds no policy of zoo's algorithms; point at a .zip a run saved")
+        algorithm = registry.algorithm_saving(policy_class, data)
+        if algorithm is not None:
+            return algorithm
+    raise UserError(
+        f"{path}: holds no DQN, QR-DQN, C51, A2C, PPO, RecurrentPPO or TRPO policy; point at a .zip "
+        "a run saved"
+    )
 
 
 def load_model(path: str | Path, device: str = "auto") -> BaseAlgorithm:

@@ -8,31 +8,43 @@ temporal_difference.TD_LOSSES, temporal_difference.REPLAY_BUFFER_CLASSES).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from zoo.algorithms.algos import ZooA2C, ZooC51, ZooDQN, ZooPPO, ZooQRDQN
+from zoo.algorithms.algos import (
+    ZooA2C,
+    ZooC51,
+    ZooDQN,
+    ZooPPO,
+    ZooQRDQN,
+    ZooRecurrentPPO,
+    ZooTRPO,
+)
 from zoo.algorithms.distributional import CategoricalPolicy
 from zoo.algorithms.optimizers import DeepMindRMSprop
 from zoo.algorithms.ram_extractor import ScaledFlattenExtractor
 
-# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN; zips load with the plain classes
-# (C51's with DQN's, zoo importable: its policy is zoo's).
+# Subclasses of SB3's DQN, A2C, PPO and sb3-contrib's QRDQN, RecurrentPPO and TRPO (under
+# rl_zoo3's names); zips load with the plain classes (C51's with DQN's, zoo importable: its
+# policy is zoo's).
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {
     "dqn": ZooDQN,
     "a2c": ZooA2C,
     "qrdqn": ZooQRDQN,
     "c51": ZooC51,
     "ppo": ZooPPO,
+    "ppo_lstm": ZooRecurrentPPO,
+    "trpo": ZooTRPO,
 }
 
 # The action spaces each algorithm takes, as SB3's constructors declare them
@@ -43,6 +55,8 @@ ACTION_SPACES: Mapping[str, tuple[type[spaces.Space[Any]], ...]] = {
     "c51": (spaces.Discrete,),
     "a2c": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
     "ppo": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+    "ppo_lstm": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+    "trpo": (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
 }
 
 # The Q-learning algorithm of each policy class (the first that a policy is a subclass of:
@@ -52,6 +66,23 @@ Q_POLICY_ALGORITHMS: tuple[tuple[type[BasePolicy], type[BaseAlgorithm]], ...] = 
     (CategoricalPolicy, ZooC51),
     (DQNPolicy, ZooDQN),
 )
+
+
+def algorithm_saving(policy_class: type, saved: Collection[str]) -> type[BaseAlgorithm] | None:
+    """The zoo algorithm whose zips hold `policy_class` and the attributes `saved`; None if
+    no algorithm of zoo's saves that policy. A2C, PPO and TRPO share the policy class: PPO
+    saves a clip range, TRPO its conjugate gradient damping."""
+    for policies, algorithm in Q_POLICY_ALGORITHMS:
+        if issubclass(policy_class, policies):
+            return algorithm
+    if issubclass(policy_class, RecurrentActorCriticPolicy):
+        return ZooRecurrentPPO
+    if issubclass(policy_class, ActorCriticPolicy):
+        if "cg_damping" in saved:
+            return ZooTRPO
+        return ZooPPO if "clip_range" in saved else ZooA2C
+    return None
+
 
 OPTIMIZERS: Mapping[str, type[th.optim.Optimizer]] = {
     "adam": th.optim.Adam,

@@ -19,8 +19,7 @@ def check_combinations(
         origin = origins.get(key, "defaults")
         raise UserError(f"{origin}: key {key!r}: {message}")
 
-    if hyperparams["policy"] == "CnnPolicy" and not has_image_observations(env):
-        fail("policy", f"CnnPolicy needs image observations, {env.name} has none; use MlpPolicy")
+    _check_policy(hyperparams, env, fail)
     if hyperparams["vec_env"] == "ale":
         _check_ale_backend(hyperparams, env, fail)
     buffer_size = hyperparams.get("buffer_size")
@@ -68,7 +67,8 @@ def check_combinations(
         _check_ale_settings(hyperparams.get("env_kwargs") or {}, fail)
     if hyperparams.get("eval_actions") == "sampled" and "buffer_size" in hyperparams:
         fail(
-            "eval_actions", "sampled needs a policy that samples its actions (a2c, ppo); use greedy"
+            "eval_actions",
+            "sampled needs a policy that samples its actions (a2c, ppo, ppo_lstm, trpo); use greedy",
         )
     replay_kwargs = hyperparams.get("replay_buffer_kwargs") or {}
     if hyperparams.get("optimize_memory_usage") and replay_kwargs.get(
@@ -89,6 +89,43 @@ def _check_support(
             "v_min",
             f"{hyperparams['v_min']:g} is not below v_max ({hyperparams['v_max']:g}, from "
             f"{origins.get('v_max', 'defaults')}); the atoms run from v_min up to v_max",
+        )
+
+
+def _check_policy(
+    hyperparams: Mapping[str, Any], env: EnvSpec, fail: Callable[[str, str], None]
+) -> None:
+    policy = str(hyperparams["policy"])
+    if policy.startswith("Cnn") and not has_image_observations(env):
+        mlp = policy.replace("Cnn", "Mlp", 1)
+        fail("policy", f"{policy} needs image observations, {env.name} has none; use {mlp}")
+    if policy.endswith("LstmPolicy"):
+        _check_recurrent_policy(hyperparams, fail)
+
+
+def _check_recurrent_policy(
+    hyperparams: Mapping[str, Any], fail: Callable[[str, str], None]
+) -> None:
+    """ppo_lstm's critic: an LSTM of its own, the actor's, or none; with none it needs stacked
+    frames, or it values a single frame with no memory of the ones before."""
+    policy_kwargs = hyperparams.get("policy_kwargs") or {}
+    shared = bool(policy_kwargs.get("shared_lstm", False))
+    own = bool(policy_kwargs.get("enable_critic_lstm", True))
+    if shared and own:
+        fail(
+            "policy_kwargs",
+            "shared_lstm: true gives the critic the actor's LSTM; set enable_critic_lstm: "
+            "false with it (the critic has one LSTM at most)",
+        )
+    if shared and not policy_kwargs.get("share_features_extractor", True):
+        fail("policy_kwargs", "shared_lstm: true needs share_features_extractor: true")
+    if hyperparams["frame_stack"] == 1 and not (shared or own):
+        fail(
+            "frame_stack",
+            "1 with no LSTM for the critic (policy_kwargs enable_critic_lstm and shared_lstm "
+            "both false): the value function would see one frame and remember none; stack "
+            "frames (frame_stack: 4, as rl_zoo3's Atari setting) or set "
+            "policy_kwargs.enable_critic_lstm: true",
         )
 
 
@@ -198,16 +235,18 @@ def _check_minibatches(
 
 
 def minibatch_note(hyperparams: Mapping[str, Any]) -> str | None:
-    """PPO with minibatches that do not divide its rollout: each epoch ends with a short one."""
-    if "n_epochs" not in hyperparams:
-        return None
+    """PPO (and ppo_lstm) with minibatches that do not divide its rollout: each epoch ends
+    with a short one; TRPO's critic passes likewise."""
+    if "batch_size" not in hyperparams or "buffer_size" in hyperparams:
+        return None  # A2C takes the whole rollout; DQN's batches come from its replay buffer
     rollout = int(hyperparams["n_steps"]) * int(hyperparams["n_envs"])
     batch_size = int(hyperparams["batch_size"])
     if rollout % batch_size == 0:
         return None
+    passes = "epoch" if "n_epochs" in hyperparams else "critic pass"
     return (
         f"note: batch_size {batch_size} does not divide a rollout of n_steps x n_envs = "
-        f"{rollout}: each epoch ends with a minibatch of {rollout % batch_size}"
+        f"{rollout}: each {passes} ends with a minibatch of {rollout % batch_size}"
     )
 
 

@@ -135,7 +135,7 @@ class Config:
 
     @property
     def replay(self) -> ReplaySettings | None:
-        """The replay buffer settings; None for on-policy algorithms (a2c, ppo)."""
+        """The replay buffer settings; None for on-policy algorithms (a2c, ppo, ppo_lstm, trpo)."""
         if "buffer_size" not in self.hyperparams:
             return None
         settings: ReplaySettings = _settings(ReplaySettings, self.hyperparams)
@@ -145,7 +145,8 @@ class Config:
         return build_schedule(self.hyperparams["learning_rate"], self.n_timesteps)
 
     def clip_range_schedule(self) -> Schedule | None:
-        """PPO's clip range as a function of the global step; None for other algos."""
+        """PPO's (and ppo_lstm's) clip range as a function of the global step; None for other
+        algos."""
         spec = self.hyperparams.get("clip_range")
         return None if spec is None else build_schedule(spec, self.n_timesteps)
 
@@ -267,7 +268,7 @@ def build_config(
     user_chose_policy = "policy" in _chosen_keys(layers[shipped:])
     if env.kind == "other" and not user_chose_policy and has_image_observations(env):
         # the shipped sections say MlpPolicy for envs they do not know; images need a CNN
-        merged["policy"] = "CnnPolicy"
+        merged["policy"] = "CnnLstmPolicy" if algo == "ppo_lstm" else "CnnPolicy"
         origins["policy"] = f"{env.name}'s image observations"
     if "exploration" in schema.algorithm:
         merged = without_epsilon_for_noisy(merged, origins, positions, shipped)

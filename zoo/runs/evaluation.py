@@ -19,18 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from zoo.core.atomic import atomic_write_text, write_atomically
 from zoo.core.errors import UserError
 from zoo.core.interrupts import StopRequest
 from zoo.core.textfiles import read_text_file
+from zoo.runs.acting import ActionChooser, EpsilonGreedy, GameMemory
 from zoo.runs.tracking import track_scalars
 
 EVALUATIONS_FILE = "evaluations.csv"
@@ -89,38 +87,6 @@ class EvaluationResult:
         }
 
 
-class EpsilonGreedy:
-    """The model's greedy (or, with `sampled`, sampled) action, replaced by a random one
-    with probability `epsilon`."""
-
-    def __init__(
-        self, model: BaseAlgorithm, epsilon: float, seed: int, sampled: bool = False
-    ) -> None:
-        self.model = model
-        self.epsilon = epsilon
-        self.sampled = sampled
-        self.rng = np.random.default_rng(seed)
-        assert isinstance(model.action_space, spaces.Discrete)
-        self.n_actions = int(model.action_space.n)
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        actions, state = self.model.predict(
-            observation, state, episode_start, deterministic=not self.sampled
-        )
-        if self.epsilon > 0:
-            explore = self.rng.random(len(actions)) < self.epsilon
-            actions = np.where(
-                explore, self.rng.integers(self.n_actions, size=len(actions)), actions
-            )
-        return actions, state
-
-
 def play_evaluation_games(
     model: BaseAlgorithm,
     env: VecEnv,
@@ -144,50 +110,16 @@ def play_evaluation_games(
     return [float(s) for s in scores], [int(n) for n in lengths]  # type: ignore[union-attr]
 
 
-class ActionChooser:
-    """Actions for a batch of games from one network call: greedy, or sampled from the
-    policy's distribution (actor-critic algos), then replaced by a random action with
-    probability `epsilon`. Each game draws its random numbers from its own generator, so a
-    game's actions do not depend on which other games share its batch."""
+@dataclass
+class _Seat:
+    """A game at the table: its index, its env, its last observation, its random numbers and
+    what a recurrent policy remembers of it."""
 
-    def __init__(self, model: BaseAlgorithm, epsilon: float, sampled: bool) -> None:
-        if sampled and not isinstance(model.policy, ActorCriticPolicy):
-            raise UserError(
-                f"eval_actions sampled needs a policy that samples its actions (a2c, ppo); "
-                f"{type(model).__name__} acts greedily: use eval_actions greedy"
-            )
-        assert isinstance(model.action_space, spaces.Discrete)
-        self.model = model
-        self.epsilon = epsilon
-        self.sampled = sampled
-        self.n_actions = int(model.action_space.n)
-
-    def __call__(self, observations: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-        if self.sampled:
-            actions = self._sample(observations, rngs)
-        else:
-            actions, _ = self.model.predict(observations, deterministic=True)
-            actions = np.asarray(actions).reshape(-1)
-        if self.epsilon > 0:
-            for game, rng in enumerate(rngs):
-                if rng.random() < self.epsilon:
-                    actions[game] = rng.integers(self.n_actions)
-        return actions
-
-    def _sample(self, observations: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-        policy = self.model.policy
-        assert isinstance(policy, ActorCriticPolicy)
-        with th.no_grad():
-            tensor, _ = policy.obs_to_tensor(observations)
-            distribution = policy.get_distribution(tensor)
-            probabilities = distribution.distribution.probs.double().cpu().numpy()  # type: ignore[union-attr]
-        cumulative = np.cumsum(probabilities, axis=1)
-        draws = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
-        actions = [
-            int(np.searchsorted(row, u, side="right"))
-            for row, u in zip(cumulative, draws, strict=True)
-        ]
-        return np.minimum(np.array(actions, dtype=np.int64), self.n_actions - 1)
+    game: int
+    env: VecEnv
+    observation: np.ndarray
+    rng: np.random.Generator
+    memory: GameMemory
 
 
 class GameTable:
@@ -210,40 +142,43 @@ class GameTable:
         scores = [0.0] * len(seeds)
         lengths = [0] * len(seeds)
         waiting = list(range(len(seeds)))[::-1]
-        # seat -> (game, its env, its last observation, its random numbers)
-        seated: dict[int, tuple[int, VecEnv, np.ndarray, np.random.Generator]] = {}
+        seated: dict[int, _Seat] = {}
 
         def seat_next(seat: int) -> None:
             game = waiting.pop()
             # A new env per game: a used one would not restart from the seed (after a game
             # over, SB3's life-loss wrapper has already begun the next game).
             env = self.make_env(seeds[game])
-            seated[seat] = (game, env, np.asarray(env.reset()), np.random.default_rng(seeds[game]))
+            rng = np.random.default_rng(seeds[game])
+            seated[seat] = _Seat(game, env, np.asarray(env.reset()), rng, GameMemory())
 
         try:
             for seat in range(min(self.seats, len(seeds))):
                 seat_next(seat)
             while seated:
-                seats = sorted(seated)
-                observations = np.concatenate([seated[seat][2] for seat in seats])
-                actions = choose(observations, [seated[seat][3] for seat in seats])
-                for seat, action in zip(seats, actions, strict=True):
-                    game, env, _, rng = seated[seat]
-                    observation, _, _, infos = env.step(np.array([action]))
+                playing = sorted(seated.items(), key=lambda item: item[0])
+                actions = choose(
+                    np.concatenate([place.observation for _, place in playing]),
+                    [place.rng for _, place in playing],
+                    [place.memory for _, place in playing],
+                )
+                for (seat, place), action in zip(playing, actions, strict=True):
+                    observation, _, dones, infos = place.env.step(np.array([action]))
                     episode = infos[0].get("episode")
                     if episode is None:
-                        seated[seat] = (game, env, np.asarray(observation), rng)
+                        place.observation = np.asarray(observation)
+                        place.memory.episode_start = bool(dones[0])  # a lost life, say
                         continue
-                    scores[game], lengths[game] = float(episode["r"]), int(episode["l"])
+                    scores[place.game], lengths[place.game] = float(episode["r"]), int(episode["l"])
                     del seated[seat]
-                    env.close()
+                    place.env.close()
                     if waiting:
                         seat_next(seat)
                 if after_step is not None:
                     after_step()
         finally:
-            for _, env, _, _ in seated.values():
-                env.close()
+            for place in seated.values():
+                place.env.close()
         return scores, lengths
 
 

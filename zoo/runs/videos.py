@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from zoo.core.atomic import partial_name
 from zoo.core.errors import UserError
 from zoo.envs.stack import EnvSettings, EnvSpec, make_eval_env
-from zoo.runs.evaluation import ActionChooser
+from zoo.runs.acting import ActionChooser, GameMemory
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 # An Atari agent acts every frame_skip emulator frames, 60 of them a second.
@@ -184,15 +184,17 @@ def record_game(
     """Play one whole game on `env` (a fresh single-game evaluation env), as an evaluation
     plays it with `seed`, writing its screen to `video`; the env is closed at the end."""
     rng = np.random.default_rng(seed)  # as GameTable: the game's own random numbers
+    memory = GameMemory()  # and, for a recurrent policy, its own LSTM state
     try:
         observation = np.asarray(env.reset())
         video.append(screen(env))
         while True:
             if cancelled():
                 raise RecordingCancelled
-            action = chooser(observation, [rng])
-            stepped, _, _, infos = env.step(np.asarray(action))
+            action = chooser(observation, [rng], [memory])
+            stepped, _, dones, infos = env.step(np.asarray(action))
             observation = np.asarray(stepped)
+            memory.episode_start = bool(dones[0])
             episode = infos[0].get("episode")
             if episode is not None:  # the env has reset already: its screen is a new game
                 break

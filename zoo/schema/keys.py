@@ -27,7 +27,6 @@ from zoo.schema.fields import (
     choice,
     integer,
     nested,
-    net_arch,
     number,
     optional,
     scalar_mapping,
@@ -35,6 +34,18 @@ from zoo.schema.fields import (
     train_freq,
     vec_env,
 )
+from zoo.schema.on_policy_keys import (
+    A2C_FIELDS,
+    ON_POLICY_NOT_APPLICABLE,
+    PPO_FIELDS,
+    PPO_LSTM_FIELDS,
+    RECURRENT_POLICY,
+    TRPO_FIELDS,
+    TRPO_NOT_APPLICABLE,
+)
+from zoo.schema.policy_fields import CHANNELS_LAST as _CHANNELS_LAST
+from zoo.schema.policy_fields import COMMON_POLICY_KWARGS as _COMMON_POLICY_KWARGS
+from zoo.schema.policy_fields import FUSED_ADAM as _FUSED_ADAM
 
 # A game lasts at most 30 minutes of emulator time (60 frames a second), as in the papers.
 MAX_GAME_FRAMES = 108_000
@@ -126,7 +137,7 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
     ),
     "eval_actions": Field(
         choice(("greedy", "sampled")),
-        "evaluation actions: greedy, or sampled from the policy (a2c, ppo; the SB3 benchmark's "
+        "evaluation actions: greedy, or sampled from the policy (a2c, ppo, ppo_lstm, trpo; the SB3 benchmark's "
         "way)",
         default="greedy",
     ),
@@ -153,37 +164,6 @@ TOOLKIT_FIELDS: Mapping[str, Field] = {
         renamed_from=("stop_at_reward",),
     ),
 }
-
-_COMMON_POLICY_KWARGS: Mapping[str, Field] = {
-    "net_arch": Field(net_arch, "hidden layer sizes (pi and vf: the actor's and the critic's)"),
-    "activation_fn": Field(choice(names.ACTIVATIONS), "activation between layers"),
-    "optimizer_class": Field(choice(names.OPTIMIZERS), "optimizer of the networks"),
-    "optimizer_kwargs": Field(
-        scalar_mapping, "extra optimizer arguments (eps, alpha, ...; not lr: set learning_rate)"
-    ),
-    "features_extractor_class": Field(
-        choice(names.FEATURES_EXTRACTORS), "network that turns observations into features"
-    ),
-    "features_extractor_kwargs": Field(scalar_mapping, "arguments of the features extractor"),
-    "normalize_images": Field(boolean, "divide pixel values by 255 before the network"),
-}
-
-_ACTOR_CRITIC_POLICY_KWARGS: Mapping[str, Field] = {
-    **_COMMON_POLICY_KWARGS,
-    "ortho_init": Field(boolean, "orthogonal initialisation of the weights"),
-    "share_features_extractor": Field(boolean, "actor and critic share one features extractor"),
-    "log_std_init": Field(number(), "initial log standard deviation (continuous actions)"),
-}
-
-_CHANNELS_LAST = Field(
-    boolean, "convolution weights stored channels-last: faster CPU convolutions, same network"
-)
-
-_FUSED_ADAM = Field(
-    boolean,
-    "Adam and AdamW step in one fused kernel: the same update, faster; SB3's optimizer "
-    "settings are kept",
-)
 
 _Q_LEARNING_FIELDS: Mapping[str, Field] = {
     "channels_last": _CHANNELS_LAST,
@@ -281,35 +261,6 @@ _Q_LEARNING_FIELDS: Mapping[str, Field] = {
 }
 
 
-def _actor_critic(rollout: Mapping[str, Field], own: Mapping[str, Field]) -> dict[str, Field]:
-    """The keys of an SB3 on-policy actor-critic (A2C, PPO): the shared ones around the
-    algorithm's `rollout` keys (after the learning rate) and `own` keys (before the tail)."""
-    return {
-        "channels_last": _CHANNELS_LAST,
-        "fused_adam": _FUSED_ADAM,
-        "learning_rate": Field(schedule(low=0), "optimizer step size: a number or a schedule"),
-        **rollout,
-        "gamma": Field(number(low=0, high=1), "discount factor"),
-        "gae_lambda": Field(number(low=0, high=1), "GAE lambda (1 = plain n-step returns)"),
-        "ent_coef": Field(number(low=0), "entropy bonus weight"),
-        "vf_coef": Field(number(low=0), "value loss weight"),
-        "max_grad_norm": Field(number(low=0, low_open=True), "gradient norm clip"),
-        **own,
-        "stats_window_size": Field(integer(low=1), "episodes averaged in logged statistics"),
-        "policy_kwargs": Field(
-            nested(_ACTOR_CRITIC_POLICY_KWARGS), "network and optimizer settings"
-        ),
-    }
-
-
-# Keys of the replay-based algorithms that an on-policy one refuses with a reason.
-_ON_POLICY_NOT_APPLICABLE: Mapping[str, str] = MappingProxyType(
-    {
-        "augmentation": "it augments batches drawn from a replay buffer (dqn, qrdqn, c51)",
-        "compile": "it compiles the TD update of dqn, qrdqn and c51",
-    }
-)
-
 SCHEMAS: Mapping[str, Schema] = {
     "dqn": Schema(
         toolkit=TOOLKIT_FIELDS,
@@ -323,50 +274,10 @@ SCHEMAS: Mapping[str, Schema] = {
         },
     ),
     "a2c": Schema(
-        toolkit=TOOLKIT_FIELDS,
-        algorithm=_actor_critic(
-            rollout={
-                "n_steps": Field(
-                    integer(low=1, high=100_000),
-                    "rollout length per env (the n of n-step returns)",
-                ),
-            },
-            own={
-                "rms_prop_eps": Field(
-                    number(low=0, low_open=True), "RMSprop epsilon (when use_rms_prop)"
-                ),
-                "use_rms_prop": Field(boolean, "RMSprop instead of Adam"),
-                "normalize_advantage": Field(boolean, "normalise advantages per rollout"),
-            },
-        ),
-        not_applicable=_ON_POLICY_NOT_APPLICABLE,
+        toolkit=TOOLKIT_FIELDS, algorithm=A2C_FIELDS, not_applicable=ON_POLICY_NOT_APPLICABLE
     ),
     "ppo": Schema(
-        toolkit=TOOLKIT_FIELDS,
-        algorithm=_actor_critic(
-            rollout={
-                "n_steps": Field(integer(low=1, high=100_000), "rollout length per env"),
-                "batch_size": Field(
-                    integer(low=1), "minibatch size; a factor of the rollout, n_steps x n_envs"
-                ),
-                "n_epochs": Field(integer(low=1, high=1000), "passes over each rollout"),
-                "clip_range": Field(
-                    schedule(low=0, high=1),
-                    "policy ratio clipped to [1 - c, 1 + c]: a number or a schedule",
-                ),
-                "clip_range_vf": Field(
-                    optional(schedule(low=0, start_above_low=True)),
-                    "value change clipped to +-c: a number or a schedule (null: no clipping; "
-                    "depends on the reward scale)",
-                ),
-                "target_kl": Field(
-                    number(low=0, low_open=True, optional=True),
-                    "a rollout's epochs stop early past 1.5 x this KL divergence (null: never)",
-                ),
-            },
-            own={"normalize_advantage": Field(boolean, "normalise advantages per minibatch")},
-        ),
-        not_applicable=_ON_POLICY_NOT_APPLICABLE,
+        toolkit=TOOLKIT_FIELDS, algorithm=PPO_FIELDS, not_applicable=ON_POLICY_NOT_APPLICABLE
     ),
     "qrdqn": Schema(
         toolkit=TOOLKIT_FIELDS,
@@ -404,6 +315,15 @@ SCHEMAS: Mapping[str, Schema] = {
         not_applicable=MappingProxyType(
             {"loss": "C51 always minimises the cross-entropy to its projected target"}
         ),
+    ),
+    # sb3-contrib's RecurrentPPO and TRPO, under rl_zoo3's names
+    "ppo_lstm": Schema(
+        toolkit={**TOOLKIT_FIELDS, "policy": RECURRENT_POLICY},
+        algorithm=PPO_LSTM_FIELDS,
+        not_applicable=ON_POLICY_NOT_APPLICABLE,
+    ),
+    "trpo": Schema(
+        toolkit=TOOLKIT_FIELDS, algorithm=TRPO_FIELDS, not_applicable=TRPO_NOT_APPLICABLE
     ),
 }
 

@@ -8,6 +8,8 @@ and a test checks that both list the same names in the same order.
 from __future__ import annotations
 
 POLICIES: tuple[str, ...] = ("CnnPolicy", "MlpPolicy")
+# ppo_lstm's policies (sb3-contrib's RecurrentPPO): the same networks with an LSTM after them.
+RECURRENT_POLICIES: tuple[str, ...] = ("CnnLstmPolicy", "MlpLstmPolicy")
 OPTIMIZERS: tuple[str, ...] = (
     "adam",
     "adamw",
