@@ -32,8 +32,8 @@ from tests.conftest import REPO
 def test_throughput_script_runs(algo: str, extra: list[str], backends: int) -> None:
     result = subprocess.run(
         [sys.executable, "benchmarks/throughput.py", "--algo", algo, "--steps", "64",
-         "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013" if algo != "a2c"
-         else "n_steps=4", "--profile", "3", *extra],
+         "--env-steps", "64", "--warmup", "32", "--set", "network=dqn2013"
+         if algo in ("dqn", "c51") else "n_steps=4", "--profile", "3", *extra],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

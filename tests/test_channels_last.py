@@ -97,9 +97,12 @@ def test_channels_last_trains_like_the_contiguous_network(
 ) -> None:
     fast, plain = _model(algo, breakout_env, True), _model(algo, breakout_env, False)
     plain.policy.load_state_dict(fast.policy.state_dict())
+    # PPO: two rollouts (8 updates). In a third, rounding in the convolutions can flip one
+    # sampled action, and from there the two runs play different games (seen on an Intel CPU).
+    steps = 16 if algo == "ppo" else 48
     for model in (fast, plain):
         model.set_random_seed(7)
-        model.learn(total_timesteps=48)
+        model.learn(total_timesteps=steps)
     assert _is_channels_last(fast)
     for (name, a), b in zip(
         fast.policy.state_dict().items(), plain.policy.state_dict().values(), strict=True
