@@ -10,11 +10,12 @@ also gives the initialisation: mu ~ U[-1/sqrt(p), 1/sqrt(p)], sigma = sigma_0/sq
 
 When noise is on follows the policy's mode (`set_noise`, called from the policy's
 `set_training_mode`, zoo/algorithms/q_networks.py): in training every forward pass of the online and of the target network
-draws its own noise, as the paper's and Dopamine's updates do; acting while training
+draws its own noise, independent draws as in the paper (Dopamine shares one key across a
+network's layers and between the online and target networks); acting while training
 (`predict(deterministic=False)`) draws fresh noise at every step; evaluation
 (`deterministic=True`) uses the mean weights mu, or fresh noise with `noisy_eval: sample`.
-The noise is drawn with PyTorch's generator (a compiled update draws it inside the compiled
-code), so a seeded run draws the same noise again.
+The noise is drawn with PyTorch's generator, so an eager seeded run draws the same noise
+again; a compiled update draws it inside the compiled code (on CUDA not yet checked).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Q-networks of the DQN write-ups as SB3 policies: the 2013 and 2015 DeepMind networks and a
-Dueling head, for DQN and QR-DQN.
+Dueling head, for DQN, QR-DQN and C51.
 
 Each network is a convolutional trunk (a features extractor) followed by fully connected
 hidden layers (`net_arch`) and the output layer. A Dueling head splits where the trunk ends:
