@@ -20,6 +20,7 @@ from torch._dynamo.utils import counters
 
 from zoo.algorithms.compiled_update import wants_compiling
 from zoo.algorithms.model_loading import load_model
+from zoo.algorithms.noisy import set_noise
 from zoo.config.config import build_config
 from zoo.envs.stack import make_vec_env_for
 from zoo.training.model_setup import build_model
@@ -117,7 +118,8 @@ def test_no_recompilation_once_warm(updated_pair: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_noisy_nets_draw_their_noise_inside_the_compiled_update() -> None:
     """Noise drawn by compiled code differs from eager draws, so no comparison of numbers:
-    the compiled noisy C51 trains (fresh noise at every update) with no recompilation."""
+    the compiled noisy C51 trains (fresh noise at every update) with no recompilation, and
+    one batch's compiled loss differs between two calls (equal with the noise off)."""
     model = _model(
         "compile=true", "noisy=true", "double_q=true", "dueling=true", "n_steps=3",
         "replay_buffer=frames", "prioritized_replay=true", algo="c51",
@@ -136,6 +138,15 @@ def test_noisy_nets_draw_their_noise_inside_the_compiled_update() -> None:
     trained = _parameters(model)
     assert all(th.isfinite(p).all() for p in trained)
     assert all(not th.equal(a, b) for a, b in zip(untrained, trained, strict=True))
+    # The compiled loss of one batch, twice, no step between: fresh noise gives two values
+    # (a compiled graph that froze its random draws would give one).
+    assert model._compiled_parts is not None
+    compiled_loss = model._compiled_parts[0]
+    batch = model.replay_buffer.sample(32, env=None)
+    first, second = (compiled_loss(batch, None)[0].item() for _ in range(2))
+    assert first != second
+    set_noise(model.policy, False)  # mean weights: no noise, the same value twice
+    assert compiled_loss(batch, None)[0].item() == compiled_loss(batch, None)[0].item()
 
 
 def test_auto_compiles_on_cuda_and_not_on_the_cpu() -> None:
