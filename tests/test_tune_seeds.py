@@ -337,4 +337,10 @@ def test_each_seed_run_is_a_tracked_run_of_the_study(
     assert {r.info.run_name for r in runs} == {"trial_0000/seed_0", "trial_0000/seed_1"}
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run.info.run_id, "eval/mean_score")) == 2
+        # One point per evaluation of the seed run (how many depends on the drawn rollout
+        # length: a rollout longer than the trial's steps still runs whole).
+        evaluations = Path(run.data.tags["zoo.run_dir"]) / "evaluations.csv"
+        with evaluations.open() as file:
+            rows = [(int(row["step"]), float(row["mean"])) for row in csv.DictReader(file)]
+        history = client.get_metric_history(run.info.run_id, "eval/mean_score")
+        assert len(rows) >= 2 and [(m.step, m.value) for m in history] == rows
