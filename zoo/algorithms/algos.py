@@ -23,7 +23,6 @@ its loss. Saved zips load with `ZooDQN.load` (or plain `DQN.load`), and likewise
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar, cast
 
 import torch as th
@@ -50,6 +49,7 @@ from zoo.algorithms.mixins import (
     ChannelsLastConvolutions,
     ExactStepBudget,
     FusedAdam,
+    MinibatchNoteNotWarning,
     StepScheduledClipRange,
     StepScheduledExploration,
     StepScheduledLearningRate,
@@ -214,14 +214,14 @@ class ZooA2C(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, A2C
 
 
 class ZooPPO(
-    ChannelsLastConvolutions, FusedAdam, StepScheduledClipRange, StepScheduledLearningRate, PPO
+    ChannelsLastConvolutions,
+    FusedAdam,
+    MinibatchNoteNotWarning,
+    StepScheduledClipRange,
+    StepScheduledLearningRate,
+    PPO,
 ):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        with warnings.catch_warnings():
-            # A batch size that does not divide the rollout: training says so in one line
-            # (zoo.config.checks.minibatch_note) instead of SB3's warning with its source line.
-            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
-            super().__init__(*args, **kwargs)
+    pass
 
 
 class ZooRecurrentPPO(
@@ -237,12 +237,8 @@ class ZooRecurrentPPO(
     one does; within a run they carry over from one rollout to the next."""
 
 
-class ZooTRPO(ChannelsLastConvolutions, FusedAdam, StepScheduledLearningRate, TRPO):
+class ZooTRPO(
+    ChannelsLastConvolutions, FusedAdam, MinibatchNoteNotWarning, StepScheduledLearningRate, TRPO
+):
     """sb3-contrib's TRPO: a natural-gradient policy step within a KL bound (`target_kl`),
     the critic fitted apart by Adam at `learning_rate`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        with warnings.catch_warnings():
-            # As for ZooPPO: zoo.config.checks.minibatch_note says it in one line.
-            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
-            super().__init__(*args, **kwargs)

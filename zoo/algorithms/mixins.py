@@ -12,6 +12,7 @@ the model. Their names differ from SB3's own attributes (`lr_schedule`,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -210,3 +211,13 @@ class ExactStepBudget:
             steps = max(1, -(-remaining // env.num_envs))
             train_freq = TrainFreq(steps, train_freq.unit)
         return super().collect_rollouts(env, callback, train_freq, *args, **kwargs)  # type: ignore[misc]
+
+
+class MinibatchNoteNotWarning:
+    """PPO and TRPO warn, with their source line, when the batch size does not divide the
+    rollout; training says so in one line instead (zoo.config.checks.minibatch_note)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"You have specified a mini-batch size")
+            super().__init__(*args, **kwargs)
