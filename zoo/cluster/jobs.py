@@ -39,9 +39,7 @@ class SlurmOptions:
     node_cpus: int = 0  # the most CPUs a node of the partition has (0: not asked)
 
     def check(self) -> None:
-        if self.time is not None and not re.fullmatch(
-            r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+", self.time
-        ):
+        if self.time is not None and not re.fullmatch(r"(\d+-)?\d+(:\d{1,2}){0,2}", self.time):
             raise UserError(
                 f"--slurm-time {self.time!r}: give minutes, H:MM:SS or D-HH:MM:SS (as sbatch --time)"
             )

@@ -71,29 +71,26 @@ def _slurm(command: Sequence[str]) -> str:
     return done.stdout
 
 
-def partitions() -> dict[str, int]:
-    """Each partition with the most CPUs one of its nodes has."""
+def partitions() -> tuple[dict[str, int], str | None]:
+    """Each partition with the most CPUs one of its nodes has, and the default partition
+    (sinfo marks it with a '*'; None where none is)."""
     cpus: dict[str, int] = {}
+    default = None
     for line in _slurm(["sinfo", "-h", "-o", "%P %c"]).splitlines():
-        name, _, count = line.partition(" ")
-        name = name.rstrip("*")  # the default partition's mark
+        marked, _, count = line.partition(" ")
+        name = marked.rstrip("*")
+        if marked.endswith("*"):
+            default = name
         digits = "".join(ch for ch in count if ch.isdigit())
         cpus[name] = max(cpus.get(name, 0), int(digits or 0))
-    return cpus
-
-
-def default_partition() -> str | None:
-    for line in _slurm(["sinfo", "-h", "-o", "%P"]).splitlines():
-        if line.strip().endswith("*"):
-            return line.strip().rstrip("*")
-    return None
+    return cpus, default
 
 
 def check_partition(name: str | None) -> tuple[str | None, int]:
     """(the partition jobs go to, the most CPUs of one of its nodes); an unknown name is a
     UserError naming the known ones."""
-    known = partitions()
-    chosen = name if name is not None else default_partition()
+    known, default = partitions()
+    chosen = name if name is not None else default
     if chosen is None:  # no partition named and none is the default: Slurm's choice
         return None, max(known.values(), default=0)
     if chosen not in known:

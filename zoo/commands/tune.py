@@ -17,6 +17,7 @@ from zoo.commands.options import (
 )
 from zoo.core.errors import EXIT_INTERRUPTED
 from zoo.schema.help import hyperparameter_epilog
+from zoo.schema.names import TRIAL_OBJECTIVES
 
 if TYPE_CHECKING:
     from zoo.cluster.jobs import SlurmOptions
@@ -96,7 +97,7 @@ def add_parser(commands: Subparsers[Parser]) -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--trial-objective",
-        choices=["mean", "iqm", "min"],
+        choices=TRIAL_OBJECTIVES,
         default="mean",
         help="how the K runs' scores make a trial's value (default: mean; iqm needs K >= 4 "
         "to trim anything)",

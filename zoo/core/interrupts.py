@@ -232,3 +232,18 @@ def a_second_signal_quits(
     # shutdown (which restores the default handlers) from dying of one with no exit code.
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+def stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
+    """SIGTERM this process once its parent is gone (kill -9 of `zoo benchmark`, or of a
+    tune worker): the cell or seed run then stops at its step boundary with a checkpoint, as
+    it would for the parent's SIGTERM, instead of training on unseen. A thread that polls the parent's pid works on every
+    POSIX system, where PR_SET_PDEATHSIG is Linux's alone. `parent` is the pid the parent
+    gave, so a parent gone before the thread starts is noticed too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from multiprocessing import get_context
 from multiprocessing.connection import wait
@@ -19,7 +17,7 @@ from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 
 from zoo.core.errors import UserError
-from zoo.core.interrupts import Terminated
+from zoo.core.interrupts import Terminated, stop_when_orphaned
 from zoo.envs.gym_packages import import_gym_packages
 from zoo.results.benchmark import CellOutcome, Grid, grid_cells, run_cell, select_cells
 
@@ -152,21 +150,6 @@ def _cell_process(
     except KeyboardInterrupt as interrupt:  # before or after training, where it is no stop
         outcome = CellOutcome(name, "interrupted", exit_code_of(interrupt))
     reports.put(outcome)
-
-
-def stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
-    """SIGTERM this process once its parent is gone (kill -9 of `zoo benchmark`): the cell
-    then stops at its step boundary with a checkpoint, as it would for the parent's SIGTERM,
-    instead of training on unseen. A thread that polls the parent's pid works on every
-    POSIX system, where PR_SET_PDEATHSIG is Linux's alone. `parent` is the pid the parent
-    gave, so a parent gone before the thread starts is noticed too."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_seconds)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def run_named_cell(

@@ -25,6 +25,8 @@ Q_NETWORKS: tuple[str, ...] = ("nature", "dqn2013")
 LOSSES: tuple[str, ...] = ("huber", "mse")
 # `noisy_eval`: how noisy nets act in evaluation (zoo/algorithms/noisy.py).
 NOISY_EVAL_MODES: tuple[str, ...] = ("mean", "sample")
+# `zoo tune --trial-objective`: how a trial's seed runs' scores make its objective.
+TRIAL_OBJECTIVES: tuple[str, ...] = ("mean", "iqm", "min")
 # `replay_buffer`: the class that stores transitions; `frame_store`: where frames are kept.
 REPLAY_BUFFERS: tuple[str, ...] = ("frames", "sb3")
 FRAME_STORES: tuple[str, ...] = ("host", "device")

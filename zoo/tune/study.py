@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -50,6 +49,7 @@ from zoo.tune.storage import (
 )
 from zoo.tune.trial_runs import (
     check_seed_settings,
+    evaluation_is_finite,
     later_half_mean,
     run_trial_seeds,
     seeds_identity,
@@ -105,6 +105,11 @@ class TuneSettings:
         return f"{self.algo}-{self.base_config().env.name}"
 
     @property
+    def trial_tracking(self) -> Tracking | None:
+        """--track for each trial's runs: tracked runs grouped by the study."""
+        return self.tracking.in_group(f"tune/{self.study_name}") if self.tracking else None
+
+    @property
     def study_dir(self) -> Path:
         return self.log_dir / "tune" / self.study_name
 
@@ -126,10 +131,7 @@ class TrialReporter:
     stop_reason: str | None = None
 
     def __call__(self, model: BaseAlgorithm, result: EvaluationResult) -> bool:
-        finite = math.isfinite(result.mean) and all(
-            bool(th.isfinite(p).all()) for p in model.policy.parameters()
-        )
-        if not finite:
+        if not evaluation_is_finite(model, result):
             self.stop_reason = f"the network went NaN or infinite by step {result.step:,}"
             return False
         self.evaluations.append((result.step, result.mean))
@@ -393,11 +395,8 @@ def run_trial(
     run = _trial_run(settings, config, trial.number)
     trial.set_user_attr("run_dir", str(run.path))
     reporter = TrialReporter(trial, settings.pruner)
-    tracking = settings.tracking
     options = TrainOptions(
-        device=settings.device,
-        on_evaluation=reporter,
-        tracking=tracking.in_group(f"tune/{settings.study_name}") if tracking else None,
+        device=settings.device, on_evaluation=reporter, tracking=settings.trial_tracking
     )
     try:
         with heartbeat(storage, trial):

@@ -22,8 +22,6 @@ import contextlib
 import math
 import multiprocessing
 import os
-import signal
-import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,11 +39,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from zoo.config.layers import Layer
 from zoo.core.errors import UserError
+from zoo.core.interrupts import stop_when_orphaned
 from zoo.core.threads import cores
 from zoo.envs.gym_packages import import_gym_packages
 from zoo.runs.evaluation import EvaluationResult
 from zoo.runs.folders import Run, write_run_files
 from zoo.runs.tracking import Tracking
+from zoo.schema.names import TRIAL_OBJECTIVES
 from zoo.training.train import TrainOptions, train
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 SEED_STRIDE = 10_000
 MAX_SEEDS_PER_TRIAL = 64
-TRIAL_OBJECTIVES = ("mean", "iqm", "min")
 SEED_RUNS_ATTR = "seed_runs"
 TRIAL_OBJECTIVE_ATTR = "trial_objective"
 GO, STOP = "go", "stop"
@@ -107,8 +106,7 @@ def run_trial_seeds(
 ) -> SeedRunsEnd:
     """Train the trial's runs in `folder/seed_<j>` in lockstep; record them in the trial."""
     at_once, threads = runs_at_once(settings.seeds_per_trial, settings.workers)
-    group = f"tune/{settings.study_name}"
-    tracking = settings.tracking.in_group(group) if settings.tracking is not None else None
+    tracking = settings.trial_tracking
     specs = []
     for j in range(settings.seeds_per_trial):
         layers = trial_layers(settings, values, trial.number, j)
@@ -356,7 +354,8 @@ def finish(lockstep: Lockstep, trial: optuna.Trial, how: str) -> SeedRunsEnd:
 def _seed_run_process(spec: SeedRunSpec, connection: Connection, worker_pid: int) -> None:
     """One run of a trial, in its own process: waits for its turns, trains, says how it ended."""
     th.set_num_threads(spec.torch_threads)
-    _stop_when_the_worker_dies(worker_pid)
+    # A killed worker (its trial fails and runs again elsewhere) leaves no run training.
+    stop_when_orphaned(worker_pid, WORKER_WATCH_SECONDS)
     try:
         import_gym_packages(spec.settings.gym_packages)
         if not _told_to_go(connection):
@@ -381,6 +380,13 @@ def _seed_run_process(spec: SeedRunSpec, connection: Connection, worker_pid: int
             connection.send(("error", f"{type(error).__name__}: {text[0] if text else ''}"))
 
 
+def evaluation_is_finite(model: BaseAlgorithm, result: EvaluationResult) -> bool:
+    """Whether the evaluation mean and every network weight are finite (not NaN or inf)."""
+    return math.isfinite(result.mean) and all(
+        bool(th.isfinite(p).all()) for p in model.policy.parameters()
+    )
+
+
 @dataclass
 class _EvaluationListener:
     """A run's side of the lockstep: tells each evaluation, then waits for the verdict."""
@@ -388,9 +394,7 @@ class _EvaluationListener:
     connection: Connection
 
     def __call__(self, model: BaseAlgorithm, result: EvaluationResult) -> bool:
-        finite = math.isfinite(result.mean) and all(
-            bool(th.isfinite(p).all()) for p in model.policy.parameters()
-        )
+        finite = evaluation_is_finite(model, result)
         try:
             self.connection.send(("evaluation", result.step, result.mean, finite))
         except OSError:
@@ -403,15 +407,3 @@ def _told_to_go(connection: Connection) -> bool:
         return bool(connection.recv() == GO)
     except (EOFError, OSError):  # the worker is gone: stop
         return False
-
-
-def _stop_when_the_worker_dies(worker_pid: int) -> None:
-    """A killed worker (its trial fails and runs again elsewhere) leaves no run training: the
-    run stops as at a SIGTERM, with a checkpoint."""
-
-    def watch() -> None:
-        while os.getppid() == worker_pid:
-            threading.Event().wait(WORKER_WATCH_SECONDS)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="zoo-watch-worker", daemon=True).start()
