@@ -198,6 +198,26 @@ def test_mlflow_runs_starting_together_share_the_experiment_one_of_them_created(
     assert client.get_run(run_id).info.experiment_id == winner
 
 
+def test_a_group_is_created_once_before_its_runs_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tune and benchmark create the group's experiment before runs start side by side, so
+    no two runs can each create an experiment of the same name."""
+    from mlflow.tracking import MlflowClient
+
+    from zoo.runs.trackers import create_tracking_group
+    from zoo.runs.tracking import check_tracking
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    tracking = check_tracking("mlflow", str(tmp_path / "store")).in_group("tune/cp")
+    create_tracking_group(tracking)
+    create_tracking_group(tracking)  # again: the same one
+    create_tracking_group(None)  # no --track: nothing
+    client = MlflowClient(tracking_uri=tracking.uri)
+    names = [e.name for e in client.search_experiments()]
+    assert names.count("tune/cp") == 1
+
+
 def _wandb_records(run_file: Path) -> list[Any]:
     """The records of a W&B run file: a 7-byte header, then 32 KiB blocks of chunks, each
     with a 7-byte header (CRC, length, type: 1 whole, 2 first, 3 middle, 4 last)."""

@@ -157,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cells = select_cells(grid_cells(grid, grid_dir), args.cells)
     interrupted = 0
+    if not args.report:
+        from zoo.runs.trackers import create_tracking_group
+
+        create_tracking_group(grid.tracking)  # once, before cells start side by side
     if slurm is not None:
         return _submit(args, grid, grid_dir, cells, eval_games, slurm, say)
     if not args.report:

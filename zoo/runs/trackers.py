@@ -73,36 +73,18 @@ class Tracker:
 class MlflowTracker(Tracker):
     def __init__(self, tracking: Tracking, name: str, folder: Path, warn: Callable[[str], None]):
         super().__init__(tracking, warn)
-        if tracking.uri is not None and tracking.uri.startswith("file:"):
-            # MLflow 3 refuses its file store unless told to allow it; it is the store zoo uses.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        client_class = importlib.import_module("mlflow.tracking").MlflowClient
         self.entities = importlib.import_module("mlflow.entities")
-        self.client = client_class(tracking_uri=tracking.uri)
+        self.client = _mlflow_client(tracking)
         if tracking.run_id is not None:
             self.client.get_run(tracking.run_id)  # still there?
             self.client.update_run(tracking.run_id, status="RUNNING")
             self.run_id = tracking.run_id
             return
-        experiment_id = self._experiment_id(tracking.group or _EXPERIMENT)
+        experiment_id = _experiment_id(self.client, tracking.group or _EXPERIMENT)
         run = self.client.create_run(
             experiment_id, run_name=name, tags={"zoo.run_dir": str(folder.absolute())}
         )
         self.run_id = str(run.info.run_id)
-
-    def _experiment_id(self, name: str) -> str:
-        """The experiment's id, created if new. Runs starting side by side (a tune trial's
-        seed runs, benchmark cells) may race to create it: the loser reads the winner's."""
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return str(experiment.experiment_id)
-        try:
-            return str(self.client.create_experiment(name))
-        except importlib.import_module("mlflow.exceptions").MlflowException:
-            experiment = self.client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            return str(experiment.experiment_id)
 
     def _log_params(self, params: Mapping[str, str]) -> None:
         items = [
@@ -126,6 +108,43 @@ class MlflowTracker(Tracker):
 
     def _finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FINISHED"))
+
+
+def _mlflow_client(tracking: Tracking) -> Any:
+    if tracking.uri is not None and tracking.uri.startswith("file:"):
+        # MLflow 3 refuses its file store unless told to allow it; it is the store zoo uses.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return importlib.import_module("mlflow.tracking").MlflowClient(tracking_uri=tracking.uri)
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """The experiment's id, created if new. Runs that start side by side could both find it
+    missing and create two of one name; `create_tracking_group` makes it before they start,
+    and a run that loses a race all the same reads the winner's."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except importlib.import_module("mlflow.exceptions").MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
+
+
+def create_tracking_group(tracking: Tracking | None) -> None:
+    """Create the group of runs that will start side by side (a study's trials and seed runs,
+    a grid's cells) once, before they start: MLflow's experiment (W&B groups need nothing)."""
+    if tracking is None or tracking.kind != "mlflow":
+        return
+    try:
+        _experiment_id(_mlflow_client(tracking), tracking.group or _EXPERIMENT)
+    except Exception as error:  # the library's own errors, as open_tracker says them
+        raise UserError(one_line(
+            f"cannot open the mlflow store ({type(error).__name__}: {error}); "
+            "check --track-uri, or run without --track"
+        )) from None  # fmt: skip
 
 
 def _mlflow_key(key: str) -> str:

@@ -34,6 +34,7 @@ from zoo.core.errors import UserError
 from zoo.envs.gym_packages import import_gym_packages
 from zoo.runs.evaluation import EvaluationResult
 from zoo.runs.folders import Run, write_run_files
+from zoo.runs.trackers import create_tracking_group
 from zoo.runs.tracking import Tracking
 from zoo.training.train import TrainOptions, train
 from zoo.tune.sampler import TrialSeededSampler
@@ -242,6 +243,7 @@ def prepare_study(settings: TuneSettings) -> tuple[StudyStorage, SearchSpace]:
             f"study {settings.study_name!r} in {storage.shown} was made with other settings "
             f"({differs}); use the same ones or another --study"
         )
+    create_tracking_group(settings.trial_tracking)  # once, before workers and seed runs start
     return storage, space
 
 
